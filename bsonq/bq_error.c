@@ -60,5 +60,20 @@ void bq_error_prefix(bq_error_t *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    old[sizeof old - 1] = '\0';
+    /* Truncation is intended: the message keeps at most BQ_ERROR_MSG_MAX - 1 bytes. */
+    size_t n = strlen(prefix);
+    if (n > sizeof err->message - 1)
+        n = sizeof err->message - 1;
+    memcpy(err->message, prefix, n);
+    size_t room = sizeof err->message - 1 - n;
+    size_t sep = room < 2 ? room : 2;
+    memcpy(err->message + n, ": ", sep);
+    n += sep;
+    room -= sep;
+    size_t m = strlen(old);
+    if (m > room)
+        m = room;
+    memcpy(err->message + n, old, m);
+    err->message[n + m] = '\0';
 }

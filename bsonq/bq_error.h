@@ -32,9 +32,9 @@ typedef struct bq_error {
     int line;
 } bq_error_t;
 
-/* Returns MongoDB's codeName for `code`, or "UnknownError" ... never NULL. Codes outside
- * the table (aggregation "location" codes such as 16554, named "Location<n>"
- * by mongod; see bq_code_name_write()). Never NULL. */
+/* Returns MongoDB's codeName for `code` from the table, or the static string "Location"
+ * for codes outside it (aggregation "location" codes such as 16554, which mongod names
+ * "Location<n>": use bq_code_name_write() for the full name). Never NULL. */
 const char *bq_code_name(int32_t code);
 
 /* Writes MongoDB's codeName for `code` into buf: the table name, or "Location<code>" for
