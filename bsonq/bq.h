@@ -10,5 +10,6 @@
 #include <bson/bson.h>
 
 #include "bq_error.h"
+#include "bq_type.h"
 
 #endif
