@@ -1,0 +1,139 @@
+/*
+ * wire_int.h: what the files of wire/ share and nobody else sees: the server and
+ * connection objects, the command context, and the command table.
+ *
+ * Flow of one request (see wire_server.c for the threads):
+ *   bytes -> wire_frame_peek/parse (wire_frame.c, pure)
+ *         -> wire_dispatch (wire_dispatch.c: the checks every command shares, run once)
+ *         -> cmd_<name> handler (cmd_*.c: fills the reply body, or fails with a bq_error_t)
+ *         -> wire_dispatch turns success or error into the reply document
+ *         -> wire_frame_build_msg/_reply -> bytes.
+ */
+#ifndef WIRE_INT_H
+#define WIRE_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "wire.h"
+#include "wire_frame.h"
+#include "bq_type.h"
+
+typedef struct wire_server wire_server_t;
+typedef struct wire_conn wire_conn_t;
+
+/* ---- commands ---- */
+
+/* Command flags. */
+#define WIRE_CMD_ADMIN_ONLY (1u << 0) /* must run on the admin database */
+#define WIRE_CMD_OP_QUERY (1u << 1)   /* may arrive as legacy OP_QUERY (the handshake) */
+#define WIRE_CMD_WRITE (1u << 2)      /* changes data: refused in read-only mode */
+
+typedef struct wire_cmd_ctx {
+    wire_server_t *server;
+    wire_conn_t *conn;
+    const bson_t *cmd;     /* the whole command document */
+    const char *name;      /* the command's name as the client spelled it (first key) */
+    const char *db;        /* $db, or the OP_QUERY namespace's database */
+    bool legacy;           /* arrived as OP_QUERY */
+    bson_t *reply;         /* the handler appends its fields; "ok" is added by dispatch */
+} wire_cmd_ctx_t;
+
+/* A handler appends its reply fields to ctx->reply and returns true, or returns false with
+ * err set (and whatever it appended is discarded). */
+typedef bool (*wire_cmd_fn)(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
+typedef struct wire_command {
+    const char *name;
+    wire_cmd_fn fn;
+    unsigned flags;
+    const char *help;
+} wire_command_t;
+
+/* Per-command counters, one slot per table entry, updated by every I/O thread. */
+typedef struct wire_cmd_stats {
+    _Atomic uint64_t calls;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t micros;
+} wire_cmd_stats_t;
+
+/* The table (wire_commands.c), sorted by name. */
+extern const wire_command_t wire_commands[];
+extern const size_t wire_commands_count;
+const wire_command_t *wire_command_find(const char *name);
+
+/* ---- dispatch (wire_dispatch.c) ---- */
+
+/* Runs one parsed request and builds the reply document into *reply (always initialized
+ * by the callee). For a legacy OP_QUERY request the answer goes out as OP_REPLY with
+ * responseFlags *reply_flags (QueryFailure for a legacy query error). */
+void wire_dispatch(wire_server_t *server, wire_conn_t *conn, const wire_msg_t *msg,
+                   bson_t *reply, int32_t *reply_flags);
+
+/* Builds the error reply {ok: 0, errmsg, code, codeName} into an initialized document. */
+void wire_reply_error(bson_t *reply, const bq_error_t *err);
+
+/* ---- the server (wire_server.c) ---- */
+
+typedef struct wire_opcounters {
+    _Atomic uint64_t insert, query, update, del, getmore, command;
+} wire_opcounters_t;
+
+struct wire_server {
+    const wire_config_t *cfg;
+    time_t started;                    /* wall clock at start, for uptime */
+    struct timespec started_mono;
+    char host[256];                    /* "hostname:port" */
+    _Atomic uint64_t next_conn_id;
+    _Atomic int64_t conns_current;
+    _Atomic uint64_t conns_total;
+    wire_opcounters_t opcounters;
+    wire_cmd_stats_t *cmd_stats;       /* wire_commands_count entries */
+    struct wire_sessions *sessions;
+    /* ...threads and listener: private to wire_server.c */
+    struct wire_server_impl *impl;
+};
+
+struct wire_conn {
+    wire_server_t *server;
+    uint64_t id;                       /* connectionId, unique per server */
+    char peer[64];                     /* "127.0.0.1:54321" */
+    char local[64];
+    bool hello_seen;
+    struct bufferevent *bev;
+    struct wire_io_thread *thread;
+    bool closing;                      /* close once the output buffer drains */
+    wire_conn_t *prev, *next;          /* the owning I/O thread's list */
+};
+
+/* Microseconds since the server started (monotonic). */
+uint64_t wire_server_uptime_micros(const wire_server_t *server);
+
+/* ---- sessions (wire_session.c) ---- */
+
+/* Logical sessions by lsid (a UUID). Sessions are only tracked for now: commands that
+ * carry an lsid refresh it; they expire after logicalSessionTimeoutMinutes idle. */
+#define WIRE_SESSION_TIMEOUT_MINUTES 30
+
+struct wire_sessions *wire_sessions_new(void);
+void wire_sessions_destroy(struct wire_sessions *s);
+/* Records use of the session whose id document is `lsid` ({id: UUID}). False with err
+ * (BadValue / InvalidUUID-like codes) when lsid is malformed. */
+bool wire_sessions_touch(struct wire_sessions *s, const bson_t *lsid, bq_error_t *err);
+bool wire_sessions_end(struct wire_sessions *s, const bson_t *lsid);
+size_t wire_sessions_count(struct wire_sessions *s);
+/* Starts a new session: appends {id: UUID} to `out` as field `key`. */
+void wire_sessions_start(struct wire_sessions *s, bson_t *out, const char *key);
+
+/* ---- log (wire_log.c) ---- */
+
+/* Appends {totalLinesWritten, log: [the most recent lines]} for getLog "global". */
+void wire_log_append_recent(bson_t *reply);
+
+/* ---- small helpers (wire_util.c) ---- */
+
+/* Appends the current wall-clock time as a BSON date. */
+void wire_append_now(bson_t *doc, const char *key);
+
+#endif

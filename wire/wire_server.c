@@ -1,0 +1,576 @@
+/*
+ * wire_server.c: the listener, the I/O threads and the connections (DESIGN.md section 3).
+ *
+ * Threads:
+ *   - The main thread runs one event_base with the listening socket and the SIGINT/SIGTERM
+ *     handlers. It accepts connections and hands each to one I/O thread, round robin.
+ *   - Each I/O thread runs its own event_base. A handed-over socket goes into the thread's
+ *     queue (under its mutex) and the thread is woken through a user event; from then on the
+ *     connection lives and dies on that thread only, so connection state needs no locks.
+ *   - A command runs to completion on its connection's thread (reads never wait for a
+ *     writer; writes will queue an intent to the engine's committer and finish later).
+ *
+ * Framing is wire_frame.c's (pure); this file only moves bytes: it asks wire_frame_peek()
+ * whether a whole frame is buffered, parses it, dispatches it, and writes the reply.
+ * A frame that cannot be delimited or parsed closes that connection with one log line at
+ * level 1; every other connection carries on.
+ *
+ * Shutdown: the signal handler stops the listener and tells every I/O thread to stop.
+ * A thread stops reading from its connections, lets their pending replies drain, closes
+ * them, and leaves its loop (after at most WIRE_SHUTDOWN_GRACE_SECONDS for clients that do
+ * not read their replies). The main thread joins the I/O threads and returns.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+#include "wire_int.h"
+
+#define WIRE_SHUTDOWN_GRACE_SECONDS 5
+
+typedef struct wire_io_thread {
+    wire_server_t *server;
+    int index;
+    pthread_t tid;
+    struct event_base *base;
+    struct event *wakeup;       /* activated by other threads: new sockets, or stop */
+    struct event *grace_timer;  /* forces the loop to end during shutdown */
+    pthread_mutex_t lock;       /* guards queue and stopping */
+    int *queue;
+    size_t queue_len, queue_cap;
+    bool stopping;
+    wire_conn_t *conns;         /* this thread's connections */
+    size_t nconns;
+} wire_io_thread_t;
+
+struct wire_server_impl {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *sigint, *sigterm;
+    wire_io_thread_t *threads;
+    int nthreads;
+    unsigned next_thread;
+    _Atomic int32_t next_request_id;
+};
+
+uint64_t wire_server_uptime_micros(const wire_server_t *server)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)(now.tv_sec - server->started_mono.tv_sec) * 1000000 +
+                 (now.tv_nsec - server->started_mono.tv_nsec) / 1000;
+    return us > 0 ? (uint64_t)us : 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_free(wire_conn_t *conn)
+{
+    wire_io_thread_t *t = conn->thread;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        t->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    t->nconns--;
+    atomic_fetch_sub(&conn->server->conns_current, 1);
+    wire_log(1, "conn%llu: end connection %s (%zu on this thread)",
+             (unsigned long long)conn->id, conn->peer, t->nconns);
+    bufferevent_free(conn->bev);
+    free(conn);
+    if (t->stopping && t->nconns == 0)
+        event_base_loopexit(t->base, NULL);
+}
+
+/* Marks the connection to be closed once its pending replies are written: reading stops
+ * now. The caller frees it with conn_free_if_done() when it is done touching it. */
+static void conn_close_when_flushed(wire_conn_t *conn)
+{
+    conn->closing = true;
+    bufferevent_disable(conn->bev, EV_READ);
+}
+
+/* Frees a closing connection whose output has drained. Returns true if it did. */
+static bool conn_free_if_done(wire_conn_t *conn)
+{
+    if (!conn->closing || evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
+        return false;
+    conn_free(conn);
+    return true;
+}
+
+/* Appends one reply frame to the connection's output buffer. */
+static void conn_send(wire_conn_t *conn, int32_t response_to, bool legacy, int32_t reply_flags,
+                      const bson_t *reply)
+{
+    struct wire_server_impl *impl = conn->server->impl;
+    int32_t request_id = atomic_fetch_add(&impl->next_request_id, 1);
+    size_t need = legacy ? wire_frame_build_reply(NULL, 0, request_id, response_to, reply_flags, reply)
+                         : wire_frame_build_msg(NULL, 0, request_id, response_to, 0, reply);
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    struct evbuffer_iovec iov;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)need, &iov, 1) != 1 || iov.iov_len < need) {
+        wire_log(0, "conn%llu: out of memory building a %zu-byte reply; closing",
+                 (unsigned long long)conn->id, need);
+        conn_close_when_flushed(conn);
+        return;
+    }
+    if (legacy)
+        wire_frame_build_reply(iov.iov_base, need, request_id, response_to, reply_flags, reply);
+    else
+        wire_frame_build_msg(iov.iov_base, need, request_id, response_to, 0, reply);
+    iov.iov_len = need;
+    evbuffer_commit_space(out, &iov, 1);
+}
+
+/* Handles one whole frame; may mark the connection closing. */
+static void conn_handle_frame(wire_conn_t *conn, const uint8_t *frame, size_t len)
+{
+    wire_msg_t msg;
+    bq_error_t err;
+    bq_error_clear(&err);
+    wire_parse_result_t res = wire_frame_parse(frame, len, &msg, &err);
+    if (res == WIRE_PARSE_CLOSE) {
+        wire_log(1, "conn%llu: closing connection from %s: %s", (unsigned long long)conn->id,
+                 conn->peer, err.message);
+        wire_msg_cleanup(&msg);
+        conn_close_when_flushed(conn);
+        return;
+    }
+    bson_t reply;
+    bool legacy = msg.hdr.opcode == WIRE_OP_QUERY;
+    int32_t reply_flags = 0;
+    if (res == WIRE_PARSE_ERROR_REPLY) {
+        wire_log(1, "conn%llu: bad request: %s", (unsigned long long)conn->id, err.message);
+        bson_init(&reply);
+        wire_reply_error(&reply, &err);
+    } else {
+        wire_dispatch(conn->server, conn, &msg, &reply, &reply_flags);
+    }
+    if (!(msg.flags & WIRE_MSG_MORE_TO_COME))
+        conn_send(conn, msg.hdr.request_id, legacy, reply_flags, &reply);
+    bson_destroy(&reply);
+    wire_msg_cleanup(&msg);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    wire_conn_t *conn = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (!conn->closing) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < WIRE_HEADER_SIZE)
+            break;
+        uint8_t head[WIRE_HEADER_SIZE];
+        evbuffer_copyout(in, head, sizeof head);
+        wire_header_t hdr;
+        bq_error_t err;
+        bq_error_clear(&err);
+        if (wire_frame_peek(head, sizeof head, &hdr, &err) == WIRE_FRAME_INVALID) {
+            wire_log(1, "conn%llu: closing connection from %s: %s",
+                     (unsigned long long)conn->id, conn->peer, err.message);
+            conn_close_when_flushed(conn);
+            break;
+        }
+        size_t flen = (size_t)hdr.length;
+        if (avail < flen)
+            break; /* wait for the rest of the frame */
+        const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)flen);
+        if (!frame) {
+            wire_log(0, "conn%llu: out of memory reading a %zu-byte frame; closing",
+                     (unsigned long long)conn->id, flen);
+            conn_close_when_flushed(conn);
+            break;
+        }
+        conn_handle_frame(conn, frame, flen);
+        evbuffer_drain(in, flen);
+    }
+    conn_free_if_done(conn);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_free_if_done(arg);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    wire_conn_t *conn = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(conn);
+}
+
+static void sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        port = ntohs(sin->sin_port);
+        snprintf(buf, size, "%s:%d", host, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        port = ntohs(sin6->sin6_port);
+        snprintf(buf, size, "[%s]:%d", host, port);
+    } else {
+        snprintf(buf, size, "unknown");
+    }
+}
+
+static void conn_open(wire_io_thread_t *t, int fd)
+{
+    wire_server_t *server = t->server;
+    wire_conn_t *conn = calloc(1, sizeof *conn);
+    struct bufferevent *bev =
+        conn ? bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        wire_log(0, "out of memory accepting a connection");
+        free(conn);
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        sockaddr_format(&ss, conn->peer, sizeof conn->peer);
+    sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        sockaddr_format(&ss, conn->local, sizeof conn->local);
+    conn->server = server;
+    conn->thread = t;
+    conn->bev = bev;
+    conn->id = atomic_fetch_add(&server->next_conn_id, 1);
+    conn->next = t->conns;
+    if (t->conns)
+        t->conns->prev = conn;
+    t->conns = conn;
+    t->nconns++;
+    int64_t now = atomic_fetch_add(&server->conns_current, 1) + 1;
+    atomic_fetch_add(&server->conns_total, 1);
+    wire_log(1, "conn%llu: connection accepted from %s (%lld now open)",
+             (unsigned long long)conn->id, conn->peer, (long long)now);
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* ---- I/O threads ---- */
+
+static void thread_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wire_io_thread_t *t = arg;
+    if (t->nconns)
+        wire_log(0, "shutdown: closing %zu connections that did not drain in time", t->nconns);
+    while (t->conns)
+        conn_free(t->conns);
+    event_base_loopexit(t->base, NULL);
+}
+
+static void thread_wakeup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wire_io_thread_t *t = arg;
+    pthread_mutex_lock(&t->lock);
+    int *fds = t->queue;
+    size_t n = t->queue_len;
+    bool stopping = t->stopping;
+    t->queue = NULL;
+    t->queue_len = t->queue_cap = 0;
+    pthread_mutex_unlock(&t->lock);
+
+    for (size_t i = 0; i < n; i++) {
+        if (stopping)
+            evutil_closesocket(fds[i]);
+        else
+            conn_open(t, fds[i]);
+    }
+    free(fds);
+    if (!stopping)
+        return;
+    /* Stop: every command on this thread has finished (they run to completion on this
+     * thread), so what is left is to flush replies and close. */
+    if (t->nconns == 0) {
+        event_base_loopexit(t->base, NULL);
+        return;
+    }
+    wire_conn_t *c = t->conns;
+    while (c) {
+        wire_conn_t *next = c->next;
+        conn_close_when_flushed(c);
+        conn_free_if_done(c); /* may exit the loop once the last one goes */
+        c = next;
+    }
+    struct timeval grace = {WIRE_SHUTDOWN_GRACE_SECONDS, 0};
+    t->grace_timer = evtimer_new(t->base, thread_grace_cb, t);
+    if (t->grace_timer)
+        evtimer_add(t->grace_timer, &grace);
+}
+
+static void *thread_main(void *arg)
+{
+    wire_io_thread_t *t = arg;
+    event_base_loop(t->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static void thread_notify(wire_io_thread_t *t)
+{
+    event_active(t->wakeup, EV_READ, 0);
+}
+
+/* ---- listener and signals (main thread) ---- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)l;
+    (void)sa;
+    (void)salen;
+    wire_server_t *server = arg;
+    struct wire_server_impl *impl = server->impl;
+    wire_io_thread_t *t = &impl->threads[impl->next_thread++ % (unsigned)impl->nthreads];
+    pthread_mutex_lock(&t->lock);
+    if (t->queue_len == t->queue_cap) {
+        size_t cap = t->queue_cap ? t->queue_cap * 2 : 16;
+        int *q = realloc(t->queue, cap * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&t->lock);
+            wire_log(0, "out of memory handing over a connection");
+            evutil_closesocket(fd);
+            return;
+        }
+        t->queue = q;
+        t->queue_cap = cap;
+    }
+    t->queue[t->queue_len++] = fd;
+    pthread_mutex_unlock(&t->lock);
+    thread_notify(t);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends are transient: log and keep listening. */
+    wire_log(0, "accept failed: %s", evutil_socket_error_to_string(e));
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    wire_server_t *server = arg;
+    struct wire_server_impl *impl = server->impl;
+    wire_log(0, "received signal %d: shutting down", (int)sig);
+    if (impl->listener) {
+        evconnlistener_free(impl->listener);
+        impl->listener = NULL;
+    }
+    for (int i = 0; i < impl->nthreads; i++) {
+        wire_io_thread_t *t = &impl->threads[i];
+        pthread_mutex_lock(&t->lock);
+        t->stopping = true;
+        pthread_mutex_unlock(&t->lock);
+        thread_notify(t);
+    }
+    event_base_loopexit(impl->base, NULL);
+}
+
+/* Lets 1,000s of connections in: raise the soft descriptor limit to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* mkdir -p for the data directory. */
+static bool make_dirs(const char *path, bq_error_t *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        bq_error_set(err, BQ_ERR_BadValue, "bad --dbpath '%s'", path);
+        return false;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                bq_error_set(err, BQ_ERR_InternalError, "cannot create data directory '%s': %s",
+                             buf, strerror(errno));
+                return false;
+            }
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        bq_error_set(err, BQ_ERR_InternalError, "data directory '%s' is not a directory", path);
+        return false;
+    }
+    return true;
+}
+
+static void threads_stop_and_free(struct wire_server_impl *impl)
+{
+    for (int i = 0; i < impl->nthreads; i++) {
+        wire_io_thread_t *t = &impl->threads[i];
+        if (t->tid)
+            pthread_join(t->tid, NULL);
+        if (t->grace_timer)
+            event_free(t->grace_timer);
+        if (t->wakeup)
+            event_free(t->wakeup);
+        if (t->base)
+            event_base_free(t->base);
+        free(t->queue);
+        pthread_mutex_destroy(&t->lock);
+    }
+    free(impl->threads);
+}
+
+bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
+{
+    static wire_server_t server; /* one per process: signals are process-wide */
+    static struct wire_server_impl impl;
+    bool ok = false;
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    if (evthread_use_pthreads() != 0) {
+        bq_error_set(err, BQ_ERR_InternalError, "libevent has no pthreads support");
+        return false;
+    }
+    if (!make_dirs(cfg->dbpath, err))
+        return false;
+
+    memset(&server, 0, sizeof server);
+    memset(&impl, 0, sizeof impl);
+    server.cfg = cfg;
+    server.impl = &impl;
+    server.started = time(NULL);
+    clock_gettime(CLOCK_MONOTONIC, &server.started_mono);
+    atomic_init(&server.next_conn_id, 1);
+    atomic_init(&impl.next_request_id, 1);
+    char hn[200] = "localhost";
+    gethostname(hn, sizeof hn - 1);
+    snprintf(server.host, sizeof server.host, "%s:%d", hn, cfg->port);
+    server.cmd_stats = calloc(wire_commands_count, sizeof *server.cmd_stats);
+    server.sessions = wire_sessions_new();
+    impl.base = event_base_new();
+    if (!server.cmd_stats || !server.sessions || !impl.base) {
+        bq_error_set(err, BQ_ERR_InternalError, "out of memory starting the server");
+        goto out;
+    }
+
+    struct sockaddr_storage ss;
+    int sslen = (int)sizeof ss;
+    char addr[300];
+    snprintf(addr, sizeof addr, strchr(cfg->bind, ':') ? "[%s]:%d" : "%s:%d", cfg->bind,
+             cfg->port);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        bq_error_set(err, BQ_ERR_BadValue, "bad --bind address '%s'", cfg->bind);
+        goto out;
+    }
+    impl.listener = evconnlistener_new_bind(
+        impl.base, accept_cb, &server, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 4096,
+        (struct sockaddr *)&ss, sslen);
+    if (!impl.listener) {
+        bq_error_set(err, BQ_ERR_InternalError, "cannot listen on %s: %s", addr,
+                     strerror(errno));
+        goto out;
+    }
+    evconnlistener_set_error_cb(impl.listener, accept_error_cb);
+
+    impl.nthreads = cfg->threads;
+    impl.threads = calloc((size_t)impl.nthreads, sizeof *impl.threads);
+    if (!impl.threads) {
+        bq_error_set(err, BQ_ERR_InternalError, "out of memory starting I/O threads");
+        goto out;
+    }
+    for (int i = 0; i < impl.nthreads; i++) {
+        wire_io_thread_t *t = &impl.threads[i];
+        t->server = &server;
+        t->index = i;
+        pthread_mutex_init(&t->lock, NULL);
+        t->base = event_base_new();
+        t->wakeup = t->base ? event_new(t->base, -1, 0, thread_wakeup_cb, t) : NULL;
+        if (!t->wakeup || pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+            t->tid = 0;
+            bq_error_set(err, BQ_ERR_InternalError, "cannot start I/O thread %d", i);
+            goto out;
+        }
+    }
+
+    impl.sigint = evsignal_new(impl.base, SIGINT, signal_cb, &server);
+    impl.sigterm = evsignal_new(impl.base, SIGTERM, signal_cb, &server);
+    evsignal_add(impl.sigint, NULL);
+    evsignal_add(impl.sigterm, NULL);
+
+    wire_log(0, "nedbd %s listening on %s, dbpath %s, %d I/O threads, log level %d",
+             NEDB_VERSION, addr, cfg->dbpath, impl.nthreads, wire_log_level);
+    event_base_dispatch(impl.base);
+    ok = true;
+
+out:
+    if (impl.listener)
+        evconnlistener_free(impl.listener);
+    impl.listener = NULL;
+    if (impl.threads) {
+        if (!ok) {
+            for (int i = 0; i < impl.nthreads; i++) {
+                wire_io_thread_t *t = &impl.threads[i];
+                if (t->tid) {
+                    pthread_mutex_lock(&t->lock);
+                    t->stopping = true;
+                    pthread_mutex_unlock(&t->lock);
+                    thread_notify(t);
+                }
+            }
+        }
+        threads_stop_and_free(&impl);
+    }
+    if (impl.sigint)
+        event_free(impl.sigint);
+    if (impl.sigterm)
+        event_free(impl.sigterm);
+    if (impl.base)
+        event_base_free(impl.base);
+    if (server.sessions)
+        wire_sessions_destroy(server.sessions);
+    free(server.cmd_stats);
+    if (ok)
+        wire_log(0, "nedbd stopped");
+    libevent_global_shutdown();
+    return ok;
+}
