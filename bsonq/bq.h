@@ -3,6 +3,19 @@
  *
  * bsonq/ is pure: functions over libbson documents, no I/O, no threads, no globals that
  * change after startup. Every other layer includes this header for the error type.
+ *
+ * What lives here, by file:
+ *   bq_error.c    the shared error type (bq_error.h) and the code table (bq_codes.def)
+ *   bq_type.c     BSON type names as mongod spells them (bq_type.h)
+ *   bq_compare.c  MongoDB's total order over BSON values (sort, $gt, indexes, $min ...)
+ *   bq_dec.c      Decimal128 arithmetic and comparison over libbson's BID encoding
+ *   bq_num.c      numeric arithmetic with MongoDB's result-type rules
+ *   bq_path.c     dotted paths resolved the way queries resolve them (array fan-out)
+ *   bq_match*.c   query filters: compile once, evaluate against many documents
+ *
+ * Values are libbson's bson_value_t. A bson_value_t that points into a document (from
+ * bson_iter_value()) is borrowed: valid only while that document is. Functions here never
+ * keep a pointer to an argument after they return unless they say so.
  */
 #ifndef BQ_H
 #define BQ_H
@@ -11,5 +24,154 @@
 
 #include "bq_error.h"
 #include "bq_type.h"
+
+/* ---------------------------------------------------------------- comparison (bq_compare.c) */
+
+/* MongoDB's canonical type rank: values of different ranks compare by rank alone.
+ * MinKey -1 < undefined 0 < null 5 < numbers 10 < string/symbol 15 < object 20 < array 25
+ * < binData 30 < objectId 35 < bool 40 < date 45 < timestamp 47 < regex 50 < dbPointer 55
+ * < code 60 < codeWScope 65 < MaxKey 127. All numeric types share one rank (10). */
+int bq_type_rank(bson_type_t t);
+
+/* Total order over BSON values, as mongod sorts them (simple collation): returns <0, 0, >0.
+ * Numbers compare by value across int32/int64/double/Decimal128 (NaN is the lowest number
+ * and equals NaN; -0 equals 0; double vs Decimal128 converts the double to 34 digits).
+ * Strings and symbols compare by bytes; objects field by field (type rank, name, value);
+ * arrays element by element; BinData by length, then subtype, then bytes. */
+int bq_value_compare(const bson_value_t *a, const bson_value_t *b);
+
+/* bq_value_compare(a, b) == 0. */
+bool bq_value_equal(const bson_value_t *a, const bson_value_t *b);
+
+/* Compares two documents as objects (field by field). */
+int bq_doc_compare(const bson_t *a, const bson_t *b);
+
+
+/* ---------------------------------------------------------------- Decimal128 (bq_dec.c) */
+
+/* IEEE 754-2008 decimal128 arithmetic over libbson's BID encoding: 34 digits, results
+ * correctly rounded (round half to even), exponent range [-6176, 6111] with overflow to
+ * infinity. Results that are exact keep IEEE's preferred exponent (1.0 + 2 = 3.0).
+ * Division by zero gives +-Infinity (0/0 gives NaN): callers that must refuse it check
+ * first. All of them are total: no errors. */
+bson_decimal128_t bq_dec_add(bson_decimal128_t a, bson_decimal128_t b);
+bson_decimal128_t bq_dec_sub(bson_decimal128_t a, bson_decimal128_t b);
+bson_decimal128_t bq_dec_mul(bson_decimal128_t a, bson_decimal128_t b);
+bson_decimal128_t bq_dec_div(bson_decimal128_t a, bson_decimal128_t b);
+/* Truncated remainder (sign of a), like C's fmod; NaN when b is 0 or a is infinite. */
+bson_decimal128_t bq_dec_mod(bson_decimal128_t a, bson_decimal128_t b);
+/* Total numeric order: NaN lowest and equal to NaN, -0 == 0. Returns <0, 0, >0. */
+int bq_dec_compare(bson_decimal128_t a, bson_decimal128_t b);
+bool bq_dec_is_nan(bson_decimal128_t d);
+bool bq_dec_is_inf(bson_decimal128_t d);
+bool bq_dec_is_zero(bson_decimal128_t d);
+bson_decimal128_t bq_dec_from_int64(int64_t v);
+/* Converts a double rounded to `digits` significant digits (1..34). MongoDB converts with
+ * 34 digits to compare and with 15 digits for arithmetic ($add of a double and a decimal). */
+bson_decimal128_t bq_dec_from_double(double v, int digits);
+/* Nearest double (correctly rounded). */
+double bq_dec_to_double(bson_decimal128_t d);
+/* Truncates toward zero into *out. Returns false (and leaves *out 0) for NaN, infinities
+ * and values outside int64. *exact (if not NULL) is set when no fraction was dropped. */
+bool bq_dec_to_int64(bson_decimal128_t d, int64_t *out, bool *exact);
+
+/* ---------------------------------------------------------------- numbers (bq_num.c) */
+
+/* True for int32, int64, double and Decimal128 values. */
+bool bq_num_is_number(const bson_value_t *v);
+
+/* Arithmetic with MongoDB's result types: int32 op int32 is int32 unless it overflows (then
+ * int64); int64 that overflows becomes double; any double makes a double; any Decimal128
+ * makes a Decimal128 (doubles converted with 15 digits, as mongod does). *out is a plain
+ * value (never owns memory). Errors: TypeMismatch when an operand is not a number;
+ * bq_num_div and bq_num_mod fail on division by zero with mongod's codes 16608 and 16610
+ * ("can't $divide by zero" / "can't $mod by zero"). bq_num_div always returns a double
+ * unless an operand is Decimal128. */
+bool bq_num_add(const bson_value_t *a, const bson_value_t *b, bson_value_t *out,
+                bq_error_t *err);
+bool bq_num_sub(const bson_value_t *a, const bson_value_t *b, bson_value_t *out,
+                bq_error_t *err);
+bool bq_num_mul(const bson_value_t *a, const bson_value_t *b, bson_value_t *out,
+                bq_error_t *err);
+bool bq_num_div(const bson_value_t *a, const bson_value_t *b, bson_value_t *out,
+                bq_error_t *err);
+bool bq_num_mod(const bson_value_t *a, const bson_value_t *b, bson_value_t *out,
+                bq_error_t *err);
+
+/* Value of a number as a double (Decimal128 rounded to nearest). False if not a number. */
+bool bq_num_to_double(const bson_value_t *v, double *out);
+/* Value of a number truncated toward zero into an int64. Returns false for non-numbers,
+ * NaN, infinities and values out of range. *exact (optional) tells whether the value was
+ * integral (nothing dropped). */
+bool bq_num_to_int64(const bson_value_t *v, int64_t *out, bool *exact);
+/* Compares two numbers by value (bq_value_compare restricted to numbers). */
+int bq_num_compare(const bson_value_t *a, const bson_value_t *b);
+/* True if v is a double NaN or a Decimal128 NaN. */
+bool bq_num_is_nan(const bson_value_t *v);
+
+/* ---------------------------------------------------------------- paths (bq_path.c) */
+
+/* One value reached by a dotted path, as a query sees it.
+ *   value     the value, or NULL when the path is missing at this point (a query's
+ *             {a: null} and {$exists: false} need to see those)
+ *   in_array  true when the value is an element of an array the walk expanded (implicit
+ *             array traversal or leaf-array expansion), false for a value stored directly
+ *             at the path (including a whole array reported as itself)
+ * Values are borrowed from the document being walked. */
+typedef struct bq_path_hit {
+    const bson_value_t *value;
+    bool in_array;
+} bq_path_hit_t;
+
+/* Return true to stop the walk. */
+typedef bool (*bq_path_cb)(void *ctx, const bq_path_hit_t *hit);
+
+enum bq_path_flags {
+    /* Leaf arrays are reported element by element and then as a whole (query equality
+     * semantics). Without this flag a leaf array is reported once, as itself ($size,
+     * $elemMatch and $all with $elemMatch need the array). */
+    BQ_PATH_EXPAND_LEAF_ARRAYS = 1,
+};
+
+/* Walks `path` ("a.b.0.c") through `doc` the way MongoDB's query matcher does:
+ *   - an object field is followed by name;
+ *   - an array met before the end of the path fans out: each element that is an object is
+ *     walked with the rest of the path; when the next component is all digits, the element
+ *     at that index is also walked with the component consumed (so "a.0" both indexes the
+ *     array and matches fields named "0" in its documents); nested arrays are not fanned
+ *     out again;
+ *   - a scalar met before the end of the path, or a missing field, reports a missing hit.
+ * Calls cb for every hit until it returns true. Returns true if cb stopped the walk. */
+bool bq_path_walk(const bson_t *doc, const char *path, int flags, bq_path_cb cb,
+                  void *ctx);
+
+/* Same, walking from a value (a document or array value; any other value has no fields
+ * and reports one missing hit). */
+bool bq_path_walk_value(const bson_value_t *root, const char *path, int flags,
+                        bq_path_cb cb, void *ctx);
+
+/* Plain lookup without array fan-out: follows objects, and arrays by numeric index only.
+ * Returns true and fills *out (borrowed) when the path exists. */
+bool bq_path_get(const bson_t *doc, const char *path, bson_value_t *out);
+
+/* ---------------------------------------------------------------- match (bq_match*.c) */
+
+typedef struct bq_match bq_match_t;
+
+/* Compiles a query filter ({a: 1, b: {$gt: 2}, $or: [...]}). Returns a new matcher the
+ * caller frees with bq_match_destroy(), or NULL with err set:
+ *   BadValue (2)        unknown operators ("unknown operator: $foo", "unknown top level
+ *                       operator: $foo"), malformed arguments ("$in needs an array", ...)
+ *   NotImplemented(238) $expr, $jsonSchema, $text, geo operators (not built yet)
+ *   other codes as mongod uses them (e.g. 51108 for bad regex options).
+ * The matcher copies what it needs: `filter` may be destroyed afterwards. A compiled
+ * matcher is immutable and may be shared between threads. */
+bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err);
+
+/* True when doc matches the filter. */
+bool bq_match_eval(const bq_match_t *m, const bson_t *doc);
+
+/* Frees a matcher; NULL is allowed. */
+void bq_match_destroy(bq_match_t *m);
 
 #endif

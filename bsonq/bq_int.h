@@ -1,0 +1,113 @@
+/*
+ * bq_int.h: what bsonq/'s own files share and nobody else may use (bq__ names).
+ *
+ * The unpacked Decimal128 form used by bq_dec.c and bq_compare.c, and the matcher's
+ * node and operator-table types shared by the bq_match*.c files.
+ */
+#ifndef BQ_INT_H
+#define BQ_INT_H
+
+
+#include "bq.h"
+
+/* ---------------------------------------------------------------- Decimal128, unpacked */
+
+enum { BQ__DEC_FINITE, BQ__DEC_INF, BQ__DEC_NAN };
+
+typedef struct bq__dec {
+    int cls;                 /* BQ__DEC_* */
+    bool neg;
+    unsigned __int128 coef;  /* < 10^34 for finite values */
+    int32_t exp;             /* value = coef * 10^exp, exp in [-6176, 6111] */
+} bq__dec_t;
+
+void bq__dec_unpack(bson_decimal128_t d, bq__dec_t *out);
+bson_decimal128_t bq__dec_pack(const bq__dec_t *d);
+
+/* ---------------------------------------------------------------- matcher */
+
+typedef struct bq__mnode bq__mnode_t;
+typedef struct bq__mop bq__mop_t;
+
+enum bq__mkind {
+    BQ__M_AND,       /* children all match (also the top level) */
+    BQ__M_OR,
+    BQ__M_NOR,
+    BQ__M_NOT,       /* one child */
+    BQ__M_LEAF,      /* op applied to the values at path (or to the element in context) */
+    BQ__M_TRUE,
+    BQ__M_FALSE,
+};
+
+/* Flags of an operator table entry. */
+enum bq__mop_flags {
+    BQ__MOP_WHOLE_ARRAY = 1,  /* sees a leaf array as itself, not element by element */
+    BQ__MOP_MISSING = 2,      /* wants missing hits (value NULL) too */
+};
+
+/* A compiled node. Leaf nodes own a copy of their argument and op-specific data. */
+struct bq__mnode {
+    enum bq__mkind kind;
+    char *path;              /* dotted path, or NULL inside $elemMatch (value context) */
+    const bq__mop_t *op;     /* BQ__M_LEAF only */
+    bson_value_t arg;        /* copied argument (bson_value_copy), BQ__M_LEAF only */
+    void *data;              /* op-specific compiled data, freed by op->free */
+    bq__mnode_t **kids;
+    size_t nkids;
+};
+
+/* One operator: compile checks and prepares the argument, match tests one value (NULL for
+ * a missing path), free releases `data`. */
+struct bq__mop {
+    const char *name;
+    bool (*compile)(bq__mnode_t *n, const bson_iter_t *arg, bq_error_t *err);
+    bool (*match)(const bq__mnode_t *n, const bson_value_t *v);
+    void (*free)(void *data);
+    int flags;
+};
+
+/* Per-family tables, each ending with a {NULL} entry. */
+extern const bq__mop_t bq__match_cmp_ops[];
+extern const bq__mop_t bq__match_elem_ops[];
+extern const bq__mop_t bq__match_array_ops[];
+extern const bq__mop_t bq__match_eval_ops[];
+
+/* bq_match.c */
+bq__mnode_t *bq__mnode_new(enum bq__mkind kind);
+void bq__mnode_free(bq__mnode_t *n);
+bool bq__mnode_add(bq__mnode_t *parent, bq__mnode_t *kid);
+const bq__mop_t *bq__mop_find(const char *name);
+/* Parses {field: value-or-operators, $and: ...} into children of `into`. */
+bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top,
+                         bq_error_t *err);
+/* Parses the operator document of one field ({$gt: 1, $lt: 5}) into children of `into`;
+ * path may be NULL (value context of $elemMatch). */
+bool bq__match_parse_ops(bq__mnode_t *into, const char *path, const bson_iter_t *ops,
+                         bq_error_t *err);
+/* Evaluates against a document (path context). */
+bool bq__mnode_eval_doc(const bq__mnode_t *n, const bson_t *doc);
+/* Evaluates against one value (value context: $elemMatch with operators). */
+bool bq__mnode_eval_value(const bq__mnode_t *n, const bson_value_t *v);
+/* The equality leaf used by $eq, $in, $all and bare values: compiles `arg` as $eq (or a
+ * regex match when arg is a regex). */
+bq__mnode_t *bq__match_eq_leaf(const char *path, const bson_iter_t *arg, bq_error_t *err);
+
+/* bq_match_logic.c */
+bool bq__match_parse_logic(bq__mnode_t *into, const char *op, const bson_iter_t *arg,
+                           bq_error_t *err);
+bool bq__match_parse_not(bq__mnode_t *into, const char *path, const bson_iter_t *arg,
+                         bq_error_t *err);
+
+/* bq_match_eval.c: regex compiled for matching (pattern + BSON options). */
+typedef struct bq__regex bq__regex_t;
+bq__regex_t *bq__regex_new(const char *pattern, const char *options, bq_error_t *err);
+void bq__regex_free(void *re);
+/* Regex semantics of a query: strings and symbols are searched, a regex value matches
+ * when pattern and options are identical, anything else does not match. */
+bool bq__regex_match_value(const bq__regex_t *re, const bson_value_t *v);
+extern const bq__mop_t bq__match_regex_op;
+
+/* bq_match_cmp.c */
+extern const bq__mop_t bq__match_eq_op;
+
+#endif
