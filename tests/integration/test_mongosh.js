@@ -1,0 +1,125 @@
+'use strict';
+/*
+ * test_mongosh.js: the real mongosh 2.12 (node_modules/.bin/mongosh) connects to nedbd and
+ * runs commands with --quiet --eval. Besides the values, the shell must stay silent: no
+ * warning (mongosh prints startup warnings and complains about fields it does not expect)
+ * and nothing at all on stderr.
+ *
+ * mongosh runs with HOME pointing into a temporary directory (it writes logs and history
+ * there) and telemetry off, so the test neither touches the user's files nor the network.
+ */
+const assert = require('assert/strict');
+const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const h = require('./lib/server');
+const { RawConn } = require('./lib/wire');
+
+const MONGOSH = path.join(h.ROOT, 'node_modules', '.bin', 'mongosh');
+let srv;
+let home;
+
+h.before(async () => {
+    assert.ok(fs.existsSync(MONGOSH), `mongosh not installed at ${MONGOSH} (npm ci)`);
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'nedb-it-mongosh-'));
+    srv = await h.startServer();
+});
+
+h.after(async () => {
+    if (srv && srv.alive()) srv.kill();
+    if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+/* Runs mongosh --quiet --eval `script` against db `test`; resolves {code, stdout, stderr}. */
+function mongosh(script, timeoutMs = 60000) {
+    return new Promise((resolve, reject) => {
+        const p = spawn(MONGOSH, [`mongodb://127.0.0.1:${srv.port}/test`, '--quiet', '--eval', script], {
+            env: { ...process.env, HOME: home, MONGOSH_FORCE_DISABLE_TELEMETRY_FOR_TESTING: '1', NO_COLOR: '1' },
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d) => { stdout += d; });
+        p.stderr.on('data', (d) => { stderr += d; });
+        const t = setTimeout(() => {
+            p.kill('SIGKILL');
+            reject(new Error(`mongosh did not finish in ${timeoutMs} ms; stdout ${stdout} stderr ${stderr}`));
+        }, timeoutMs);
+        p.on('error', reject);
+        p.on('close', (code) => {
+            clearTimeout(t);
+            resolve({ code, stdout, stderr });
+        });
+    });
+}
+
+/* The one `RESULT {...}` line the script printed, parsed; asserts nothing else was printed. */
+function result(out) {
+    const lines = out.stdout.split('\n').map((l) => l.trimEnd()).filter((l) => l.length);
+    const res = lines.filter((l) => l.startsWith('RESULT '));
+    const other = lines.filter((l) => !l.startsWith('RESULT '));
+    assert.equal(res.length, 1, `expected one RESULT line; stdout:\n${out.stdout}\nstderr:\n${out.stderr}`);
+    assert.deepEqual(other, [], `mongosh printed more than the result (warnings?):\n${other.join('\n')}`);
+    return JSON.parse(res[0].slice('RESULT '.length));
+}
+
+function quiet(out) {
+    assert.equal(out.stderr.trim(), '', `mongosh wrote to stderr:\n${out.stderr}`);
+    assert.ok(!/warning/i.test(out.stdout), `mongosh printed a warning:\n${out.stdout}`);
+}
+
+h.test('mongosh: ping and db.version(), nothing else printed', async () => {
+    const out = await mongosh(
+        'const ping = db.runCommand({ ping: 1 });' +
+        'print("RESULT " + JSON.stringify({ ping: ping.ok, version: db.version(), db: db.getName() }));');
+    quiet(out);
+    assert.equal(out.code, 0, `exit ${out.code}`);
+    const r = result(out);
+    assert.equal(r.ping, 1);
+    assert.equal(r.db, 'test');
+    // db.version() is buildInfo.version: ask the server directly over a raw socket.
+    const c = await RawConn.open(srv.port);
+    try {
+        const bi = await c.command({ buildInfo: 1, $db: 'admin' });
+        assert.equal(r.version, bi.version);
+    } finally {
+        c.close();
+    }
+    assert.match(r.version, /^7\.0\.\d+$/);
+}, { timeoutMs: 90000 });
+
+h.test('mongosh: unknown command fails with 59 CommandNotFound', async () => {
+    const out = await mongosh(
+        'let r;' +
+        'try { const x = db.runCommand({ foo: 1 });' +
+        '      r = { threw: false, ok: x.ok, code: x.code, codeName: x.codeName, errmsg: x.errmsg }; }' +
+        'catch (e) { r = { threw: true, code: e.code, codeName: e.codeName, errmsg: e.message }; }' +
+        'print("RESULT " + JSON.stringify(r));');
+    quiet(out);
+    const r = result(out);
+    assert.equal(r.code, 59, JSON.stringify(r));
+    assert.equal(r.codeName, 'CommandNotFound', JSON.stringify(r));
+    assert.ok(String(r.errmsg).includes("no such command: 'foo'"), `errmsg ${r.errmsg}`);
+    if (!r.threw) assert.equal(r.ok, 0);
+}, { timeoutMs: 90000 });
+
+h.test('mongosh: db.hello(), db.serverStatus() and db.hostInfo() helpers work', async () => {
+    const out = await mongosh(
+        'const hello = db.hello(); const ss = db.serverStatus(); const hi = db.hostInfo();' +
+        'print("RESULT " + JSON.stringify({ primary: hello.isWritablePrimary, wire: hello.maxWireVersion,' +
+        '  conns: ss.connections.current, pid: Number(ss.pid), cores: hi.system.numCores }));');
+    quiet(out);
+    const r = result(out);
+    assert.equal(r.primary, true);
+    assert.equal(r.wire, 21);
+    assert.ok(r.conns >= 1, `connections.current ${r.conns}`);
+    assert.equal(r.pid, srv.pid);
+    assert.equal(r.cores, os.cpus().length);
+}, { timeoutMs: 90000 });
+
+h.test('nedbd exits 0 on SIGTERM after the mongosh sessions', async () => {
+    await srv.stop({ timeoutMs: 5000 });
+});
+
+h.run();
