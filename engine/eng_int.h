@@ -1,0 +1,107 @@
+/*
+ * eng_int.h: what engine/'s own files share and nothing outside engine/ may use (the
+ * eng__ prefix): the segment file format constants, the segment list, the chain scanner
+ * that both eng_log_open (recovery) and eng_verify run, and test-only fault hooks.
+ * The on-disk format itself is described once, in eng_log.c.
+ */
+#ifndef ENG_INT_H
+#define ENG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+#define ENG__SEG_MAGIC "NEDBLOG1"
+#define ENG__SEG_MAGIC_LEN 8
+#define ENG__SEG_HEADER_SIZE 16u
+#define ENG__SEG_VERSION 1u
+#define ENG__SEG_NAME_DIGITS 20
+#define ENG__SEG_SUFFIX ".nlog"
+#define ENG__REC_OVERHEAD (4u + ENG_HASH_SIZE) /* len field and hash around the body */
+
+static inline uint32_t eng__le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static inline void eng__put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* One segment file. `fd` and `size` are used by the open log only (see eng_log.c). */
+typedef struct eng__seg {
+    uint64_t first_seq;            /* from the file name */
+    uint64_t size;                 /* bytes readable: file size, or flushed for the last */
+    int fd;                        /* -1 until opened */
+    char name[ENG__SEG_NAME_DIGITS + sizeof ENG__SEG_SUFFIX];
+} eng__seg_t;
+
+/* Fills out[16] with a segment header. */
+void eng__seg_header(uint8_t out[ENG__SEG_HEADER_SIZE]);
+
+/* Writes "<seq, 20 digits>.nlog" into name. */
+void eng__seg_name(uint64_t first_seq, char *name, size_t size);
+
+/* Lists the *.nlog files of the directory open as logdir_fd, sorted by first seq, into a
+ * malloc'd array (*segs, *n; free() it). Other files are ignored. Errors: ENG_ERR_IO,
+ * ENG_ERR_CORRUPT (a .nlog file whose name is not 20 digits). */
+bool eng__segments_list(int logdir_fd, const char *logdir, eng__seg_t **segs, size_t *n,
+                        bq_error_t *err);
+
+/* BLAKE2b-256(prev || body). */
+void eng__hash(const uint8_t prev[ENG_HASH_SIZE], const uint8_t *body, size_t len,
+               uint8_t out[ENG_HASH_SIZE]);
+
+/* Calls sodium_init once per process; false when libsodium cannot start. */
+bool eng__crypto_init(bq_error_t *err);
+
+/* Takes <dbpath>/LOCK with flock (exclusive or shared, never waiting). Returns the fd
+ * holding it, or -1 with ENG_ERR_LOCKED / ENG_ERR_IO. `create`: create LOCK if missing. */
+int eng__lock_take(const char *dbpath, bool exclusive, bool create, bq_error_t *err);
+
+/*
+ * The chain scanner: walks segs[] in order checking framing, hash, link and seq, and
+ * stops at the first problem, which it describes in `reason` and the bad_* fields rather
+ * than as an error: the caller decides whether it is fatal (open) or a report (verify).
+ * It returns false only when it could not read a file or on_record failed.
+ */
+typedef struct eng__scan {
+    /* inputs */
+    int logdir_fd;
+    const eng__seg_t *segs;
+    size_t nsegs;
+    uint64_t from_seq;             /* hash-check and report records from here */
+    uint8_t from_hash[ENG_HASH_SIZE]; /* stored hash expected at from_seq - 1 */
+    bool check_ops;                /* eng_op_parse every body too */
+    eng_record_fn on_record;
+    void *on_record_ctx;
+    /* outputs */
+    uint64_t next_seq;             /* one past the last whole, good record */
+    uint8_t head[ENG_HASH_SIZE];   /* its stored hash (zeros when none) */
+    uint64_t records;              /* whole good records walked */
+    uint64_t bytes;                /* sum of segment file sizes walked */
+    uint64_t tail_end;             /* end of the last good record in the last segment */
+    bool torn;                     /* the last segment ends inside a record or header */
+    bool torn_header;              /* ... inside its 16-byte header */
+    uint64_t torn_offset, torn_bytes;
+    eng_verify_reason_t reason;    /* ENG_VERIFY_OK when the walk found nothing wrong */
+    uint64_t bad_seq;
+    size_t bad_seg;                /* index into segs */
+    uint64_t bad_off;
+    char detail[256];
+} eng__scan_t;
+
+bool eng__scan_run(eng__scan_t *scan, bq_error_t *err);
+
+/* Test hooks: make the next file write and/or sync of `log` fail with EIO. */
+enum { ENG__FAULT_WRITE = 1, ENG__FAULT_SYNC = 2 };
+void eng__log_inject_fault(eng_log_t *log, unsigned faults);
+
+#endif
