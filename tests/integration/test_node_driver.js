@@ -184,6 +184,37 @@ h.test('legacy isMaster and ismaster answer ismaster: true', async () => {
     }
 });
 
+h.test('isMaster with helloOk: true answers helloOk: true (drivers then switch to hello)', async () => {
+    await connected();
+    const r = await admin.command({ isMaster: 1, helloOk: true });
+    assert.equal(r.ok, 1);
+    assert.equal(r.helloOk, true, `reply ${JSON.stringify(r)}`);
+});
+
+h.test('generic command fields drivers attach are accepted', async () => {
+    await connected();
+    const r = await admin.command({
+        ping: 1,
+        comment: { why: 'integration test' },
+        $readPreference: { mode: 'primaryPreferred' },
+        maxTimeMS: 5000,
+    });
+    assert.equal(r.ok, 1, JSON.stringify(r));
+});
+
+h.test('Stable API client (serverApi v1, strict) connects and pings', async () => {
+    const c = new MongoClient(`mongodb://127.0.0.1:${srv.port}/?directConnection=true`, {
+        serverSelectionTimeoutMS: 3000,
+        serverApi: { version: '1', strict: true, deprecationErrors: true },
+    });
+    try {
+        await c.connect();
+        assert.equal((await c.db('admin').command({ ping: 1 })).ok, 1);
+    } finally {
+        await c.close();
+    }
+});
+
 /* ------------------------------------------------------------ errors */
 
 h.test('unknown command: MongoServerError 59 CommandNotFound "no such command: \'foo\'"', async () => {

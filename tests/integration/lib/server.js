@@ -61,10 +61,19 @@ function nedbToolPath() {
     return p && fs.existsSync(p) ? p : null;
 }
 
-/* Runs nedbd synchronously with `args` (for --help, --version, bad flags). */
+/* Runs nedbd synchronously with `args` (for --help, --version, bad flags). The result is
+ * spawnSync's, plus `timedOut` (nedbd was still running at the timeout and got SIGTERM, so
+ * its exit status says nothing) and `what` (a one-line description for messages). */
 function runNedbdSync(args, opts = {}) {
-    return spawnSync(nedbdPath(), args, { encoding: 'utf8', timeout: 10000, ...opts });
+    const r = spawnSync(nedbdPath(), args, { encoding: 'utf8', timeout: 10000, ...opts });
+    r.timedOut = !!(r.error && r.error.code === 'ETIMEDOUT');
+    r.what = r.timedOut ? 'still running at the timeout (it started serving)'
+        : `exit ${r.signal || r.status}, stderr ${JSON.stringify((r.stderr || '').trim())}`;
+    return r;
 }
+
+/* True when a runNedbdSync() result is a refusal: it ended by itself with a non-zero status. */
+const refused = (r) => !r.timedOut && r.status !== 0 && r.status !== null;
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -122,11 +131,12 @@ function openFileLimit(pid = 'self') {
 /* ---------------------------------------------------------------- server */
 
 const running = new Set();
+const started = []; // every server this file started: their directories go when all passed
 
 class Server {
-    constructor(dir, port, args, proc, logPath) {
+    constructor(dir, port, args, proc, logPath, dbpath) {
         this.dir = dir;                    // temporary directory, holds data/ and nedbd.log
-        this.dbpath = path.join(dir, 'data');
+        this.dbpath = dbpath || path.join(dir, 'data');
         this.port = port;
         this.host = '127.0.0.1';
         this.args = args;                  // argv after the binary
@@ -182,6 +192,7 @@ class Server {
 
 /*
  * Starts nedbd. Options:
+ *   dbpath    data directory (default: data/ inside a fresh temporary directory)
  *   args      extra command-line arguments (after --bind/--port/--dbpath)
  *   logLevel  --log-level (default 1, so connection lines are in the log tail)
  *   threads   --threads (default: nedbd's own default)
@@ -196,7 +207,7 @@ async function startServer(opts = {}) {
     for (let attempt = 0; attempt < 5; attempt++) {
         const port = await freePort();
         const args = ['--bind', '127.0.0.1', '--port', String(port),
-                      '--dbpath', path.join(dir, 'data'),
+                      '--dbpath', opts.dbpath || path.join(dir, 'data'),
                       '--log-level', String(opts.logLevel ?? 1)];
         if (opts.threads) args.push('--threads', String(opts.threads));
         if (opts.args) args.push(...opts.args);
@@ -208,8 +219,9 @@ async function startServer(opts = {}) {
             env: { ...process.env, ...(opts.env || {}) },
         });
         fs.closeSync(logFd);
-        const srv = new Server(dir, port, args, proc, logPath);
+        const srv = new Server(dir, port, args, proc, logPath, opts.dbpath);
         running.add(srv);
+        if (attempt === 0) started.push(srv);
         const deadline = Date.now() + (opts.startTimeoutMs || 15000);
         while (Date.now() < deadline && srv.alive()) {
             if (await canConnect(port)) return srv;
@@ -340,6 +352,10 @@ async function run() {
         }
     }
     for (const s of running) s.kill(); // a test that forgot its server must not leak it
+    for (const s of started) {
+        if (failed === 0 && !process.env.NEDB_KEEP_TMP) fs.rmSync(s.dir, { recursive: true, force: true });
+        else if (fs.existsSync(s.dir)) comment(`kept ${s.dir}`);
+    }
     console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
     process.exitCode = failed ? 1 : 0;
     // Do not wait for stray sockets or timers a failed test left behind.
@@ -351,6 +367,7 @@ module.exports = {
     nedbdPath,
     nedbToolPath,
     runNedbdSync,
+    refused,
     startServer,
     freePort,
     canConnect,

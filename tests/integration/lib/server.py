@@ -64,6 +64,7 @@ def _tail(path, lines=40):
 
 
 _running = []
+_started = []  # every server this file started: their directories go when all passed
 
 
 class Server:
@@ -135,6 +136,8 @@ def start_server(args=(), log_level=1, threads=None, start_timeout=15.0):
             proc = subprocess.Popen([binary] + argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         srv = Server(directory, port, argv, proc, log_path)
         _running.append(srv)
+        if srv.dir not in [s.dir for s in _started]:
+            _started.append(srv)
         deadline = time.time() + start_timeout
         while time.time() < deadline and srv.alive():
             if can_connect(port):
@@ -264,6 +267,12 @@ def run():
             failed += 1
     for s in list(_running):
         s.kill()
+    import shutil
+    for s in _started:
+        if failed == 0 and not os.environ.get("NEDB_KEEP_TMP"):
+            shutil.rmtree(s.dir, ignore_errors=True)
+        elif os.path.exists(s.dir):
+            comment("kept %s" % s.dir)
     print("%d passed, %d failed%s" % (passed, failed, (", %d skipped" % skipped) if skipped else ""))
     sys.stdout.flush()
     os._exit(1 if failed else 0)
