@@ -42,7 +42,7 @@ enum bq__mkind {
 /* Flags of an operator table entry. */
 enum bq__mop_flags {
     BQ__MOP_WHOLE_ARRAY = 1,  /* sees a leaf array as itself, not element by element */
-    BQ__MOP_MISSING = 2,      /* wants missing hits (value NULL) too */
+    BQ__MOP_NEGATE = 2,       /* the node matches when the operator matches no value ($ne) */
 };
 
 /* A compiled node. Leaf nodes own a copy of their argument and op-specific data. */
@@ -52,12 +52,14 @@ struct bq__mnode {
     const bq__mop_t *op;     /* BQ__M_LEAF only */
     bson_value_t arg;        /* copied argument (bson_value_copy), BQ__M_LEAF only */
     void *data;              /* op-specific compiled data, freed by op->free */
+    bool negate;             /* BQ__M_LEAF: true when no reached value may match */
     bq__mnode_t **kids;
     size_t nkids;
 };
 
-/* One operator: compile checks and prepares the argument, match tests one value (NULL for
- * a missing path), free releases `data`. */
+/* One operator: compile checks and prepares the argument (it may also turn the node into
+ * an AND of other nodes, as $all does), match tests one value (NULL for a missing path),
+ * free releases `data`. */
 struct bq__mop {
     const char *name;
     bool (*compile)(bq__mnode_t *n, const bson_iter_t *arg, bq_error_t *err);
@@ -84,13 +86,16 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top,
  * path may be NULL (value context of $elemMatch). */
 bool bq__match_parse_ops(bq__mnode_t *into, const char *path, const bson_iter_t *ops,
                          bq_error_t *err);
-/* Evaluates against a document (path context). */
-bool bq__mnode_eval_doc(const bq__mnode_t *n, const bson_t *doc);
-/* Evaluates against one value (value context: $elemMatch with operators). */
-bool bq__mnode_eval_value(const bq__mnode_t *n, const bson_value_t *v);
+/* Evaluates a node against a context value: the document being matched, or one array
+ * element inside $elemMatch. Leaves with a path walk it from the context; leaves without
+ * one test the context value itself. */
+bool bq__mnode_eval(const bq__mnode_t *n, const bson_value_t *ctx);
 /* The equality leaf used by $eq, $in, $all and bare values: compiles `arg` as $eq (or a
  * regex match when arg is a regex). */
 bq__mnode_t *bq__match_eq_leaf(const char *path, const bson_iter_t *arg, bq_error_t *err);
+/* A new leaf for `op` at `path` (copied; NULL for value context), compiled from arg. */
+bq__mnode_t *bq__match_leaf(const bq__mop_t *op, const char *path, const bson_iter_t *arg,
+                            bq_error_t *err);
 
 /* bq_match_logic.c */
 bool bq__match_parse_logic(bq__mnode_t *into, const char *op, const bson_iter_t *arg,
@@ -105,9 +110,16 @@ void bq__regex_free(void *re);
 /* Regex semantics of a query: strings and symbols are searched, a regex value matches
  * when pattern and options are identical, anything else does not match. */
 bool bq__regex_match_value(const bq__regex_t *re, const bson_value_t *v);
-extern const bq__mop_t bq__match_regex_op;
+/* A regex leaf from {$regex: pattern-or-regex, $options: opts}; opts may be NULL. */
+bq__mnode_t *bq__match_regex_leaf(const char *path, const bson_iter_t *re,
+                                  const bson_iter_t *opts, bq_error_t *err);
 
 /* bq_match_cmp.c */
 extern const bq__mop_t bq__match_eq_op;
+/* MongoDB's comparison predicate of one value (NULL = missing) against rhs: values of
+ * different type classes never match, except null against missing/undefined (for $eq,
+ * $lte, $gte) and MinKey/MaxKey bounds; NaN equals only NaN. */
+enum bq__cmp_kind { BQ__CMP_EQ, BQ__CMP_LT, BQ__CMP_LTE, BQ__CMP_GT, BQ__CMP_GTE };
+bool bq__cmp_match(const bson_value_t *rhs, const bson_value_t *v, enum bq__cmp_kind k);
 
 #endif
