@@ -29,11 +29,10 @@
 
 #include "wire_frame.h"
 
-/* Largest document accepted on the wire: mongod's BSONObjMaxInternalSize, 16 KiB above
- * the 16 MiB user limit, so that a command holding a maximum-size user document (an insert
- * whose documents array is in the body, as the node driver sends it) still parses. The
- * 16 MiB limit on stored documents is the write path's to enforce, as in mongod. */
-#define FRAME_MAX_DOC_SIZE (WIRE_MAX_BSON_SIZE + 16 * 1024)
+/* Largest document accepted on the wire (see wire_frame.h): a command holding a
+ * maximum-size user document (an insert whose documents array is in the body, as the node
+ * driver sends it) must still parse. */
+#define FRAME_MAX_DOC_SIZE WIRE_MAX_BSON_INTERNAL_SIZE
 
 /* Deepest nesting of documents/arrays accepted (mongod: BSONDepth 200). The limit also keeps
  * libbson's recursive bson_validate() off a stack overflow: a 16 MiB document could
@@ -45,8 +44,9 @@
  * (SERVER-31829). A small cap bounds the duplicate-identifier check. */
 #define FRAME_MAX_SEQUENCES 8
 
-/* What libbson checks for us besides structure: UTF-8 in keys and strings, with embedded
- * NULs allowed in string values (BSON strings are length-prefixed; MongoDB stores them). */
+/* What bson_validate() is asked to check besides structure: UTF-8, with embedded NULs
+ * allowed in string values (BSON strings are length-prefixed; MongoDB stores them). The
+ * UTF-8 of values is checked again by doc_walk(), since libbson 1.23 lets some through. */
 #define FRAME_VALIDATE_FLAGS (BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL)
 
 #define OP_MSG_KNOWN_REQUIRED (WIRE_MSG_CHECKSUM_PRESENT | WIRE_MSG_MORE_TO_COME)
@@ -106,6 +106,17 @@ wire_frame_status_t wire_frame_peek(const uint8_t *buf, size_t len, wire_header_
 }
 
 /* ---- content checks (ERROR_REPLY) ---- */
+
+/* How many bytes of valid UTF-8 text to print: at most `max`, never splitting a character,
+ * so that error messages (which become reply strings) stay valid UTF-8. */
+static int utf8_print_len(const char *id, size_t len, size_t max)
+{
+    if (len <= max)
+        return (int)len;
+    while (max > 0 && ((unsigned char)id[max] & 0xC0u) == 0x80u)
+        max--;
+    return (int)max;
+}
 
 /* The first content error of a frame. It is only returned once the frame has proved well
  * delimited, since a structural error (CLOSE) found later takes precedence. */
@@ -241,9 +252,15 @@ static void doc_check(frame_check_t *chk, const uint8_t *doc, size_t dlen, const
     bson_error_t berr;
     memset(&berr, 0, sizeof berr);
     if (!bson_validate_with_error(&b, FRAME_VALIDATE_FLAGS, &berr)) {
+        /* libbson's message may quote a key; print it only when it is clean text. */
+        const char *why = berr.message;
+        size_t why_len = strnlen(why, sizeof berr.message);
+        if (why_len == 0 || why_len == sizeof berr.message ||
+            !bson_utf8_validate(why, why_len, false))
+            why = "corrupt document";
         chk->failed = true;
-        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "%s is not valid BSON: %s", what,
-                     berr.message[0] ? berr.message : "corrupt document");
+        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "%s is not valid BSON: %.*s", what,
+                     utf8_print_len(why, strlen(why), 200), why);
     }
 }
 
@@ -336,7 +353,8 @@ static bool sequence_delimit(const uint8_t *buf, size_t pos, size_t end, frame_s
             return false;
         if (!chk->failed) {
             char what[128];
-            snprintf(what, sizeof what, "document %zu of OP_MSG sequence '%.40s'", i, seq->id);
+            snprintf(what, sizeof what, "document %zu of OP_MSG sequence '%.*s'", i,
+                     utf8_print_len(seq->id, seq->id_len, 40), seq->id);
             doc_check(chk, buf + p, dlen, what);
         }
         p += dlen;
@@ -467,16 +485,17 @@ static wire_parse_result_t msg_parse(const uint8_t *buf, size_t len, wire_msg_t 
             if (seqs[t].id_len == seqs[s].id_len &&
                 memcmp(seqs[t].id, seqs[s].id, seqs[s].id_len) == 0) {
                 bq_error_set(err, BQ_ERR_BadValue,
-                             "OP_MSG has two document sequences named '%.100s'", seqs[s].id);
+                             "OP_MSG has two document sequences named '%.*s'",
+                             utf8_print_len(seqs[s].id, seqs[s].id_len, 100), seqs[s].id);
                 return WIRE_PARSE_ERROR_REPLY;
             }
         }
         bson_iter_t it;
         if (bson_iter_init_find_w_len(&it, &body, seqs[s].id, (int)seqs[s].id_len)) {
             bq_error_set(err, BQ_ERR_BadValue,
-                         "duplicate field '%.100s': it is both in the OP_MSG body and a "
+                         "duplicate field '%.*s': it is both in the OP_MSG body and a "
                          "document sequence",
-                         seqs[s].id);
+                         utf8_print_len(seqs[s].id, seqs[s].id_len, 100), seqs[s].id);
             return WIRE_PARSE_ERROR_REPLY;
         }
     }

@@ -32,6 +32,11 @@
 #define WIRE_HEADER_SIZE 16
 #define WIRE_MAX_MESSAGE_SIZE 48000000      /* maxMessageSizeBytes */
 #define WIRE_MAX_BSON_SIZE (16 * 1024 * 1024) /* maxBsonObjectSize */
+/* Largest document the frame parser accepts: mongod's BSONObjMaxInternalSize, 16 KiB of
+ * command overhead above maxBsonObjectSize, so that a command whose body holds a
+ * maximum-size user document still parses. Stored documents are held to
+ * WIRE_MAX_BSON_SIZE by the write path, as in mongod. */
+#define WIRE_MAX_BSON_INTERNAL_SIZE (WIRE_MAX_BSON_SIZE + 16 * 1024)
 #define WIRE_MAX_WRITE_BATCH 100000           /* maxWriteBatchSize */
 
 enum wire_opcode {
@@ -70,8 +75,10 @@ typedef enum wire_frame_status {
     WIRE_FRAME_INVALID,   /* length < 16 or > WIRE_MAX_MESSAGE_SIZE: close the connection */
 } wire_frame_status_t;
 
-/* Looks at the first bytes buffered on a connection. Fills *hdr once 16 bytes are there.
- * On WIRE_FRAME_INVALID, err says why (code ProtocolError). */
+/* Looks at the first bytes buffered on a connection. Fills *hdr (may be NULL) once 16 bytes
+ * are there. Judges the length as soon as its 4 bytes are there, so a bad length is
+ * WIRE_FRAME_INVALID even before the header is complete. On WIRE_FRAME_INVALID, err says
+ * why (code ProtocolError). */
 wire_frame_status_t wire_frame_peek(const uint8_t *buf, size_t len, wire_header_t *hdr,
                                     bq_error_t *err);
 
@@ -101,9 +108,15 @@ typedef struct wire_msg {
 
 /* Parses one whole frame (len == hdr.length, as wire_frame_peek() reported). `msg` is always
  * initialized, whatever the result, and must be released with wire_msg_cleanup().
- * On WIRE_PARSE_ERROR_REPLY or WIRE_PARSE_CLOSE, err says why. A document larger than
- * WIRE_MAX_BSON_SIZE is invalid. A kind-1 identifier that collides with a field of the
- * body is an ERROR_REPLY (code BadValue / 40 like mongod "duplicate field"). */
+ * On WIRE_PARSE_ERROR_REPLY or WIRE_PARSE_CLOSE, err says why; msg->hdr is filled whenever
+ * the frame has 16 bytes, so an error reply can answer msg->hdr.request_id.
+ * CLOSE always carries code ProtocolError. ERROR_REPLY codes: InvalidBSON (a document
+ * libbson rejects, invalid UTF-8 included), BSONObjectTooLarge (a document larger than
+ * WIRE_MAX_BSON_INTERNAL_SIZE), Overflow (documents nested more than 200 deep),
+ * InvalidNamespace (a bad OP_QUERY fullCollectionName), BadValue (a kind-1 identifier that
+ * is empty, repeats another's, or collides with a field of the body, like mongod's
+ * "duplicate field"; an OP_QUERY $query that is not a document). More than 8 kind-1
+ * sections in one OP_MSG is a CLOSE, as mongod caps them too. */
 wire_parse_result_t wire_frame_parse(const uint8_t *frame, size_t len, wire_msg_t *msg,
                                      bq_error_t *err);
 

@@ -5,6 +5,8 @@
  * heap buffer of exactly the frame's size, so that an ASan build catches any read past the
  * end. The BSON corpus cases live in test_wire_bson_corpus.c.
  */
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -475,9 +477,9 @@ Test(wire_frame, op_msg_section_structure_errors_close)
     c[n].name = "too many sequences";
     c[n].f = msg_begin(0);
     put_body(&c[n].f, body);
-    for (int i = 0; i < 40; i++) {
-        char id[8];
-        snprintf(id, sizeof id, "s%d", i);
+    for (unsigned i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "s%u", i);
         put_seq(&c[n].f, id, NULL, 0);
     }
     n++;
@@ -727,6 +729,33 @@ Test(wire_frame, op_msg_identifier_conflicts_are_bad_value)
     free(g.b);
 }
 
+Test(wire_frame, error_messages_quoting_identifiers_stay_utf8)
+{
+    /* 81 two-byte characters: any byte cut at an even count of 40 or 100 would split one
+     * unless the cut backs off. */
+    char id[200] = "x";
+    for (int i = 0; i < 81; i++)
+        strcat(id, "\xC3\xA9");
+    bson_t *d[] = {J("{'a': 1}"), bad_utf8_doc()};
+    fbuf_t f[2] = {msg_begin(0), msg_begin(0)};
+    put_body(&f[0], J("{'insert': 'c', '$db': 'd'}"));
+    put_seq(&f[0], id, d, 1);
+    put_seq(&f[0], id, d, 1);
+    put_body(&f[1], J("{'insert': 'c', '$db': 'd'}"));
+    put_seq(&f[1], id, d, 2);
+    for (int i = 0; i < 2; i++) {
+        frame_end(&f[i], false);
+        wire_msg_t msg;
+        bq_error_t err;
+        cr_expect_eq(parse_f(&f[i], &msg, &err), WIRE_PARSE_ERROR_REPLY);
+        cr_expect_eq(err.code, i == 0 ? BQ_ERR_BadValue : BQ_ERR_InvalidBSON);
+        cr_expect(bson_utf8_validate(err.message, strlen(err.message), false), "%s",
+                  err.message);
+        wire_msg_cleanup(&msg);
+        free(f[i].b);
+    }
+}
+
 /* A document nested `depth` levels: {a: {a: ... {} ...}}. */
 static bson_t *nested_doc(size_t depth)
 {
@@ -782,8 +811,9 @@ Test(wire_frame, op_msg_document_size_limit)
 {
     /* A body holding a maximum-size user document parses (16 MiB + 16 KiB internal limit);
      * a body beyond that is BSONObjectTooLarge. */
-    size_t sizes[] = {WIRE_MAX_BSON_SIZE, WIRE_MAX_BSON_SIZE + 16 * 1024 + 1};
-    for (size_t i = 0; i < 2; i++) {
+    size_t sizes[] = {WIRE_MAX_BSON_SIZE, WIRE_MAX_BSON_INTERNAL_SIZE,
+                      WIRE_MAX_BSON_INTERNAL_SIZE + 1};
+    for (size_t i = 0; i < 3; i++) {
         bson_t *d = bson_new();
         size_t slen = sizes[i] - 5 - 1 - 2 - 4 - 1; /* type, "s\0", len, NUL */
         char *s = malloc(slen);
@@ -797,7 +827,7 @@ Test(wire_frame, op_msg_document_size_limit)
         wire_msg_t msg;
         bq_error_t err;
         wire_parse_result_t r = parse_f(&f, &msg, &err);
-        if (i == 0) {
+        if (i < 2) {
             cr_expect_eq(r, WIRE_PARSE_OK, "%s", err.message);
             cr_expect_eq(msg.body.len, d->len);
         } else {
@@ -1024,4 +1054,45 @@ Test(wire_frame, build_reply_layout)
     cr_expect_eq(parse_bytes(buf, need, &msg, &err), WIRE_PARSE_CLOSE);
     wire_msg_cleanup(&msg);
     free(buf);
+}
+
+/* ---- the fuzzer's seed corpus ---- */
+
+/* Every seed in tests/fuzz/corpus/fuzz_wire_frame is a whole, valid frame, so the fuzzer
+ * starts from frames that reach the deep paths. Found beside this source file. */
+Test(wire_frame, fuzz_seed_corpus_frames_parse)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    char *slash = strrchr(dir, '/');
+    cr_assert_not_null(slash);
+    snprintf(slash, sizeof dir - (size_t)(slash - dir), "/../fuzz/corpus/fuzz_wire_frame");
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot open %s", dir);
+    size_t seeds = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        FILE *fp = fopen(path, "rb");
+        cr_assert_not_null(fp, "%s", path);
+        fbuf_t f = {0};
+        uint8_t chunk[4096];
+        size_t k;
+        while ((k = fread(chunk, 1, sizeof chunk, fp)) > 0)
+            put(&f, chunk, k);
+        fclose(fp);
+        wire_header_t hdr;
+        cr_expect_eq(wire_frame_peek(f.b, f.n, &hdr, NULL), WIRE_FRAME_READY, "%s", de->d_name);
+        wire_msg_t msg;
+        bq_error_t err;
+        cr_expect_eq(parse_f(&f, &msg, &err), WIRE_PARSE_OK, "%s: %s", de->d_name, err.message);
+        wire_msg_cleanup(&msg);
+        free(f.b);
+        seeds++;
+    }
+    closedir(d);
+    cr_expect_geq(seeds, 5u, "only %zu seeds in %s", seeds, dir);
 }
