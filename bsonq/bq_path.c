@@ -109,12 +109,13 @@ static bool walk_array(walk_t *w, const bson_value_t *arr, int idx, bool in_arra
     return false;
 }
 
-static int split(const char *path, comp_t **out)
+/* Splits path into components, in `stack` when they fit (most paths), else on the heap. */
+static int split(const char *path, comp_t *stack, int nstack, comp_t **out)
 {
     int n = 1;
     for (const char *p = path; *p; p++)
         n += *p == '.';
-    comp_t *c = malloc(sizeof *c * (size_t)n);
+    comp_t *c = n <= nstack ? stack : malloc(sizeof *c * (size_t)n);
     if (!c)
         return -1;
     const char *s = path;
@@ -136,8 +137,9 @@ static int split(const char *path, comp_t **out)
 bool bq_path_walk_value(const bson_value_t *root, const char *path, int flags,
                         bq_path_cb cb, void *ctx)
 {
+    comp_t stack[16];
     walk_t w = {.flags = flags, .cb = cb, .ctx = ctx};
-    w.ncomps = split(path, &w.comps);
+    w.ncomps = split(path, stack, 16, &w.comps);
     if (w.ncomps < 0)
         return false;
     bool stop;
@@ -145,7 +147,8 @@ bool bq_path_walk_value(const bson_value_t *root, const char *path, int flags,
         stop = walk_container(&w, root, 0, false);
     else
         stop = emit(&w, NULL, false);
-    free(w.comps);
+    if (w.comps != stack)
+        free(w.comps);
     return stop;
 }
 

@@ -43,6 +43,10 @@ static const path_row_t rows[] = {
     {"{\"a\": [{\"b\": 5}]}", "a.0.b", EXP, "[5, {\"$undefined\": true}]", "01"},
     {"{\"a\": {\"b\": null}}", "a.b", EXP, "[null]", "0"},
     {"{\"a.b\": 1}", "a.b", EXP, "[{\"$undefined\": true}]", "0"},
+    /* more components than the walk keeps on its stack */
+    {"{\"a\": {\"b\": {\"c\": {\"d\": {\"e\": {\"f\": {\"g\": {\"h\": {\"i\": {\"j\": {\"k\": {\"l\": "
+     "{\"m\": {\"n\": {\"o\": {\"p\": {\"q\": 9}}}}}}}}}}}}}}}}}", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q", EXP,
+     "[9]", "0"},
 };
 
 typedef struct {
