@@ -5,8 +5,13 @@
  * warning (mongosh prints startup warnings and complains about fields it does not expect)
  * and nothing at all on stderr.
  *
+ * --quiet also hides mongosh's startup banners (the server's startup warnings and the
+ * "Non-Genuine MongoDB" warning, which it shows when replies look like another product's), so
+ * one test runs without --quiet and checks that no banner appears.
+ *
  * mongosh runs with HOME pointing into a temporary directory (it writes logs and history
- * there) and telemetry off, so the test neither touches the user's files nor the network.
+ * there), telemetry off and CI=1 (no update check), so the test neither touches the user's
+ * files nor the network.
  */
 const assert = require('assert/strict');
 const { spawn } = require('child_process');
@@ -31,13 +36,18 @@ h.after(async () => {
     if (home) fs.rmSync(home, { recursive: true, force: true });
 });
 
-/* Runs mongosh --quiet --eval `script` against db `test`; resolves {code, stdout, stderr}. */
-function mongosh(script, timeoutMs = 60000) {
+/* Runs mongosh [--quiet] --eval `script` (or, with script null, the REPL fed `input` on
+ * stdin) against db `test`; resolves {code, stdout, stderr}. */
+function mongosh(script, { quiet = true, input = '', timeoutMs = 60000 } = {}) {
     return new Promise((resolve, reject) => {
-        const p = spawn(MONGOSH, [`mongodb://127.0.0.1:${srv.port}/test`, '--quiet', '--eval', script], {
-            env: { ...process.env, HOME: home, MONGOSH_FORCE_DISABLE_TELEMETRY_FOR_TESTING: '1', NO_COLOR: '1' },
-            stdio: ['ignore', 'pipe', 'pipe'],
+        const args = [`mongodb://127.0.0.1:${srv.port}/test`, ...(quiet ? ['--quiet'] : []),
+                      ...(script === null ? [] : ['--eval', script])];
+        const p = spawn(MONGOSH, args, {
+            env: { ...process.env, HOME: home, MONGOSH_FORCE_DISABLE_TELEMETRY_FOR_TESTING: '1', NO_COLOR: '1',
+                   CI: '1' },
+            stdio: ['pipe', 'pipe', 'pipe'],
         });
+        p.stdin.end(input);
         let stdout = '';
         let stderr = '';
         p.stdout.on('data', (d) => { stdout += d; });
@@ -116,6 +126,23 @@ h.test('mongosh: db.hello(), db.serverStatus() and db.hostInfo() helpers work', 
     assert.ok(r.conns >= 1, `connections.current ${r.conns}`);
     assert.equal(r.pid, srv.pid);
     assert.equal(r.cores, os.cpus().length);
+}, { timeoutMs: 90000 });
+
+h.test('mongosh REPL without --quiet: no startup-warning, automation or non-genuine banner', async () => {
+    // The banners only show when the REPL starts (not with --eval), so feed it on stdin.
+    const out = await mongosh(null, { quiet: false, input: 'print("RESULT " + db.version())\n' });
+    assert.equal(out.stderr.trim(), '', `mongosh wrote to stderr:\n${out.stderr}`);
+    assert.equal(out.code, 0, `exit ${out.code}`);
+    // mongosh's own complaint about this machine's Node.js version is not about the server.
+    const clientSide = /^Deprecation warnings:$|Node\.js versions lower than|supported-operating-systems/;
+    const lines = out.stdout.split('\n').filter((l) => !clientSide.test(l.trim()));
+    const bad = lines.filter((l) => /warning|genuine|emulation|automation|error/i.test(l));
+    assert.deepEqual(bad, [], `mongosh printed a banner:\n${out.stdout}`);
+    const res = lines.find((l) => l.includes('RESULT '));
+    assert.ok(res, `no RESULT line:\n${out.stdout}`);
+    const version = res.slice(res.indexOf('RESULT ') + 7).trim();
+    assert.ok(lines.some((l) => /^Using MongoDB:\s+/.test(l) && l.trim().endsWith(version)),
+              `no "Using MongoDB: ${version}" line:\n${out.stdout}`);
 }, { timeoutMs: 90000 });
 
 h.test('nedbd exits 0 on SIGTERM after the mongosh sessions', async () => {

@@ -215,6 +215,25 @@ h.test('Stable API client (serverApi v1, strict) connects and pings', async () =
     }
 });
 
+h.test('hello asked for compression offers none; a zlib client still works uncompressed', async () => {
+    const c = await RawConn.open(srv.port);
+    try {
+        const r = await c.command({ hello: 1, compression: ['zstd', 'zlib', 'snappy'], $db: 'admin' });
+        assert.equal(r.ok, 1);
+        assert.equal(r.compression, undefined, `compression ${JSON.stringify(r.compression)}`);
+    } finally {
+        c.close();
+    }
+    const z = new MongoClient(`mongodb://127.0.0.1:${srv.port}/?directConnection=true&compressors=zlib`,
+                              { serverSelectionTimeoutMS: 3000 });
+    try {
+        await z.connect();
+        assert.equal((await z.db('admin').command({ ping: 1 })).ok, 1);
+    } finally {
+        await z.close();
+    }
+});
+
 /* ------------------------------------------------------------ errors */
 
 h.test('unknown command: MongoServerError 59 CommandNotFound "no such command: \'foo\'"', async () => {

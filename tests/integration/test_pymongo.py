@@ -129,6 +129,17 @@ def _():
         assert s.session_id["id"].subtype == 4, "lsid %r" % s.session_id
 
 
+@h.test("a client asking for zlib compression is not given it and still works")
+def _():
+    z = MongoClient("127.0.0.1", srv.port, serverSelectionTimeoutMS=3000, compressors="zlib")
+    try:
+        eq(z.admin.command("ping")["ok"], 1.0, "ping")
+        hello = z.admin.command("isMaster", compression=["zlib"])
+        assert "compression" not in hello, "server offered compression %r" % hello.get("compression")
+    finally:
+        z.close()
+
+
 @h.test("nedbd exits 0 on SIGTERM with pymongo connected")
 def _():
     try:

@@ -272,7 +272,7 @@ function errText(e) {
     }
     if (e && e.name && e.name.startsWith('Mongo'))
         return `${e.name}: ${e.message}${e.code !== undefined ? ` (code ${e.code})` : ''}`;
-    return e && e.stack ? e.stack : String(e);
+    return e && e.stack ? e.stack.split('\n').slice(0, 4).join('\n') : String(e);
 }
 
 function fmt(v) {
@@ -284,14 +284,33 @@ function fmt(v) {
     }
 }
 
+/* An exception nobody caught (a socket 'error' without a listener, a rejected promise a test
+ * forgot to await) fails the test running at the time instead of killing the file. */
+let failCurrent = null;
+let stray = null;
+function onStray(e) {
+    if (failCurrent) failCurrent(e);
+    else stray = stray || e;
+}
+process.on('uncaughtException', onStray);
+process.on('unhandledRejection', onStray);
+
 function withTimeout(promise, ms, what) {
     let t;
     return Promise.race([
         promise,
         new Promise((_, reject) => {
             t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+            failCurrent = (e) => {
+                const err = new Error(`uncaught during ${what}: ${e && e.message ? e.message : e}`);
+                if (e && e.stack) err.stack = `${err.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
+                reject(err);
+            };
         }),
-    ]).finally(() => clearTimeout(t));
+    ]).finally(() => {
+        clearTimeout(t);
+        failCurrent = null;
+    });
 }
 
 function comment(text) {
@@ -350,6 +369,10 @@ async function run() {
             console.log(`not ok - teardown: ${errText(e)}`);
             failed++;
         }
+    }
+    if (stray) {
+        console.log(`not ok - uncaught between tests: ${errText(stray)}`);
+        failed++;
     }
     for (const s of running) s.kill(); // a test that forgot its server must not leak it
     for (const s of started) {
