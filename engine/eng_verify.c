@@ -4,10 +4,14 @@
  * the offline check behind `nedb verify` and `nedb dump` (eng_verify reports it). Keeping
  * one walker means the server and the tool can never disagree about a log.
  *
- * The scanner maps each segment read-only and goes record by record: framing (len in
- * range and equal to the BSON document's own length), then the hash BLAKE2b(prev || body)
- * against the stored one, then the seq. It never writes and never allocates per record,
- * so it runs at hashing speed (well over a million small records a second).
+ * The scanner maps each segment read-only and checks it in three passes: (1) in order,
+ * the framing of every record (len in range and equal to the BSON document's own length)
+ * and its seq; (2) the hashes BLAKE2b(prev || body) against the stored ones, and the op
+ * documents when asked, split over up to 8 threads, which works because a record's check
+ * needs only its body and the previous record's *stored* hash; (3) in order again, the
+ * on_record calls up to the first finding. Findings are ranked by record, so the first bad
+ * record is the one reported however the threads finish. It never writes, and allocates
+ * one offset array per segment: about 1.5 to 2 million small records a second on 2 cores.
  *
  * How findings are told apart (the first one stops the walk):
  *   - torn tail: the last segment ends inside a record (or inside its header) whose length
@@ -23,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,56 +55,85 @@ const char *eng_verify_reason_name(eng_verify_reason_t reason)
     return "unknown";
 }
 
-static void scan_bad(eng__scan_t *s, eng_verify_reason_t reason, size_t seg, uint64_t off,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A problem found inside one segment, before it is known to be the first one: records
+ * are checked in two passes (framing in order, then hashes in parallel), so findings are
+ * ranked by record index, then by `rank` (for one record: hash, then framing or seq, then
+ * the op document), which is the order a one-pass walk would meet them in. */
+typedef struct finding {
+    bool found;
+    size_t idx;            /* record index in the segment */
+    int rank;
+    eng_verify_reason_t reason;
+    uint64_t off;
+    char detail[256];
+} finding_t;
+
+enum { RANK_HASH, RANK_FRAME, RANK_OP };
+
+static void find(finding_t *f, size_t idx, int rank, eng_verify_reason_t reason,
+                 uint64_t off, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void find(finding_t *f, size_t idx, int rank, eng_verify_reason_t reason,
+                 uint64_t off, const char *fmt, ...)
+{
+    if (f->found && (f->idx < idx || (f->idx == idx && f->rank <= rank)))
+        return;
+    f->found = true;
+    f->idx = idx;
+    f->rank = rank;
+    f->reason = reason;
+    f->off = off;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->detail, sizeof f->detail, fmt, ap);
+    va_end(ap);
+}
 
 static void scan_bad(eng__scan_t *s, eng_verify_reason_t reason, size_t seg, uint64_t off,
-                     const char *fmt, ...)
+                     const char *detail)
 {
     s->reason = reason;
     s->bad_seq = s->next_seq;
     s->bad_seg = seg;
     s->bad_off = off;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->detail, sizeof s->detail, fmt, ap);
-    va_end(ap);
+    snprintf(s->detail, sizeof s->detail, "%s", detail);
 }
 
 /* Frames the record at `off`: 1 = whole record (*len set), 0 = torn (runs past the end
- * of a last segment), -1 = bad length (reported). */
-static int frame(eng__scan_t *s, const uint8_t *map, uint64_t size, uint64_t off,
-                 size_t seg, bool last, uint32_t *len_out)
+ * of a last segment), -1 = bad length (a finding at idx). */
+static int frame(finding_t *fd, size_t idx, const uint8_t *map, uint64_t size, uint64_t off,
+                 bool last, uint32_t *len_out)
 {
     uint64_t rem = size - off;
     if (rem < 4) {
         if (last)
             return 0;
-        scan_bad(s, ENG_VERIFY_BAD_LENGTH, seg, off,
-                 "segment ends inside the length field of a record");
+        find(fd, idx, RANK_FRAME, ENG_VERIFY_BAD_LENGTH, off,
+             "segment ends inside the length field of a record");
         return -1;
     }
     uint32_t len = eng__le32(map + off);
     if (len < 5 || len > ENG_LOG_MAX_BODY) {
-        scan_bad(s, ENG_VERIFY_BAD_LENGTH, seg, off, "record length %u is out of range", len);
+        find(fd, idx, RANK_FRAME, ENG_VERIFY_BAD_LENGTH, off,
+             "record length %u is out of range", len);
         return -1;
     }
     if (rem >= 8 && eng__le32(map + off + 4) != len) {
-        scan_bad(s, ENG_VERIFY_BAD_LENGTH, seg, off,
-                 "record length %u differs from the BSON document's length %u", len,
-                 eng__le32(map + off + 4));
+        find(fd, idx, RANK_FRAME, ENG_VERIFY_BAD_LENGTH, off,
+             "record length %u differs from the BSON document's length %u", len,
+             eng__le32(map + off + 4));
         return -1;
     }
     if ((uint64_t)len + ENG__REC_OVERHEAD > rem) {
         if (last)
             return 0;
-        scan_bad(s, ENG_VERIFY_BAD_LENGTH, seg, off,
-                 "record of length %u runs past the end of the segment", len);
+        find(fd, idx, RANK_FRAME, ENG_VERIFY_BAD_LENGTH, off,
+             "record of length %u runs past the end of the segment", len);
         return -1;
     }
     if (map[off + 4 + len - 1] != 0) {
-        scan_bad(s, ENG_VERIFY_BAD_LENGTH, seg, off,
-                 "record body of length %u does not end a BSON document", len);
+        find(fd, idx, RANK_FRAME, ENG_VERIFY_BAD_LENGTH, off,
+             "record body of length %u does not end a BSON document", len);
         return -1;
     }
     *len_out = len;
@@ -122,7 +156,88 @@ static bool next_chains(const uint8_t *map, uint64_t size, uint64_t off, uint32_
     return memcmp(h, map + noff + 4 + nlen, ENG_HASH_SIZE) == 0;
 }
 
-/* Walks one mapped segment. Returns false only when on_record failed. */
+/* The parallel pass: records [a, b) of a segment whose offsets are offs[]. */
+typedef struct hash_job {
+    const eng__scan_t *s;
+    const uint8_t *map;
+    uint64_t size;
+    const uint32_t *offs;
+    size_t a, b;
+    uint64_t base_seq;     /* seq of record 0 of the segment */
+    finding_t f;
+    pthread_t thread;
+} hash_job_t;
+
+static void *hash_range(void *arg)
+{
+    hash_job_t *j = arg;
+    const eng__scan_t *s = j->s;
+    for (size_t i = j->a; i < j->b && !j->f.found; i++) {
+        if (j->base_seq + i < s->from_seq)
+            continue;
+        uint64_t off = j->offs[i];
+        uint32_t len = eng__le32(j->map + off);
+        const uint8_t *body = j->map + off + 4;
+        const uint8_t *prev = i == 0 ? s->head : j->map + off - ENG_HASH_SIZE;
+        uint8_t h[ENG_HASH_SIZE];
+        eng__hash(prev, body, len, h);
+        if (memcmp(h, body + len, ENG_HASH_SIZE) != 0) {
+            if (next_chains(j->map, j->size, off, len))
+                find(&j->f, i, RANK_HASH, ENG_VERIFY_HASH_MISMATCH, off,
+                     "the body does not match its stored hash");
+            else
+                find(&j->f, i, RANK_HASH, ENG_VERIFY_BROKEN_LINK, off,
+                     "the stored hash is not the hash of this record, and the next "
+                     "record does not chain from it");
+            break;
+        }
+        if (s->check_ops) {
+            eng_op_t op;
+            bq_error_t perr;
+            bq_error_clear(&perr);
+            if (!eng_op_parse(body, len, &op, &perr)) {
+                find(&j->f, i, RANK_OP, ENG_VERIFY_BAD_OP, off, "%s", perr.message);
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+#define PARALLEL_MIN_RECORDS 8192
+#define MAX_THREADS 8
+
+static void hash_all(const eng__scan_t *s, const uint8_t *map, uint64_t size,
+                     const uint32_t *offs, size_t n, finding_t *f)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t t = n < PARALLEL_MIN_RECORDS || cpus < 2 ? 1
+               : cpus > MAX_THREADS                 ? MAX_THREADS
+                                                    : (size_t)cpus;
+    hash_job_t jobs[MAX_THREADS];
+    size_t started = 0;
+    for (size_t k = 0; k < t; k++) {
+        jobs[k] = (hash_job_t){.s = s, .map = map, .size = size, .offs = offs,
+                               .a = n * k / t, .b = n * (k + 1) / t,
+                               .base_seq = s->next_seq};
+        if (k > 0 && pthread_create(&jobs[k].thread, NULL, hash_range, &jobs[k]) != 0)
+            break;   /* no thread: the rest is done inline below */
+        started = k + 1;
+    }
+    for (size_t k = started; k < t; k++)
+        jobs[started - 1].b = jobs[k].b;
+    hash_range(&jobs[0]);
+    for (size_t k = 1; k < started; k++)
+        pthread_join(jobs[k].thread, NULL);
+    for (size_t k = 0; k < started; k++)
+        if (jobs[k].f.found)
+            find(f, jobs[k].f.idx, jobs[k].f.rank, jobs[k].f.reason, jobs[k].f.off, "%s",
+                 jobs[k].f.detail);
+}
+
+/* Walks one mapped segment: pass 1 frames records and checks seqs in order; pass 2
+ * checks hashes (and op documents) in parallel; pass 3 reports records in order up to the
+ * first finding. Returns false only on_record failed or memory ran out. */
 static bool scan_segment(eng__scan_t *s, size_t si, const uint8_t *map, uint64_t size,
                          bq_error_t *err)
 {
@@ -138,90 +253,112 @@ static bool scan_segment(eng__scan_t *s, size_t si, const uint8_t *map, uint64_t
         return true;
     }
     if (memcmp(map, ENG__SEG_MAGIC, ENG__SEG_MAGIC_LEN) != 0) {
-        scan_bad(s, ENG_VERIFY_BAD_HEADER, si, 0, "segment does not start with %s",
-                 ENG__SEG_MAGIC);
+        scan_bad(s, ENG_VERIFY_BAD_HEADER, si, 0,
+                 "segment does not start with " ENG__SEG_MAGIC);
         return true;
     }
     uint32_t version = eng__le32(map + 8), flags = eng__le32(map + 12);
     if (version != ENG__SEG_VERSION || flags != 0) {
-        scan_bad(s, ENG_VERIFY_BAD_HEADER, si, 8,
+        char d[160];
+        snprintf(d, sizeof d,
                  "unsupported segment format version %u flags %#x (this build reads "
                  "version %u, flags 0)",
                  version, flags, ENG__SEG_VERSION);
+        scan_bad(s, ENG_VERIFY_BAD_HEADER, si, 8, d);
         return true;
     }
+
+    if (size > UINT32_MAX) {
+        scan_bad(s, ENG_VERIFY_BAD_LENGTH, si, UINT32_MAX,
+                 "segment is larger than 4 GiB, which NEDB never writes");
+        return true;
+    }
+
+    /* pass 1: framing, seqs, the checkpoint link */
+    size_t cap = (size_t)(size / (ENG__REC_OVERHEAD + 5)) + 1, n = 0;
+    uint32_t *offs = malloc(cap * sizeof *offs);
+    if (!offs) {
+        bq_error_set(err, BQ_ERR_InternalError, "out of memory verifying %s",
+                     s->segs[si].name);
+        return false;
+    }
+    finding_t f = {.found = false};
+    bool torn = false;
     uint64_t off = ENG__SEG_HEADER_SIZE;
-    s->tail_end = off;
     while (off < size) {
         uint32_t len = 0;
-        int f = frame(s, map, size, off, si, last, &len);
-        if (f < 0)
-            return true;
-        if (f == 0) {
-            s->torn = true;
-            s->torn_offset = off;
-            s->torn_bytes = size - off;
-            return true;
+        int fr = frame(&f, n, map, size, off, last, &len);
+        if (fr < 0)
+            break;
+        if (fr == 0) {
+            torn = true;
+            break;
         }
-        const uint8_t *body = map + off + 4, *stored = body + len;
-        uint64_t seq = s->next_seq;
-        if (seq >= s->from_seq) {
-            uint8_t h[ENG_HASH_SIZE];
-            eng__hash(s->head, body, len, h);
-            if (memcmp(h, stored, ENG_HASH_SIZE) != 0) {
-                if (next_chains(map, size, off, len))
-                    scan_bad(s, ENG_VERIFY_HASH_MISMATCH, si, off,
-                             "the body does not match its stored hash");
-                else
-                    scan_bad(s, ENG_VERIFY_BROKEN_LINK, si, off,
-                             "the stored hash is not the hash of this record, and the "
-                             "next record does not chain from it");
-                return true;
-            }
-        }
+        uint64_t seq = s->next_seq + n;
+        const uint8_t *body = map + off + 4;
         int64_t body_seq;
+        offs[n] = (uint32_t)off;
         if (!eng_op_peek_seq(body, len, &body_seq)) {
-            scan_bad(s, ENG_VERIFY_BAD_OP, si, off, "the body does not start with its seq");
-            return true;
+            find(&f, n++, RANK_FRAME, ENG_VERIFY_BAD_OP, off,
+                 "the body does not start with its seq");
+            break;
         }
         if ((uint64_t)body_seq != seq) {
-            scan_bad(s, ENG_VERIFY_GAP, si, off, "found seq %lld where seq %llu belongs",
-                     (long long)body_seq, (unsigned long long)seq);
-            return true;
-        }
-        if (s->check_ops && seq >= s->from_seq) {
-            eng_op_t op;
-            bq_error_t perr;
-            bq_error_clear(&perr);
-            if (!eng_op_parse(body, len, &op, &perr)) {
-                scan_bad(s, ENG_VERIFY_BAD_OP, si, off, "%s", perr.message);
-                return true;
-            }
+            find(&f, n++, RANK_FRAME, ENG_VERIFY_GAP, off,
+                 "found seq %lld where seq %llu belongs", (long long)body_seq,
+                 (unsigned long long)seq);
+            break;
         }
         if (s->from_seq > 0 && seq + 1 == s->from_seq &&
-            memcmp(stored, s->from_hash, ENG_HASH_SIZE) != 0) {
-            scan_bad(s, ENG_VERIFY_BROKEN_LINK, si, off,
-                     "the stored hash differs from the checkpoint's head at this seq");
-            return true;
+            memcmp(body + len, s->from_hash, ENG_HASH_SIZE) != 0) {
+            find(&f, n++, RANK_FRAME, ENG_VERIFY_BROKEN_LINK, off,
+                 "the stored hash differs from the checkpoint's head at this seq");
+            break;
         }
+        n++;
+        off += ENG__REC_OVERHEAD + len;
+    }
+
+    /* pass 2: hashes, in parallel */
+    hash_all(s, map, size, offs, n, &f);
+
+    /* pass 3: in order, up to the first finding */
+    size_t good = f.found ? f.idx : n;
+    bool ok = true;
+    for (size_t i = 0; i < good && ok; i++) {
+        uint64_t seq = s->next_seq + i;
         if (s->on_record && seq >= s->from_seq) {
+            uint32_t len = eng__le32(map + offs[i]);
             eng_record_t rec = {
                 .seq = seq,
-                .pos = {(uint32_t)si, (uint32_t)off},
-                .body = body,
+                .pos = {(uint32_t)si, offs[i]},
+                .body = map + offs[i] + 4,
                 .len = len,
-                .hash = stored,
+                .hash = map + offs[i] + 4 + len,
             };
-            if (!s->on_record(s->on_record_ctx, &rec, err))
-                return false;
+            ok = s->on_record(s->on_record_ctx, &rec, err);
+            if (!ok)
+                good = i;
         }
-        memcpy(s->head, stored, ENG_HASH_SIZE);
-        s->next_seq = seq + 1;
-        s->records++;
-        off += ENG__REC_OVERHEAD + len;
-        s->tail_end = off;
     }
-    return true;
+    if (good > 0) {
+        uint64_t end = offs[good - 1] + ENG__REC_OVERHEAD + eng__le32(map + offs[good - 1]);
+        memcpy(s->head, map + end - ENG_HASH_SIZE, ENG_HASH_SIZE);
+        s->tail_end = end;
+    } else {
+        s->tail_end = ENG__SEG_HEADER_SIZE;
+    }
+    s->next_seq += good;
+    s->records += good;
+    if (ok && f.found) {
+        scan_bad(s, f.reason, si, f.off, f.detail);
+    } else if (ok && torn) {
+        s->torn = true;
+        s->torn_offset = off;
+        s->torn_bytes = size - off;
+    }
+    free(offs);
+    return ok;
 }
 
 bool eng__scan_run(eng__scan_t *s, bq_error_t *err)
@@ -238,15 +375,19 @@ bool eng__scan_run(eng__scan_t *s, bq_error_t *err)
             start++;
     s->next_seq = s->nsegs ? s->segs[start].first_seq : 0;
     if (s->from_seq == 0 && s->nsegs && s->segs[0].first_seq != 0) {
-        scan_bad(s, ENG_VERIFY_GAP, 0, 0, "the first segment starts at seq %llu, not 0",
+        char d[96];
+        snprintf(d, sizeof d, "the first segment starts at seq %llu, not 0",
                  (unsigned long long)s->segs[0].first_seq);
+        scan_bad(s, ENG_VERIFY_GAP, 0, 0, d);
         s->bad_seq = 0;
         return true;
     }
     for (size_t i = start; i < s->nsegs; i++) {
         if (s->segs[i].first_seq != s->next_seq) {
-            scan_bad(s, ENG_VERIFY_GAP, i, 0, "segment %s should start at seq %llu",
-                     s->segs[i].name, (unsigned long long)s->next_seq);
+            char d[128];
+            snprintf(d, sizeof d, "segment %s should start at seq %llu", s->segs[i].name,
+                     (unsigned long long)s->next_seq);
+            scan_bad(s, ENG_VERIFY_GAP, i, 0, d);
             return true;
         }
         int fd = openat(s->logdir_fd, s->segs[i].name, O_RDONLY | O_CLOEXEC);

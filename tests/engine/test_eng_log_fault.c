@@ -416,3 +416,61 @@ Test(eng_log_fault, a_failed_write_during_rollover_is_an_error)
     t_rm_rf(db);
     free(db);
 }
+
+static bool count_only(void *ctx, const eng_record_t *rec, bq_error_t *err)
+{
+    (void)err;
+    uint64_t *n = ctx;
+    cr_assert_eq(rec->seq, *n, "records out of order");
+    (*n)++;
+    return true;
+}
+
+/* Big segments are hashed by several threads: the first bad record must still win. */
+Test(eng_log_fault, the_first_bad_record_wins_in_a_segment_hashed_in_parallel)
+{
+    fx_t fx;
+    memset(&fx, 0, sizeof fx);
+    fx.db = t_dbpath();
+    eng_log_t *log = t_open(fx.db, 0);
+    t_append(log, 30000, 8, NULL);
+    eng_pos_t p[2];
+    bson_t b;
+    eng_log_close(log);
+    /* the offsets of seqs 3000 and 25000: every record here has the same length */
+    t_op(0, 8, &b);
+    uint32_t rec = b.len + 36;
+    bson_destroy(&b);
+    p[0] = (eng_pos_t){0, 16 + 3000 * rec};
+    p[1] = (eng_pos_t){0, 16 + 25000 * rec};
+    t_seg_path(fx.db, 0, fx.seg, sizeof fx.seg);
+    fx.orig = t_read_file(fx.seg, &fx.len);
+    cr_assert_eq(fx.len, 16 + 30000 * (size_t)rec);
+
+    uint64_t seen = 0;
+    eng_verify_options_t opts = {.check_ops = true, .on_record = count_only,
+                                 .on_record_ctx = &seen};
+    eng_verify_report_t r;
+    bq_error_t err;
+    bq_error_clear(&err);
+    cr_assert(eng_verify_ex(fx.db, &opts, &r, &err), "%s", err.message);
+    cr_assert(r.valid);
+    cr_assert_eq(seen, 30000);
+
+    fx.orig[p[1].off + 30] ^= 1;
+    t_write_file(fx.seg, fx.orig, fx.len);
+    r = t_verify(fx.db);
+    cr_assert_not(r.valid);
+    cr_assert_eq(r.bad_seq, 25000);
+    cr_assert_eq(r.records, 25000);
+
+    fx.orig[p[0].off + 4 + rec - 36 + 5] ^= 1;   /* a byte of the stored hash of 3000 */
+    t_write_file(fx.seg, fx.orig, fx.len);
+    seen = 0;
+    cr_assert(eng_verify_ex(fx.db, &opts, &r, &err), "%s", err.message);
+    cr_assert_not(r.valid);
+    cr_assert_eq(r.bad_seq, 3000);
+    cr_assert_eq(r.reason, ENG_VERIFY_BROKEN_LINK);
+    cr_assert_eq(seen, 3000);
+    fx_free(&fx);
+}
