@@ -40,24 +40,29 @@ function optionsOf(args, exclude, ctx, rename = {}) {
 const WRITE = ['comment', 'writeConcern', 'rawData', 'timeoutMS'];
 const READ = ['comment', 'readConcern', 'readPreference', 'maxTimeMS', 'rawData', 'timeoutMS'];
 
+/* The driver's result objects as documents: only their documented fields, and fields the
+ * driver leaves null/undefined (upsertedId without an upsert) are absent. */
 function insertOneResult(r) {
-    return r && r.insertedId !== undefined ? { insertedId: r.insertedId } : {};
+    const out = { acknowledged: r.acknowledged };
+    if (r.insertedId !== undefined && r.insertedId !== null) out.insertedId = r.insertedId;
+    return out;
 }
 
 function insertManyResult(r) {
-    const out = { insertedCount: r.insertedCount };
+    const out = { acknowledged: r.acknowledged, insertedCount: r.insertedCount };
     if (r.insertedIds) out.insertedIds = { ...r.insertedIds };
     return out;
 }
 
 function updateResult(r) {
-    const out = { matchedCount: r.matchedCount, modifiedCount: r.modifiedCount, upsertedCount: r.upsertedCount };
+    const out = { acknowledged: r.acknowledged, matchedCount: r.matchedCount, modifiedCount: r.modifiedCount,
+        upsertedCount: r.upsertedCount };
     if (r.upsertedId !== null && r.upsertedId !== undefined) out.upsertedId = r.upsertedId;
     return out;
 }
 
 function deleteResult(r) {
-    return { deletedCount: r.deletedCount };
+    return { acknowledged: r.acknowledged, deletedCount: r.deletedCount };
 }
 
 /* BulkWriteResult (also the `result` of a MongoBulkWriteError) as the spec's document. */
@@ -359,6 +364,17 @@ const database = {
         root: false,
         run: async (d, a, ctx) => (await d.listCollections(a.filter || {},
             { ...optionsOf(a, ['filter'], ctx), nameOnly: true }).toArray()).map((c) => c.name),
+    },
+    modifyCollection: {
+        // Not a driver API: the collMod command with the test's arguments.
+        args: ['collection', 'validator', 'validationLevel', 'validationAction', 'index',
+            'changeStreamPreAndPostImages', 'expireAfterSeconds', 'timeseries', 'comment'],
+        required: ['collection'],
+        root: true,
+        run: (d, a, ctx) => {
+            const { collection: name, session: s, ...rest } = a;
+            return d.command({ collMod: name, ...rest }, s ? { session: ctx.entities.get(s, 'session').value } : {});
+        },
     },
     runCommand: {
         args: ['command', 'commandName', 'readPreference'],
