@@ -68,9 +68,13 @@ class Keeper {
     }
 }
 
+let baseFds; // nedbd's open descriptors with only the keeper connected
+
 h.before(async () => {
     srv = await h.startServer();
     keeper = new Keeper(await RawConn.open(srv.port));
+    await h.sleep(100);
+    baseFds = fdCount(srv.pid);
 });
 
 h.after(async () => {
@@ -115,6 +119,20 @@ async function freshPing() {
 function rssKiB(pid) {
     const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m);
     return m ? Number(m[1]) : 0;
+}
+
+function fdCount(pid) {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/* Waits up to 3 s for nedbd's open descriptors to come back to at most `limit`. */
+async function fdsBackTo(pid, limit) {
+    let n = fdCount(pid);
+    for (let i = 0; i < 60 && n > limit; i++) {
+        await h.sleep(50);
+        n = fdCount(pid);
+    }
+    return n;
 }
 
 async function connectionsCurrent() {
@@ -391,9 +409,62 @@ h.test('kind-1 document sequence is accepted next to the body', async () => {
     }
 });
 
-h.test('the keeper connection was answered throughout', async () => {
+h.test('large frames: a 15 MiB command is answered, a 17 MiB document is refused, server stays up', async () => {
+    const since = keeper.answers;
+    const c = await RawConn.open(srv.port);
+    try {
+        const big = await c.command({ ping: 1, $db: 'admin', pad: 'x'.repeat(15 * 1024 * 1024) }, 20000);
+        assert.equal(big.ok, 1, 'ping with a 15 MiB field');
+    } finally {
+        c.close();
+    }
+    // A body over maxBsonObjectSize (16 MiB) inside a legal message: an error reply or a
+    // closed connection are both acceptable; an ok reply or a dead server are not.
+    const d = await RawConn.open(srv.port);
+    try {
+        const m = w.opMsg({ ping: 1, $db: 'admin', pad: 'x'.repeat(17 * 1024 * 1024) });
+        await d.write(m.bytes).catch(() => {});
+        const f = await d.readFrame(20000).catch(() => null);
+        if (f) assert.equal(f.body.ok, 0, `17 MiB document accepted: ${JSON.stringify(f.body).slice(0, 200)}`);
+        else assert.ok(d.closed, 'neither a reply nor a close for a 17 MiB document');
+    } finally {
+        d.close();
+    }
+    await keeper.check(since);
+}, { timeoutMs: 60000 });
+
+h.test('50 connections x 100 pipelined pings across the I/O threads: all answered in order', async () => {
+    const conns = await Promise.all(Array.from({ length: 50 }, () => RawConn.open(srv.port)));
+    try {
+        await Promise.all(conns.map(async (c) => {
+            const ms = Array.from({ length: 100 }, () => w.opMsg({ ping: 1, $db: 'admin' }));
+            await c.write(Buffer.concat(ms.map((m) => m.bytes)));
+            for (const m of ms) {
+                const f = await c.readFrame(10000);
+                assert.equal(f.responseTo, m.requestId, 'replies out of order');
+                assert.equal(f.body.ok, 1);
+            }
+        }));
+    } finally {
+        conns.forEach((c) => c.close());
+    }
+}, { timeoutMs: 60000 });
+
+h.test('connection churn (500 open/hello/close) leaks no descriptors', async () => {
+    for (let i = 0; i < 10; i++) {
+        const conns = await Promise.all(Array.from({ length: 50 }, () => RawConn.open(srv.port)));
+        await Promise.all(conns.map((c) => c.command({ hello: 1, $db: 'admin' })));
+        conns.forEach((c) => c.close());
+    }
+    const n = await fdsBackTo(srv.pid, baseFds);
+    assert.ok(n <= baseFds, `nedbd holds ${n} descriptors, ${baseFds} before the churn`);
+}, { timeoutMs: 60000 });
+
+h.test('the keeper was answered throughout, and every closed connection released its fd', async () => {
     await keeper.check(keeper.answers - 2);
     assert.ok(keeper.answers > 20, `only ${keeper.answers} keeper pings answered`);
+    const n = await fdsBackTo(srv.pid, baseFds);
+    assert.ok(n <= baseFds, `nedbd holds ${n} descriptors, ${baseFds} at the start`);
 });
 
 /* ------------------------------------------------------------ many connections */

@@ -163,10 +163,15 @@ _befores = []
 _afters = []
 
 
+# NEDB_IT_ONLY=a,b runs only the tests whose names contain one of those substrings.
+_only = [s for s in os.environ.get("NEDB_IT_ONLY", "").split(",") if s]
+
+
 def test(name, fn=None, timeout=30.0, skip=None):
     """test("name", fn) or as a decorator: @test("name")."""
     def add(f):
-        _tests.append((name, f, timeout, skip))
+        if not _only or any(s in name for s in _only):
+            _tests.append((name, f, timeout, skip))
         return f
     return add(fn) if fn is not None else add
 
