@@ -277,6 +277,29 @@ h.test('a $db that is not a string gets an error reply, connection kept', async 
     }
 });
 
+h.test('an invalid database name in $db is InvalidNamespace (73)', async () => {
+    const c = await RawConn.open(srv.port);
+    try {
+        for (const db of ['', 'a.b', 'a b', 'a$b', 'x'.repeat(64)]) {
+            const r = await c.command({ ping: 1, $db: db });
+            assert.equal(r.ok, 0, `$db ${JSON.stringify(db)}: ${JSON.stringify(r)}`);
+            assert.equal(r.code, 73, `$db ${JSON.stringify(db)}: code ${r.code} (${r.errmsg})`);
+            assert.equal(r.codeName, 'InvalidNamespace');
+        }
+        assert.equal((await c.command({ ping: 1, $db: 'x'.repeat(63) })).ok, 1, '63-byte name is valid');
+    } finally {
+        c.close();
+    }
+});
+
+h.test('command names are case-sensitive', async () => {
+    await connected();
+    const err = await admin.command({ PING: 1 }).then(() => null, (e) => e);
+    assert.ok(err, 'PING succeeded');
+    assert.equal(err.code, 59);
+    assert.equal(err.errmsg, "no such command: 'PING'");
+});
+
 /* ------------------------------------------------------------ serverStatus */
 
 h.test('serverStatus: host, version, process, pid, uptime, localTime', async () => {
