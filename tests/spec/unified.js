@@ -156,7 +156,7 @@ async function main() {
     const expected = readExpected();
 
     let srv = await startServer();
-    let runner = new Runner({ uri: srv.uri });
+    const runner = new Runner({ uri: srv.uri });
     await runner.init();
     console.log(`# nedbd ${runner.version.join('.')} (${runner.topology}) on port ${srv.port}; ` +
                 `${files.length} file(s) from ${displayName(specs, ROOT)}`);
@@ -179,12 +179,18 @@ async function main() {
             continue;
         }
         filesRun.add(name);
-        for await (const res of runner.runFile(json)) {
-            let key = `${name} :: ${oneLine(res.description, 1000)}`;
+        // Test keys, made unique within the file by a " (2)" suffix on repeated descriptions.
+        const keys = (Array.isArray(json.tests) ? json.tests : []).map((t) => {
+            const key = `${name} :: ${oneLine(t.description, 1000)}`;
             const n = (seen.get(key) || 0) + 1;
             seen.set(key, n);
-            if (n > 1) key = `${key} (${n})`;
-            if (opts.filter && !key.includes(opts.filter)) continue;
+            return n > 1 ? `${key} (${n})` : key;
+        });
+        const select = (i) => !opts.filter || keys[i].includes(opts.filter);
+        let index = 0;
+        for await (const res of runner.runFile(json, select)) {
+            const key = keys[index++];
+            if (res.status === 'filtered') continue;
             ran.set(key, res.status);
             if (res.status === 'ok') {
                 counts.ok++;
@@ -202,10 +208,8 @@ async function main() {
             if (!srv.alive()) {
                 console.log(`# nedbd died (${srv.exit.signal || `code ${srv.exit.code}`}); log tail:`);
                 for (const l of srv.logTail(30).split('\n')) console.log(`#   ${l}`);
-                await runner.close();
                 srv = await startServer();
-                runner = new Runner({ uri: srv.uri });
-                await runner.init();
+                await runner.restart(srv.uri);
                 console.log(`# restarted nedbd on port ${srv.port}`);
             }
         }

@@ -106,6 +106,16 @@ class Runner {
 
     async close() {
         if (this.internal) await this.internal.close(true).catch(() => {});
+        this.internal = null;
+    }
+
+    /* After the server was restarted (on another port): reconnect and re-read its facts. */
+    async restart(uri) {
+        await this.close();
+        this.uri = uri;
+        this.baseUri = uri;
+        this.serverParams.clear();
+        await this.init();
     }
 
     /* ------------------------------------------------------------ runOnRequirements */
@@ -172,8 +182,9 @@ class Runner {
 
     /* ------------------------------------------------------------ files and tests */
 
-    /* Runs every test of a parsed file; yields { description, status, message }. */
-    async* runFile(file) {
+    /* Runs every test of a parsed file; yields { description, status, message }. Tests for
+     * which select(index, description) is false are not run and yield status 'filtered'. */
+    async* runFile(file, select = () => true) {
         const tests = Array.isArray(file.tests) ? file.tests : [];
         if (!file.schemaVersion || !schemaSupported(file.schemaVersion)) {
             for (const t of tests) {
@@ -183,7 +194,11 @@ class Runner {
             return;
         }
         const fileUnmet = await this.requirementsUnmet(file.runOnRequirements);
-        for (const t of tests) {
+        for (const [i, t] of tests.entries()) {
+            if (!select(i, t.description)) {
+                yield { description: t.description, status: 'filtered' };
+                continue;
+            }
             if (fileUnmet) {
                 yield { description: t.description, status: 'skip', message: fileUnmet };
                 continue;
