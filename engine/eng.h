@@ -272,7 +272,8 @@ typedef struct eng_verify_options {
  * `report` (always initialized). It takes <dbpath>/LOCK as a *shared* flock: several
  * verifies may run together, but a directory that a server (or another tool with an
  * exclusive lock) holds is refused with ENG_ERR_LOCKED, since a live log keeps changing
- * under the reader. It never writes to the directory, and it does not cut a torn tail.
+ * under the reader. It never writes to the directory (except to create an empty LOCK
+ * when there is none), and it does not cut a torn tail.
  * Returns true when the walk ran (look at report->valid), false when it could not run
  * (ENG_ERR_LOCKED, ENG_ERR_IO: no such directory, unreadable file; or an error set by
  * on_record).

@@ -63,7 +63,8 @@ void eng__hash(const uint8_t prev[ENG_HASH_SIZE], const uint8_t *body, size_t le
 bool eng__crypto_init(bq_error_t *err);
 
 /* Takes <dbpath>/LOCK with flock (exclusive or shared, never waiting). Returns the fd
- * holding it, or -1 with ENG_ERR_LOCKED / ENG_ERR_IO. `create`: create LOCK if missing. */
+ * holding it, or -1 with ENG_ERR_LOCKED / ENG_ERR_IO. `create` (the writer): open LOCK
+ * read-write, creating it; otherwise read-only, creating it only when missing. */
 int eng__lock_take(const char *dbpath, bool exclusive, bool create, bq_error_t *err);
 
 /*

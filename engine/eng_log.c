@@ -211,11 +211,12 @@ int eng__lock_take(const char *dbpath, bool exclusive, bool create, bq_error_t *
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/LOCK", dbpath);
-    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+    /* A reader opens LOCK read-only (flock works on any fd), so it writes nothing unless
+     * LOCK is missing, and works on read-only media. */
+    int fd = create ? open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0644)
+                    : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && !create && errno == ENOENT)
         fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0644);
-    if (fd < 0 && (errno == EACCES || errno == EROFS))
-        fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         bq_error_set(err, ENG_ERR_IO, "cannot open %s: %s", path, strerror(errno));
         return -1;

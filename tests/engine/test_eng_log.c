@@ -3,6 +3,8 @@
  * chain across segment rollover, reading back by position and by seq, reopening, opening
  * from a checkpoint's seq, and LOCK. Crash and fault cases are in test_eng_log_fault.c.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <sys/file.h>
 #include <sys/wait.h>
@@ -359,6 +361,70 @@ Test(eng_log, options_are_checked)
     bq_error_clear(&err);
     cr_assert_not(eng_log_open(db, &opts, &log, &err));
     cr_assert_eq(err.code, BQ_ERR_BadValue);
+    t_rm_rf(db);
+    free(db);
+}
+
+typedef struct {
+    eng_log_t *log;
+    uint64_t n;
+} writer_t;
+
+static void *writer_main(void *arg)
+{
+    writer_t *w = arg;
+    bq_error_t err;
+    bq_error_clear(&err);
+    for (uint64_t i = 0; i < w->n; i++) {
+        bson_t b;
+        t_op(i, 30, &b);
+        if (!eng_log_append(w->log, &b, NULL, NULL, &err))
+            abort();
+        bson_destroy(&b);
+        if (i % 97 == 0 && !eng_log_flush(w->log, &err))
+            abort();
+    }
+    if (!eng_log_sync(w->log, &err))
+        abort();
+    return NULL;
+}
+
+Test(eng_log, readers_tail_the_log_while_the_writer_appends)
+{
+    char *db = t_dbpath();
+    eng_log_t *log = t_open(db, 8192);
+    writer_t w = {log, 5000};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, writer_main, &w), 0);
+    bq_error_t err;
+    bq_error_clear(&err);
+    eng_log_iter_t *it = eng_log_iter_new(log, 0, &err);
+    cr_assert_not_null(it, "%s", err.message);
+    uint64_t want = 0;
+    while (want < w.n) {
+        eng_record_t rec;
+        if (!eng_log_iter_next(it, &rec, &err)) {
+            cr_assert_eq(err.code, 0, "%s", err.message);
+            sched_yield();
+            continue;
+        }
+        cr_assert_eq(rec.seq, want);
+        if (want % 50 == 0) {
+            bson_t got, exp;
+            cr_assert(eng_log_read(log, rec.pos, &got, NULL, &err), "%s", err.message);
+            t_op(want, 30, &exp);
+            cr_assert(bson_equal(&got, &exp));
+            bson_destroy(&got);
+            bson_destroy(&exp);
+        }
+        want++;
+    }
+    eng_log_iter_destroy(it);
+    pthread_join(th, NULL);
+    eng_log_close(log);
+    eng_verify_report_t r = t_verify(db);
+    cr_assert(r.valid);
+    cr_assert_eq(r.records, w.n);
     t_rm_rf(db);
     free(db);
 }
