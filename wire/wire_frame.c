@@ -109,11 +109,11 @@ wire_frame_status_t wire_frame_peek(const uint8_t *buf, size_t len, wire_header_
 
 /* How many bytes of valid UTF-8 text to print: at most `max`, never splitting a character,
  * so that error messages (which become reply strings) stay valid UTF-8. */
-static int utf8_print_len(const char *id, size_t len, size_t max)
+static int utf8_print_len(const char *s, size_t len, size_t max)
 {
     if (len <= max)
         return (int)len;
-    while (max > 0 && ((unsigned char)id[max] & 0xC0u) == 0x80u)
+    while (max > 0 && ((unsigned char)s[max] & 0xC0u) == 0x80u)
         max--;
     return (int)max;
 }
@@ -214,40 +214,37 @@ static walk_result_t doc_walk(const bson_t *doc)
     }
 }
 
-/* Checks one delimited document of dlen bytes (>= 5) at doc. `what` names it in messages
- * ("OP_MSG body", "document 3 of sequence 'documents'"). */
-static void doc_check(frame_check_t *chk, const uint8_t *doc, size_t dlen, const char *what)
+/* Checks one delimited document of dlen bytes (>= 5) at doc. On the frame's first failure,
+ * records it in chk with a message that says why but not which document; the caller
+ * prefixes the name then (so the hot path of a large insert formats nothing). Returns
+ * whether chk holds a new failure. */
+static bool doc_check_fails(frame_check_t *chk, const uint8_t *doc, size_t dlen)
 {
     if (chk->failed)
-        return;
+        return false;
+    chk->failed = true;
     if (dlen > FRAME_MAX_DOC_SIZE) {
-        chk->failed = true;
         bq_error_set(&chk->err, BQ_ERR_BSONObjectTooLarge,
-                     "%s: BSONObj size: %zu (0x%zX) is invalid. Size must be between 0 and "
+                     "BSONObj size: %zu (0x%zX) is invalid. Size must be between 0 and "
                      "%d(16MB)",
-                     what, dlen, dlen, FRAME_MAX_DOC_SIZE);
-        return;
+                     dlen, dlen, FRAME_MAX_DOC_SIZE);
+        return true;
     }
     bson_t b;
     if (!bson_init_static(&b, doc, dlen)) {
-        chk->failed = true;
         bq_error_set(&chk->err, BQ_ERR_InvalidBSON,
-                     "%s is not valid BSON: it does not end with a NUL byte", what);
-        return;
+                     "not valid BSON: it does not end with a NUL byte");
+        return true;
     }
     walk_result_t w = doc_walk(&b);
     if (w == WALK_BAD_UTF8) {
-        chk->failed = true;
-        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "%s is not valid BSON: invalid UTF-8",
-                     what);
-        return;
+        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "not valid BSON: invalid UTF-8");
+        return true;
     }
     if (w == WALK_TOO_DEEP) {
-        chk->failed = true;
         bq_error_set(&chk->err, BQ_ERR_Overflow,
-                     "%s: BSONObj exceeds maximum nested object depth: %d", what,
-                     FRAME_MAX_DEPTH);
-        return;
+                     "BSONObj exceeds maximum nested object depth: %d", FRAME_MAX_DEPTH);
+        return true;
     }
     bson_error_t berr;
     memset(&berr, 0, sizeof berr);
@@ -258,10 +255,19 @@ static void doc_check(frame_check_t *chk, const uint8_t *doc, size_t dlen, const
         if (why_len == 0 || why_len == sizeof berr.message ||
             !bson_utf8_validate(why, why_len, false))
             why = "corrupt document";
-        chk->failed = true;
-        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "%s is not valid BSON: %.*s", what,
+        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "not valid BSON: %.*s",
                      utf8_print_len(why, strlen(why), 200), why);
+        return true;
     }
+    chk->failed = false;
+    return false;
+}
+
+/* doc_check_fails() for a document with a fixed name ("OP_MSG body"). */
+static void doc_check(frame_check_t *chk, const uint8_t *doc, size_t dlen, const char *what)
+{
+    if (doc_check_fails(chk, doc, dlen))
+        bq_error_prefix(&chk->err, "%s", what);
 }
 
 /* ---- structure (CLOSE) ---- */
@@ -299,6 +305,7 @@ typedef struct frame_seq {
     size_t id_len;
     size_t docs;    /* offset of the first document */
     size_t end;     /* offset just past the section */
+    size_t ndocs;   /* documents in it */
 } frame_seq_t;
 
 /* Delimits the kind-1 section whose size field is at buf[pos] (the kind byte is before it)
@@ -351,14 +358,12 @@ static bool sequence_delimit(const uint8_t *buf, size_t pos, size_t end, frame_s
         size_t dlen;
         if (!doc_delimit(buf, p, send, &dlen, "OP_MSG document sequence document", err))
             return false;
-        if (!chk->failed) {
-            char what[128];
-            snprintf(what, sizeof what, "document %zu of OP_MSG sequence '%.*s'", i,
-                     utf8_print_len(seq->id, seq->id_len, 40), seq->id);
-            doc_check(chk, buf + p, dlen, what);
-        }
+        if (doc_check_fails(chk, buf + p, dlen))
+            bq_error_prefix(&chk->err, "document %zu of OP_MSG sequence '%.*s'", i,
+                            utf8_print_len(seq->id, seq->id_len, 40), seq->id);
         p += dlen;
     }
+    seq->ndocs = i;
     return true;
 }
 
@@ -499,12 +504,21 @@ static wire_parse_result_t msg_parse(const uint8_t *buf, size_t len, wire_msg_t 
             return WIRE_PARSE_ERROR_REPLY;
         }
     }
-    if (!bson_concat(&msg->body, &body) || !msg_splice(buf, seqs, nseq, &msg->body, err)) {
+    /* Size the command once: a large insert would otherwise grow it by doubling, copying
+     * megabytes. Each sequence adds its array element header and, per document, a type
+     * byte and an index key of at most 10 digits and a NUL. */
+    size_t want = body_len;
+    for (size_t s = 0; s < nseq; s++)
+        want += 1 + seqs[s].id_len + 1 + 5 + (seqs[s].end - seqs[s].docs) + 12 * seqs[s].ndocs;
+    bson_t *cmd = bson_sized_new(want);
+    if (!bson_concat(cmd, &body) || !msg_splice(buf, seqs, nseq, cmd, err)) {
         if (err && err->code == 0)
             bq_error_set(err, BQ_ERR_BSONObjectTooLarge, "OP_MSG body is too large");
-        bson_reinit(&msg->body);
+        bson_destroy(cmd);
         return WIRE_PARSE_ERROR_REPLY;
     }
+    bson_destroy(&msg->body); /* the empty inline document: nothing to free */
+    bson_steal(&msg->body, cmd);
     return WIRE_PARSE_OK;
 }
 
