@@ -27,6 +27,7 @@ const { RawConn, BSON } = w;
 
 let srv;
 let keeper;
+let observer; // a second idle connection for serverStatus, so requests never share a socket
 
 /* Pings on one connection every 20 ms for as long as the file runs. */
 class Keeper {
@@ -73,11 +74,13 @@ let baseFds; // nedbd's open descriptors with only the keeper connected
 h.before(async () => {
     srv = await h.startServer();
     keeper = new Keeper(await RawConn.open(srv.port));
+    observer = await RawConn.open(srv.port);
     await h.sleep(100);
     baseFds = fdCount(srv.pid);
 });
 
 h.after(async () => {
+    if (observer) observer.close();
     if (keeper) await keeper.stop();
     if (srv && srv.alive()) srv.kill();
 });
@@ -136,7 +139,7 @@ async function fdsBackTo(pid, limit) {
 }
 
 async function connectionsCurrent() {
-    const r = await keeper.conn.command({ serverStatus: 1, $db: 'admin' });
+    const r = await observer.command({ serverStatus: 1, $db: 'admin' });
     return Number(r.connections.current);
 }
 
@@ -562,6 +565,21 @@ h.test('SIGTERM with 50 clients (25 mid-ping, one mid-frame): exit 0 within 5 s,
     assert.equal(stillOpen, 0, `${stillOpen} client sockets still open after nedbd exited`);
 }, { timeoutMs: 60000 });
 
+h.test('SIGTERM the moment the port accepts still exits 0 (10 times)', async () => {
+    // Once a TCP connect succeeds a client may think the server is up; the signal handlers
+    // must be in place by then, or SIGTERM kills nedbd by default action instead of a clean stop.
+    for (let i = 0; i < 10; i++) {
+        const s = await h.startServer({ logLevel: 0, ready: 'tcp' });
+        s.proc.kill('SIGTERM');
+        const res = await Promise.race([s.exited, h.sleep(5000).then(() => null)]);
+        if (!res) s.kill();
+        assert.ok(res, `round ${i}: still running 5 s after SIGTERM`);
+        assert.equal(res.signal, null, `round ${i}: killed by ${res.signal} (handler not installed yet?)`);
+        assert.equal(res.code, 0, `round ${i}: exit ${res.code}`);
+        fs.rmSync(s.dir, { recursive: true, force: true });
+    }
+}, { timeoutMs: 90000 });
+
 h.test('SIGINT also stops nedbd with exit 0', async () => {
     const s = await h.startServer({ logLevel: 0 });
     const c = await RawConn.open(s.port);
@@ -578,6 +596,8 @@ h.test('the main server is still up and exits 0 on SIGTERM', async () => {
     await keeper.check(keeper.answers);
     await keeper.stop();
     keeper = null;
+    observer.close();
+    observer = null;
     await srv.stop({ timeoutMs: 5000 });
 });
 

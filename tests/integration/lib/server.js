@@ -4,7 +4,7 @@
  *
  *  1. startServer(): a real nedbd on a free 127.0.0.1 port with a fresh temporary --dbpath,
  *     its stderr and stdout captured to a log file, returned once it accepts TCP
- *     connections. srv.stop() sends SIGTERM and throws unless nedbd exits 0 in time.
+ *     connections and answers a ping on one. srv.stop() sends SIGTERM and throws unless nedbd exits 0 in time.
  *  2. A tiny test framework: test(name, fn), before(fn), after(fn), run(). Tests run in
  *     order; each prints `ok - name` or `not ok - name: reason`; the file ends with one line
  *     `N passed, N failed` (plus `, N skipped`) that tests/integration/run.js parses, and
@@ -106,6 +106,22 @@ function canConnect(port, timeoutMs = 500) {
     });
 }
 
+/* True once a ping on a fresh connection is answered. Stronger than a TCP connect: the
+ * kernel completes connects into the listen backlog before the server's loop runs. */
+async function answersPing(port) {
+    const { RawConn } = require('./wire');
+    let c;
+    try {
+        c = await RawConn.open(port, '127.0.0.1', 500);
+        const r = await c.command({ ping: 1, $db: 'admin' }, 2000);
+        return r.ok === 1;
+    } catch (e) {
+        return false;
+    } finally {
+        if (c) c.close();
+    }
+}
+
 function tail(file, lines = 40) {
     try {
         const text = fs.readFileSync(file, 'utf8');
@@ -198,6 +214,8 @@ class Server {
  *   threads   --threads (default: nedbd's own default)
  *   env       extra environment variables
  *   wrap      (bin, args) -> [file, args]: run nedbd through another program (ulimit, ...)
+ *   ready     'ping' (default): return once a ping is answered; 'tcp': once a TCP connect
+ *             succeeds (for tests of what happens that early)
  */
 async function startServer(opts = {}) {
     const bin = nedbdPath();
@@ -224,7 +242,7 @@ async function startServer(opts = {}) {
         if (attempt === 0) started.push(srv);
         const deadline = Date.now() + (opts.startTimeoutMs || 15000);
         while (Date.now() < deadline && srv.alive()) {
-            if (await canConnect(port)) return srv;
+            if (opts.ready === 'tcp' ? await canConnect(port) : await answersPing(port)) return srv;
             await sleep(50);
         }
         if (srv.alive()) {

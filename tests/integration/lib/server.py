@@ -1,7 +1,8 @@
 """lib/server.py: what every Python integration test shares (the twin of lib/server.js).
 
 1. start_server(): a real nedbd on a free 127.0.0.1 port with a fresh temporary --dbpath,
-   its output captured to a log file, returned once it accepts TCP connections.
+   its output captured to a log file, returned once it accepts TCP connections and answers
+   a ping on one.
    srv.stop() sends SIGTERM and raises unless nedbd exits 0 in time.
 2. A tiny test framework: @test("name") (or test(name, fn)), before(fn), after(fn), run().
    Tests run in order and print `ok - name` / `not ok - name: reason`; the file ends with
@@ -47,11 +48,28 @@ def free_port():
         s.close()
 
 
-def can_connect(port, timeout=0.5):
+def answers_ping(port, timeout=1.0):
+    """True once a hand-built OP_MSG ping on a fresh connection is answered ok (stronger than
+    a TCP connect, which the kernel completes before the server's loop runs)."""
+    import struct
+    import bson
+    import bson.errors
+    body = bson.BSON.encode({"ping": 1, "$db": "admin"})
+    msg = struct.pack("<iiiiI", 16 + 4 + 1 + len(body), 1, 0, 2013, 0) + b"\x00" + body
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(msg)
+            buf = b""
+            while len(buf) < 4 or len(buf) < struct.unpack("<i", buf[:4])[0]:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return False
+                buf += chunk
+            n = struct.unpack("<i", buf[21:25])[0]
+            doc = bson.BSON(buf[21:21 + n]).decode()
+            return doc.get("ok") == 1
+    except (OSError, ValueError, struct.error, bson.errors.BSONError):
         return False
 
 
@@ -140,7 +158,7 @@ def start_server(args=(), log_level=1, threads=None, start_timeout=15.0):
             _started.append(srv)
         deadline = time.time() + start_timeout
         while time.time() < deadline and srv.alive():
-            if can_connect(port):
+            if answers_ping(port):
                 return srv
             time.sleep(0.05)
         if srv.alive():
