@@ -282,10 +282,7 @@ bool eng_verify(const char *dbpath, eng_verify_report_t *report, bq_error_t *err
 bool eng_verify_ex(const char *dbpath, const eng_verify_options_t *opts,
                    eng_verify_report_t *report, bq_error_t *err);
 
-/* The store above the log (catalog, MVCC, sequencer) declares its API in eng_db.h, owned
- * by its authors; the check lets this header stand while that one is being written. */
-#if __has_include("eng_db.h")
+/* The store above the log (catalog, MVCC, sequencer, provenance) is declared in eng_db.h. */
 #include "eng_db.h"
-#endif
 
 #endif

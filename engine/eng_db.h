@@ -1,0 +1,193 @@
+/*
+ * eng_db.h: the NEDB store above the op log: the catalog, documents as chains of
+ * versions (MVCC), snapshots, and the sequencer that turns write intents into ops
+ * (DESIGN.md sections 3, 5 and 7). Included by eng.h.
+ *
+ * Seqs. Ops are numbered 0, 1, 2, ... A snapshot is the newest committed seq S (or -1 for
+ * an empty store) and sees exactly the effects of ops 0..S. Every version of a document
+ * and every incarnation of a collection carries the range [from, to) of seqs in which it
+ * is the visible one (to = ENG_SEQ_MAX while it is current).
+ *
+ * Threads. Any number of reader threads call the read functions with a snapshot taken by
+ * eng_db_snapshot(); they never take a lock the committer holds for long and never wait
+ * for an fsync. One committer thread, owned by the db, applies write intents in order,
+ * appends their ops to the log, fsyncs once per batch, publishes the new committed seq,
+ * and then calls each intent's done callback (on the committer thread: the callback must
+ * only hand the intent back to its owner's thread).
+ *
+ * Memory. Documents and versions live until eng_db_close(): a pointer handed out by a
+ * read stays valid for the life of the db, so a cursor may keep one across getMores.
+ */
+#ifndef ENG_DB_H
+#define ENG_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bq.h"
+
+#define ENG_SEQ_MAX INT64_MAX
+#define ENG_NS_MAX 255 /* longest "db.coll" namespace, as MongoDB's limit */
+
+typedef struct eng_db eng_db_t;
+typedef struct eng_coll eng_coll_t;
+
+typedef struct eng_db_options {
+    uint64_t segment_size; /* 0: default (64 MiB) */
+} eng_db_options_t;
+
+/* Opens the data directory (creating it and its log when missing), replays the log into
+ * memory and starts the committer. *warnings gets a malloc'd string of recovery warnings
+ * ("" when none; free it). Errors: whatever eng_log_open reports (DBPathInUse, corruption
+ * naming seq/segment/offset, I/O), or an op the store cannot apply. */
+bool eng_db_open(const char *dbpath, const eng_db_options_t *opts, eng_db_t **out,
+                 char **warnings, bq_error_t *err);
+
+/* Lets queued intents finish, stops the committer, closes the log and frees everything.
+ * NULL is a no-op. */
+void eng_db_close(eng_db_t *db);
+
+/* The newest committed seq (-1 when nothing was ever written): a snapshot. */
+int64_t eng_db_snapshot(const eng_db_t *db);
+
+/* The cluster time (ct) of the op at seq `snap` (0, 0 for -1). */
+void eng_db_cluster_time(const eng_db_t *db, int64_t snap, uint32_t *t, uint32_t *i);
+
+/* The snapshot of the last op whose ct is at or before (t, i): for atClusterTime. */
+int64_t eng_db_snapshot_at(const eng_db_t *db, uint32_t t, uint32_t i);
+
+/* True once an fsync failed: the server takes no more writes until restarted. */
+bool eng_db_read_only(const eng_db_t *db);
+
+/* Walks the chain of the open database up to the committed seq, re-hashing every record,
+ * while the server keeps running (the offline tool, eng_verify, cannot: the server holds
+ * LOCK). Fills rep like eng_verify. Errors: I/O reading the log. */
+struct eng_verify_report;
+bool eng_db_verify(eng_db_t *db, struct eng_verify_report *rep, bq_error_t *err);
+
+/* ---- catalog ---- */
+
+typedef struct eng_coll_info {
+    const char *db;        /* borrowed, valid for the life of the db */
+    const char *name;
+    const bson_t *options; /* the options given to create (never NULL) */
+    int64_t created_seq;
+    eng_coll_t *coll;
+} eng_coll_info_t;
+
+/* The collection db.name as of snapshot `snap`, or NULL when it did not exist then. */
+eng_coll_t *eng_coll_get(eng_db_t *db, const char *dbname, const char *name, int64_t snap);
+
+/* Fills a malloc'd array with the collections of `dbname` (NULL: every database) that
+ * exist at `snap`, sorted by database then name. Returns how many; free(*out). */
+size_t eng_catalog_list(eng_db_t *db, const char *dbname, int64_t snap, eng_coll_info_t **out);
+
+/* Fills info for one collection. */
+void eng_coll_info(const eng_coll_t *c, eng_coll_info_t *info);
+
+/* Number of documents and their total BSON size at snap. */
+void eng_coll_stats(eng_coll_t *c, int64_t snap, uint64_t *count, uint64_t *bytes);
+
+/* ---- documents ---- */
+
+/* One document version, borrowed (valid until eng_db_close). */
+typedef struct eng_doc {
+    const uint8_t *data;
+    uint32_t len;
+    int64_t seq;           /* the op that wrote this version */
+} eng_doc_t;
+
+/* A scan in insertion ("natural") order at a snapshot. Plain struct: copy it to keep a
+ * cursor's place. */
+typedef struct eng_scan {
+    eng_coll_t *coll;
+    int64_t snap;
+    uint64_t next;         /* next slot to look at */
+    bool reverse;
+} eng_scan_t;
+
+void eng_scan_init(eng_scan_t *scan, eng_coll_t *coll, int64_t snap, bool reverse);
+/* The next visible document, or false at the end. */
+bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out);
+
+/* The document with this _id at snap, or false when there is none. */
+bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out);
+
+/* ---- provenance ---- */
+
+/* Appends to `out` (an array being built, keys from *next) the seqs of ops whose prov
+ * names `cause` in caused_by, as of snap. */
+size_t eng_prov_effects(eng_db_t *db, int64_t cause, int64_t snap, int64_t *out, size_t max);
+
+/* ---- writes ---- */
+
+/* What a write op expects to find when the committer applies it (optimistic concurrency:
+ * ops are computed on an I/O thread from a snapshot and re-checked in seq order). */
+#define ENG_EXPECT_NONE (-2)   /* no check */
+#define ENG_EXPECT_ABSENT (-1) /* no document with this _id (insert, upsert) */
+/* >= 0: the current version of the document was written by this seq */
+
+typedef enum eng_wop_kind {
+    ENG_WOP_INSERT = 'i',
+    ENG_WOP_UPDATE = 'u',      /* full post-image */
+    ENG_WOP_DELETE = 'd',
+    ENG_WOP_CREATE = 'C',      /* create a collection; doc = options */
+    ENG_WOP_DROP = 'D',        /* drop a collection */
+    ENG_WOP_DROP_DATABASE = 'X',
+    ENG_WOP_RENAME = 'R',      /* rename to (to_db, to_name); drop_target in doc */
+    ENG_WOP_COLLMOD = 'M',     /* record new options; doc = the collMod command */
+} eng_wop_kind_t;
+
+typedef struct eng_wop {
+    eng_wop_kind_t kind;
+    char db[64];
+    char coll[ENG_NS_MAX + 1];
+    bson_t doc;                /* owned: i/u the document, C the options, M the command */
+    bson_value_t id;           /* owned copy of _id (i, u, d) */
+    int64_t expect;            /* ENG_EXPECT_* or a seq */
+    bson_t prov;               /* owned: {caused_by, evidence, confidence} or empty */
+    char to_db[64];            /* R */
+    char to_coll[ENG_NS_MAX + 1];
+    bool drop_target;          /* R */
+    /* results, filled by the committer */
+    int64_t seq;               /* the op's seq, -1 when not applied */
+    bq_error_t err;            /* why not applied (err.code 0 when applied) */
+} eng_wop_t;
+
+typedef struct eng_intent eng_intent_t;
+typedef void (*eng_intent_done_fn)(eng_intent_t *intent);
+
+struct eng_intent {
+    eng_wop_t *ops;
+    size_t nops;
+    bool ordered;      /* stop at the first op that fails */
+    bool all_or_none;  /* if any op's expectation fails, apply none (conflict) */
+    bool durable;      /* reply after fsync (j: true, the default); false: after write */
+    eng_intent_done_fn done;
+    void *owner;       /* for the done callback */
+    /* results */
+    bool conflict;     /* all_or_none and an expectation failed: recompute and resubmit */
+    size_t applied;    /* ops applied */
+    bq_error_t err;    /* a failure of the whole intent (I/O, read-only): none applied
+                          durably */
+    int64_t first_seq, last_seq; /* seqs produced, -1 when none */
+};
+
+/* Initializes an op of `kind` for db.coll; the caller fills doc/id/expect/prov. */
+void eng_wop_init(eng_wop_t *op, eng_wop_kind_t kind, const char *db, const char *coll);
+void eng_wop_cleanup(eng_wop_t *op);
+
+/* Queues an intent for the committer. Returns at once; intent->done is called later on
+ * the committer thread. The intent and its ops must stay alive until then. */
+void eng_submit(eng_db_t *db, eng_intent_t *intent);
+
+/* Validates and normalizes provenance fields of a document about to be written
+ * (DESIGN.md section 7): _caused_by (int64 seqs < next seq, or {coll, _id[, db]} refs
+ * resolved against snap in database `dbname`), _evidence, _confidence. Fills `prov`
+ * (initialized by the callee) with the sealed form, and `out` with the document where
+ * _caused_by refs were replaced by seqs and _confidence is a double. Returns false with
+ * BQ_ERR_BadValue naming the field and the rule. has_prov says whether any field was set. */
+bool eng_prov_prepare(eng_db_t *db, const char *dbname, int64_t snap, const bson_t *doc,
+                      bson_t *out, bson_t *prov, bool *has_prov, bq_error_t *err);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * eng_store.h: the in-memory store's structures, shared by eng_store.c (which owns them),
+ * eng_seq.c (the committer, the only writer) and eng_db.c (open, replay, close). Nothing
+ * outside engine/ includes this header.
+ */
+#ifndef ENG_STORE_H
+#define ENG_STORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "bq_key.h"
+#include "eng_db.h"
+#include "eng_int.h"
+
+#define ENG__CHUNK0 256u
+#define ENG__MAX_CHUNKS 48u
+
+/* Append-only array of 64-bit values; one writer, lock-free readers. */
+typedef struct eng__vec {
+    _Atomic(uint64_t *) chunks[ENG__MAX_CHUNKS];
+    _Atomic uint64_t len;
+} eng__vec_t;
+
+uint64_t eng__vec_get(const eng__vec_t *v, uint64_t i);
+uint64_t eng__vec_len(const eng__vec_t *v);
+void eng__vec_push(eng__vec_t *v, uint64_t value);
+void eng__vec_free(eng__vec_t *v);
+
+/* One version of a document: visible for seqs in [from, to). data NULL: deleted. */
+typedef struct eng__version {
+    int64_t from;
+    _Atomic int64_t to;
+    const uint8_t *data;
+    uint32_t len;
+    struct eng__version *older;
+} eng__version_t;
+
+/* One incarnation of a document (_id), in insertion order. */
+typedef struct eng__slot {
+    _Atomic(eng__version_t *) head;
+    struct eng__slot *prev_incarnation;
+    uint8_t *key; /* bq_key of the _id */
+    uint32_t keylen;
+    uint64_t hash;
+} eng__slot_t;
+
+/* Open-addressing _id index: newest incarnation per key. Replaced, never resized in
+ * place. */
+typedef struct eng__idtab {
+    size_t cap; /* power of two */
+    _Atomic(eng__slot_t *) slots[];
+} eng__idtab_t;
+
+typedef struct eng__docs {
+    eng__vec_t slots;             /* eng__slot_t * in insertion order */
+    _Atomic(eng__idtab_t *) idx;
+    size_t idx_used;              /* distinct keys (writer only) */
+} eng__docs_t;
+
+typedef struct eng__store eng__store_t;
+
+struct eng_coll {
+    char *db, *name;
+    bson_t options;
+    int64_t from;
+    _Atomic int64_t to;
+    eng__docs_t *docs;
+    bool owns_docs;
+    struct eng_coll *older;      /* earlier incarnation of the same namespace */
+    struct eng_coll *all_next;   /* every incarnation, for freeing */
+    eng__store_t *store;
+};
+
+/* Immutable sorted array of the newest incarnation of every namespace. */
+typedef struct eng__catalog {
+    size_t n;
+    eng_coll_t *colls[];
+} eng__catalog_t;
+
+typedef struct eng__retired {
+    void *p;
+    struct eng__retired *next;
+} eng__retired_t;
+
+typedef struct eng__prov {
+    int64_t cause;
+    int64_t *effects;
+    size_t n, cap;
+} eng__prov_t;
+
+struct eng__store {
+    _Atomic(eng__catalog_t *) catalog;
+    eng_coll_t *all_colls;
+    eng__retired_t *retired;
+    eng__vec_t cts;               /* ct of every op, (t << 32 | i), indexed by seq */
+    pthread_mutex_t prov_lock;    /* guards the reverse provenance index */
+    eng__prov_t *prov;            /* open addressing by cause seq */
+    size_t prov_n, prov_cap;
+};
+
+void eng__store_init(eng__store_t *st);
+void eng__store_cleanup(eng__store_t *st);
+void eng__retire(eng__store_t *st, void *p);
+
+/* Applies one op (already sealed in the log, or being replayed from it). Errors:
+ * ENG_ERR_CORRUPT when the op cannot apply to the current state (a log that does not
+ * replay). */
+bool eng__store_apply(eng__store_t *st, const eng_op_t *op, bq_error_t *err);
+
+eng_coll_t *eng__store_coll_get(eng__store_t *st, const char *db, const char *name,
+                                int64_t snap);
+eng_coll_t *eng__store_coll_current(eng__store_t *st, const char *db, const char *name);
+size_t eng__store_list(eng__store_t *st, const char *dbname, int64_t snap,
+                       eng_coll_info_t **out);
+int64_t eng__store_current(eng_coll_t *c, const bson_value_t *id, eng__slot_t **slot_out);
+size_t eng__store_prov_effects(eng__store_t *st, int64_t cause, int64_t snap, int64_t *out,
+                               size_t max);
+
+/* The database handle (eng_db.c, eng_seq.c). */
+struct eng_db {
+    eng_log_t *log;
+    eng__store_t store;
+    _Atomic int64_t committed;    /* newest seq visible to readers, -1 when none */
+    _Atomic bool read_only;       /* an fsync failed */
+    /* the committer (eng_seq.c) */
+    pthread_t committer;
+    bool committer_running;
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    eng_intent_t **queue;
+    size_t qlen, qcap;
+    bool stopping;
+    int64_t last_ts;              /* ms of the previous batch, for monotonic ts/ct */
+    uint32_t last_ct_t, last_ct_i;
+};
+
+bool eng__seq_start(eng_db_t *db, bq_error_t *err);
+void eng__seq_stop(eng_db_t *db);
+
+#endif
