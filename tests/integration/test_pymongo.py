@@ -140,6 +140,18 @@ def _():
         z.close()
 
 
+@h.test("commands with a secondaryPreferred read preference run on the standalone")
+def _():
+    from pymongo import ReadPreference
+    r = connected().admin.command("buildInfo", read_preference=ReadPreference.SECONDARY_PREFERRED)
+    eq(r["ok"], 1.0, "buildInfo ok")
+    c = MongoClient("127.0.0.1", srv.port, serverSelectionTimeoutMS=3000, readPreference="secondary")
+    try:
+        eq(c.admin.command("ping")["ok"], 1.0, "ping with readPreference=secondary on a direct connection")
+    finally:
+        c.close()
+
+
 @h.test("nedbd exits 0 on SIGTERM with pymongo connected")
 def _():
     try:

@@ -682,4 +682,45 @@ h.test('--log-level 1 logs connections and failed commands; 0 does not', async (
     }
 }, { timeoutMs: 60000 });
 
+h.test('--log-level 3 (or NEDBD_DEBUG=1 without the flag) logs every command; the flag wins', async () => {
+    const cases = [
+        { opts: { logLevel: 3 }, logged: true },
+        { opts: { logLevel: null, env: { NEDBD_DEBUG: '1' } }, logged: true },
+        { opts: { logLevel: 0, env: { NEDBD_DEBUG: '1' } }, logged: false },
+        { opts: { logLevel: 1 }, logged: false },
+    ];
+    for (const { opts, logged } of cases) {
+        const s = await h.startServer(opts);
+        const c = await RawConn.open(s.port);
+        assert.equal((await c.command({ buildInfo: 1, $db: 'admin' })).ok, 1);
+        c.close();
+        await s.stop({ timeoutMs: 5000, keep: true });
+        const log = fs.readFileSync(s.logPath, 'utf8').split('\n').slice(1);
+        fs.rmSync(s.dir, { recursive: true, force: true });
+        const what = JSON.stringify(opts);
+        const hit = log.some((l) => /buildInfo/.test(l));
+        assert.equal(hit, logged, `${what}: successful buildInfo ${hit ? '' : 'not '}logged`);
+    }
+}, { timeoutMs: 60000 });
+
+for (const threads of [1, 8]) {
+    h.test(`--threads ${threads}: 40 concurrent connections are served`, async () => {
+        const s = await h.startServer({ logLevel: 0, threads });
+        try {
+            const conns = await openMany(s.port, 40);
+            await Promise.all(conns.map(async (c) => {
+                for (let i = 0; i < 10; i++) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+            }));
+            conns.forEach((c) => c.close());
+            const opts = await (async () => {
+                const c = await RawConn.open(s.port);
+                try { return await c.command({ getCmdLineOpts: 1, $db: 'admin' }); } finally { c.close(); }
+            })();
+            assert.equal(opts.argv[opts.argv.indexOf('--threads') + 1], String(threads), 'argv --threads');
+        } finally {
+            await s.stop({ timeoutMs: 5000 });
+        }
+    }, { timeoutMs: 60000 });
+}
+
 h.run();

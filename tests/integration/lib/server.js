@@ -210,7 +210,7 @@ class Server {
  * Starts nedbd. Options:
  *   dbpath    data directory (default: data/ inside a fresh temporary directory)
  *   args      extra command-line arguments (after --bind/--port/--dbpath)
- *   logLevel  --log-level (default 1, so connection lines are in the log tail)
+ *   logLevel  --log-level (default 1, so connection lines are in the log tail; null: no flag)
  *   threads   --threads (default: nedbd's own default)
  *   env       extra environment variables
  *   wrap      (bin, args) -> [file, args]: run nedbd through another program (ulimit, ...)
@@ -225,8 +225,8 @@ async function startServer(opts = {}) {
     for (let attempt = 0; attempt < 5; attempt++) {
         const port = await freePort();
         const args = ['--bind', '127.0.0.1', '--port', String(port),
-                      '--dbpath', opts.dbpath || path.join(dir, 'data'),
-                      '--log-level', String(opts.logLevel ?? 1)];
+                      '--dbpath', opts.dbpath || path.join(dir, 'data')];
+        if (opts.logLevel !== null) args.push('--log-level', String(opts.logLevel ?? 1));
         if (opts.threads) args.push('--threads', String(opts.threads));
         if (opts.args) args.push(...opts.args);
         const logFd = fs.openSync(logPath, 'a');
