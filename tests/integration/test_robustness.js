@@ -338,6 +338,31 @@ h.test('(g) OP_QUERY hello / isMaster on admin.$cmd is answered with OP_REPLY', 
     }
 });
 
+h.test('(g) OP_QUERY of anything but the handshake is refused as MongoDB 7.0 does, connection kept', async () => {
+    const c = await RawConn.open(srv.port);
+    try {
+        const cases = [
+            ['admin.$cmd', { ping: 1 }, 352],          // UnsupportedOpQueryCommand
+            ['test.$cmd', { serverStatus: 1 }, 352],
+            ['test.coll', { a: 1 }, 5739101],          // a legacy query: "OP_QUERY is no longer supported"
+            ['test.coll', {}, 5739101],                // ... whatever the query, even an empty one
+        ];
+        for (const [ns, query, code] of cases) {
+            const q = w.opQuery(ns, query);
+            await c.write(q.bytes);
+            const f = await c.readFrame();
+            const what = `${ns} ${JSON.stringify(query)}`;
+            assert.equal(f.opCode, w.OP_REPLY, `${what}: opCode`);
+            assert.equal(f.responseTo, q.requestId, `${what}: responseTo`);
+            assert.equal(f.body.ok, 0, `${what}: ${JSON.stringify(f.body)}`);
+            assert.equal(f.body.code, code, `${what}: ${JSON.stringify(f.body)}`);
+        }
+        assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1, 'OP_MSG ping afterwards');
+    } finally {
+        c.close();
+    }
+});
+
 h.test('(h) OP_MSG moreToCome ping gets no reply; the next request does', async () => {
     const c = await RawConn.open(srv.port);
     try {
