@@ -488,6 +488,34 @@ h.test('connection churn (500 open/hello/close) leaks no descriptors', async () 
     assert.ok(n <= baseFds, `nedbd holds ${n} descriptors, ${baseFds} before the churn`);
 }, { timeoutMs: 60000 });
 
+h.test('kind-1 sequences that repeat or collide with a body field are refused, server stays up', async () => {
+    const since = keeper.answers;
+    const cases = [
+        ['repeated identifier', { ping: 1, $db: 'admin' },
+         [{ id: 'documents', docs: [{ a: 1 }] }, { id: 'documents', docs: [{ a: 2 }] }]],
+        ['identifier equal to a body field', { ping: 1, $db: 'admin', documents: [] },
+         [{ id: 'documents', docs: [{ a: 1 }] }]],
+    ];
+    for (const [what, body, sequences] of cases) {
+        const c = await RawConn.open(srv.port);
+        try {
+            const m = w.opMsg(body, { sequences });
+            await c.write(m.bytes);
+            const f = await c.readFrame(3000).catch(() => null);
+            if (f) {
+                assert.equal(f.responseTo, m.requestId, `${what}: responseTo`);
+                assert.equal(f.body.ok, 0, `${what}: accepted: ${JSON.stringify(f.body)}`);
+                assert.ok(Number.isInteger(f.body.code) && f.body.code > 0, `${what}: code ${f.body.code}`);
+            } else {
+                assert.ok(c.closed, `${what}: neither an error reply nor a close`);
+            }
+        } finally {
+            c.close();
+        }
+    }
+    await keeper.check(since);
+});
+
 h.test('the keeper was answered throughout, and every closed connection released its fd', async () => {
     await keeper.check(keeper.answers - 2);
     assert.ok(keeper.answers > 20, `only ${keeper.answers} keeper pings answered`);
