@@ -145,6 +145,10 @@ async function connectionsCurrent() {
 
 /* ------------------------------------------------------------ well-formed baseline */
 
+h.test('test library: CRC-32C gives the Castagnoli check value', () => {
+    assert.equal(w.crc32c(Buffer.from('123456789')), 0xe3069283);
+});
+
 h.test('baseline: hand-built OP_MSG ping is answered with OP_MSG ok:1', async () => {
     const c = await RawConn.open(srv.port);
     try {
@@ -304,6 +308,7 @@ h.test('(f) OP_MSG with the checksum flag and the right CRC-32C is answered', as
     try {
         const f = await c.request({ ping: 1, $db: 'admin' }, { checksum: true });
         assert.equal(f.body.ok, 1);
+        if (f.flags & w.CHECKSUM_PRESENT) assert.equal(f.checksumOk, true, 'reply carries a wrong CRC-32C');
     } finally {
         c.close();
     }

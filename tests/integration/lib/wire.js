@@ -117,6 +117,8 @@ function parseFrame(buf) {
     };
     if (f.opCode === OP_MSG) {
         f.flags = buf.readUInt32LE(16);
+        if (f.flags & CHECKSUM_PRESENT) // a reply may carry a checksum too: it must be right
+            f.checksumOk = crc32c(buf.subarray(0, buf.length - 4)) === buf.readUInt32LE(buf.length - 4);
         let end = buf.length - (f.flags & CHECKSUM_PRESENT ? 4 : 0);
         let off = 20;
         f.sections = [];
