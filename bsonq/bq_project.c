@@ -1,0 +1,585 @@
+/*
+ * bq_project.c: find-style projections (bq_project.h). Owns parsing a projection into a
+ * tree of path components (with MongoDB's inclusion/exclusion and path-collision
+ * errors) and applying it to documents: inclusion keeps only the named fields (in the
+ * document's order, computed fields after them), exclusion drops the named ones, and
+ * dotted paths reach into arrays of documents element by element. $slice trims arrays;
+ * $elemMatch keeps the first matching element, evaluated with bq_match (bq.h).
+ *
+ * Must not: evaluate aggregation expressions (aggregation/ will own them), do I/O.
+ */
+#include <string.h>
+
+#include "bq.h"
+#include "bq_project.h"
+
+enum pkind { P_INNER, P_INCLUDE, P_EXCLUDE, P_SLICE, P_ELEMMATCH, P_LITERAL };
+
+typedef struct pnode pnode_t;
+struct pnode {
+    char *name;
+    enum pkind kind;
+    pnode_t **kids;
+    size_t n;
+    bool has_skip;          /* $slice: [skip, limit] */
+    int64_t skip, limit;
+    bq_match_t *match;      /* $elemMatch: {name: {$elemMatch: cond}} */
+    bson_value_t lit;       /* literal value (owned) */
+};
+
+struct bq_project {
+    pnode_t *root;
+    bool inclusion;
+    bool whole;             /* empty projection: the document as it is */
+};
+
+static void pnode_free(pnode_t *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->n; i++)
+        pnode_free(n->kids[i]);
+    bson_free(n->kids);
+    bson_free(n->name);
+    bq_match_destroy(n->match);
+    if (n->kind == P_LITERAL)
+        bson_value_destroy(&n->lit);
+    bson_free(n);
+}
+
+void bq_project_destroy(bq_project_t *p)
+{
+    if (!p)
+        return;
+    pnode_free(p->root);
+    bson_free(p);
+}
+
+bool bq_project_is_inclusion(const bq_project_t *p)
+{
+    return p->inclusion;
+}
+
+static pnode_t *pnode_new(const char *name, size_t len, enum pkind kind)
+{
+    pnode_t *n = bson_malloc0(sizeof *n);
+    n->name = bson_strndup(name, len);
+    n->kind = kind;
+    return n;
+}
+
+static pnode_t *pnode_find(const pnode_t *n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n->n; i++)
+        if (strlen(n->kids[i]->name) == len && memcmp(n->kids[i]->name, name, len) == 0)
+            return n->kids[i];
+    return NULL;
+}
+
+static void pnode_add(pnode_t *parent, pnode_t *kid)
+{
+    parent->kids = bson_realloc(parent->kids, sizeof *parent->kids * (parent->n + 1));
+    parent->kids[parent->n++] = kid;
+}
+
+/* ---------------------------------------------------------------- compile */
+
+typedef struct pctx {
+    bq_project_t *p;
+    int mode;               /* 0 undecided, 1 inclusion, -1 exclusion */
+    int id;                 /* explicit top-level _id: 1 / -1, 0 none */
+    bool slice;             /* a $slice was seen */
+    bool elem;              /* an $elemMatch was seen */
+    bq_error_t *err;
+} pctx_t;
+
+/* Inserts a leaf at path; fills *out. */
+static bool tree_add(pctx_t *c, const char *path, pnode_t *leaf)
+{
+    pnode_t *cur = c->p->root;
+    const char *p = path;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        pnode_t *kid = pnode_find(cur, p, len);
+        if (!dot) {
+            if (kid) {
+                bq_error_set(c->err, 31250, "Path collision at %s", path);
+                return false;
+            }
+            bson_free(leaf->name);
+            leaf->name = bson_strndup(p, len);
+            pnode_add(cur, leaf);
+            return true;
+        }
+        if (kid && kid->kind != P_INNER) {
+            bq_error_set(c->err, 31249, "Path collision at %s remaining portion %s", path,
+                         dot + 1);
+            return false;
+        }
+        if (!kid) {
+            kid = pnode_new(p, len, P_INNER);
+            pnode_add(cur, kid);
+        }
+        cur = kid;
+        p = dot + 1;
+    }
+}
+
+static bool check_path(pctx_t *c, const char *path)
+{
+    if (path[0] == '\0') {
+        bq_error_set(c->err, 40352, "FieldPath cannot be constructed with empty string");
+        return false;
+    }
+    for (const char *p = path;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len == 0) {
+            bq_error_set(c->err, 15998, "FieldPath field names may not be empty strings.");
+            return false;
+        }
+        if (p[0] == '$') {
+            if (len == 1 && !dot && p != path) {
+                bq_error_set(c->err, BQ_ERR_NotImplemented,
+                             "positional projection ('%s') is not supported yet", path);
+                return false;
+            }
+            bq_error_set(c->err, 16410, "FieldPath field names may not start with '$'. "
+                                        "Consider using $getField or $setField.");
+            return false;
+        }
+        if (!dot)
+            return true;
+        p = dot + 1;
+    }
+}
+
+static bool set_mode(pctx_t *c, const char *path, bool include)
+{
+    if (strcmp(path, "_id") == 0) {
+        c->id = include ? 1 : -1;
+        return true;
+    }
+    if (include && c->mode < 0) {
+        bq_error_set(c->err, 31253, "Cannot do inclusion on field %s in exclusion projection",
+                     path);
+        return false;
+    }
+    if (!include && c->mode > 0) {
+        bq_error_set(c->err, 31254, "Cannot do exclusion on field %s in inclusion projection",
+                     path);
+        return false;
+    }
+    c->mode = include ? 1 : -1;
+    return true;
+}
+
+static bool compile_doc(pctx_t *c, const bson_t *spec, const char *prefix);
+
+static bool compile_slice(pctx_t *c, const char *path, const bson_iter_t *arg, pnode_t *n)
+{
+    const bson_value_t *v = bson_iter_value((bson_iter_t *)arg);
+    int64_t x;
+    bool exact = false;
+    if (bq_num_to_int64(v, &x, &exact)) {
+        n->limit = x;
+        return true;
+    }
+    if (v->value_type == BSON_TYPE_ARRAY) {
+        bson_iter_t a;
+        int64_t xs[2];
+        int k = 0;
+        bson_iter_recurse(arg, &a);
+        while (bson_iter_next(&a)) {
+            if (k == 2 || !bq_num_to_int64(bson_iter_value(&a), &xs[k], NULL)) {
+                k = 3;
+                break;
+            }
+            k++;
+        }
+        if (k == 2) {
+            if (xs[1] <= 0) {
+                bq_error_set(c->err, BQ_ERR_BadValue, "$slice limit must be positive");
+                return false;
+            }
+            n->has_skip = true;
+            n->skip = xs[0];
+            n->limit = xs[1];
+            return true;
+        }
+    }
+    bq_error_set(c->err, BQ_ERR_BadValue,
+                 "$slice only supports numbers and [skip, limit] arrays (field %s)", path);
+    return false;
+}
+
+static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
+{
+    bson_iter_t op;
+    bson_iter_recurse(it, &op);
+    bson_iter_next(&op);
+    const char *name = bson_iter_key(&op);
+    bson_iter_t extra = op;
+    if (bson_iter_next(&extra)) {
+        bq_error_set(c->err, BQ_ERR_NotImplemented,
+                     "projection expressions (field %s) are not supported yet", path);
+        return false;
+    }
+    if (strcmp(name, "$slice") == 0) {
+        pnode_t *n = pnode_new(path, strlen(path), P_SLICE);
+        if (!compile_slice(c, path, &op, n) || !tree_add(c, path, n)) {
+            pnode_free(n);
+            return false;
+        }
+        c->slice = true;
+        return true;
+    }
+    if (strcmp(name, "$elemMatch") == 0) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&op)) {
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "elemMatch: Invalid argument, object required.");
+            return false;
+        }
+        if (strchr(path, '.')) {
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "Cannot use $elemMatch projection on a nested field.");
+            return false;
+        }
+        bson_t q = BSON_INITIALIZER, sub;
+        bson_append_document_begin(&q, path, -1, &sub);
+        bson_append_value(&sub, "$elemMatch", -1, bson_iter_value(&op));
+        bson_append_document_end(&q, &sub);
+        pnode_t *n = pnode_new(path, strlen(path), P_ELEMMATCH);
+        n->match = bq_match_compile(&q, c->err);
+        bson_destroy(&q);
+        if (!n->match || !tree_add(c, path, n)) {
+            pnode_free(n);
+            return false;
+        }
+        c->elem = true;
+        return true;
+    }
+    if (strcmp(name, "$meta") == 0) {
+        bq_error_set(c->err, BQ_ERR_NotImplemented,
+                     "$meta projection (field %s) is not supported yet", path);
+        return false;
+    }
+    bq_error_set(c->err, BQ_ERR_NotImplemented,
+                 "projection expressions (field %s: {%s: ...}) are not supported yet", path,
+                 name);
+    return false;
+}
+
+static bool compile_field(pctx_t *c, const char *path, const bson_iter_t *it)
+{
+    if (!check_path(c, path))
+        return false;
+    const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
+    double d;
+    if (v->value_type == BSON_TYPE_BOOL || bq_num_to_double(v, &d)) {
+        bool include = v->value_type == BSON_TYPE_BOOL ? v->value.v_bool : d != 0;
+        if (bq_num_is_nan(v))
+            include = true;
+        if (!set_mode(c, path, include))
+            return false;
+        pnode_t *n = pnode_new(path, strlen(path), include ? P_INCLUDE : P_EXCLUDE);
+        if (!tree_add(c, path, n)) {
+            pnode_free(n);
+            return false;
+        }
+        return true;
+    }
+    if (v->value_type == BSON_TYPE_DOCUMENT) {
+        bson_iter_t sub;
+        bson_iter_recurse(it, &sub);
+        if (!bson_iter_next(&sub)) {
+            bq_error_set(c->err, 51270,
+                         "An empty sub-projection is not a valid value. Found empty object at "
+                         "path");
+            return false;
+        }
+        if (bson_iter_key(&sub)[0] == '$')
+            return compile_operator(c, path, it);
+        uint32_t len;
+        const uint8_t *data;
+        bson_t d2;
+        bson_iter_document(it, &len, &data);
+        bson_init_static(&d2, data, len);
+        return compile_doc(c, &d2, path);
+    }
+    if ((v->value_type == BSON_TYPE_UTF8 && v->value.v_utf8.str[0] == '$') ||
+        v->value_type == BSON_TYPE_ARRAY) {
+        bq_error_set(c->err, BQ_ERR_NotImplemented,
+                     "projection expressions (field %s) are not supported yet", path);
+        return false;
+    }
+    /* a literal: the field is set to the value */
+    if (!set_mode(c, path, true))
+        return false;
+    pnode_t *n = pnode_new(path, strlen(path), P_LITERAL);
+    bson_value_copy(v, &n->lit);
+    if (!tree_add(c, path, n)) {
+        pnode_free(n);
+        return false;
+    }
+    return true;
+}
+
+static bool compile_doc(pctx_t *c, const bson_t *spec, const char *prefix)
+{
+    bson_iter_t it;
+    if (!bson_iter_init(&it, spec))
+        return true;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        char *path = prefix ? bson_strdup_printf("%s.%s", prefix, k) : bson_strdup(k);
+        bool ok = compile_field(c, path, &it);
+        bson_free(path);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bq_project_t *bq_project_compile(const bson_t *projection, bq_error_t *err)
+{
+    bq_project_t *p = bson_malloc0(sizeof *p);
+    p->root = pnode_new("", 0, P_INNER);
+    if (!projection || bson_empty(projection)) {
+        p->whole = true;
+        return p;
+    }
+    pctx_t c = {.p = p, .err = err};
+    if (!compile_doc(&c, projection, NULL)) {
+        bq_project_destroy(p);
+        return NULL;
+    }
+    /* Undecided by plain fields: $elemMatch projects like an inclusion (mongod returns
+     * only _id and the matched element), $slice like an exclusion (all other fields). */
+    if (c.mode == 0)
+        p->inclusion = c.elem || (c.id > 0 && !c.slice);
+    else
+        p->inclusion = c.mode > 0;
+    if (p->inclusion && c.id == 0 && !pnode_find(p->root, "_id", 3))
+        pnode_add(p->root, pnode_new("_id", 3, P_INCLUDE));
+    return p;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+static void view(const bson_value_t *v, bson_t *b)
+{
+    bson_init_static(b, v->value.v_doc.data, v->value.v_doc.data_len);
+}
+
+static void append_slice(const pnode_t *n, const char *key, const bson_value_t *v, bson_t *out)
+{
+    if (v->value_type != BSON_TYPE_ARRAY) {
+        bson_append_value(out, key, -1, v);
+        return;
+    }
+    bson_t a;
+    view(v, &a);
+    int64_t len = bson_count_keys(&a), start, take;
+    if (n->has_skip) {
+        start = n->skip < 0 ? (len + n->skip < 0 ? 0 : len + n->skip)
+                            : (n->skip > len ? len : n->skip);
+        take = n->limit;
+    } else if (n->limit >= 0) {
+        start = 0;
+        take = n->limit;
+    } else {
+        start = len + n->limit < 0 ? 0 : len + n->limit;
+        take = len;
+    }
+    bson_t child;
+    bson_iter_t it;
+    bson_append_array_begin(out, key, -1, &child);
+    bson_iter_init(&it, &a);
+    int64_t i = 0;
+    uint32_t k = 0;
+    while (bson_iter_next(&it)) {
+        if (i >= start && i - start < take) {
+            char buf[16];
+            const char *ks;
+            bson_uint32_to_string(k++, &ks, buf, sizeof buf);
+            bson_append_value(&child, ks, -1, bson_iter_value(&it));
+        }
+        i++;
+    }
+    bson_append_array_end(out, &child);
+}
+
+static void append_elemmatch(const pnode_t *n, const bson_value_t *v, bson_t *out)
+{
+    if (v->value_type != BSON_TYPE_ARRAY)
+        return;
+    bson_t a;
+    bson_iter_t it;
+    view(v, &a);
+    bson_iter_init(&it, &a);
+    while (bson_iter_next(&it)) {
+        bson_t probe = BSON_INITIALIZER, arr;
+        bson_append_array_begin(&probe, n->name, -1, &arr);
+        bson_append_value(&arr, "0", 1, bson_iter_value(&it));
+        bson_append_array_end(&probe, &arr);
+        bool hit = bq_match_eval(n->match, &probe);
+        bson_destroy(&probe);
+        if (hit) {
+            bson_t child;
+            bson_append_array_begin(out, n->name, -1, &child);
+            bson_append_value(&child, "0", 1, bson_iter_value(&it));
+            bson_append_array_end(out, &child);
+            return;
+        }
+    }
+}
+
+static bool has_literal(const pnode_t *n)
+{
+    if (n->kind == P_LITERAL)
+        return true;
+    for (size_t i = 0; i < n->n; i++)
+        if (n->kids[i]->kind == P_INNER ? has_literal(n->kids[i])
+                                        : n->kids[i]->kind == P_LITERAL)
+            return true;
+    return false;
+}
+
+static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_t *out);
+
+/* Projects the elements of an array reached by an inner node. */
+static void project_array(const pnode_t *node, bool incl, const bson_value_t *v, bson_t *out)
+{
+    bson_t a;
+    bson_iter_t it;
+    view(v, &a);
+    bson_iter_init(&it, &a);
+    uint32_t k = 0;
+    while (bson_iter_next(&it)) {
+        char buf[16];
+        const char *ks;
+        const bson_value_t *e = bson_iter_value(&it);
+        if (e->value_type == BSON_TYPE_DOCUMENT) {
+            bson_t sub, child;
+            view(e, &sub);
+            bson_uint32_to_string(k++, &ks, buf, sizeof buf);
+            bson_append_document_begin(out, ks, -1, &child);
+            project_doc(node, incl, &sub, &child);
+            bson_append_document_end(out, &child);
+        } else if (e->value_type == BSON_TYPE_ARRAY) {
+            bson_t child;
+            bson_uint32_to_string(k++, &ks, buf, sizeof buf);
+            bson_append_array_begin(out, ks, -1, &child);
+            project_array(node, incl, e, &child);
+            bson_append_array_end(out, &child);
+        } else if (!incl) {
+            bson_uint32_to_string(k++, &ks, buf, sizeof buf);
+            bson_append_value(out, ks, -1, e);
+        }
+    }
+}
+
+/* Adds the literal fields under node that the document did not have. */
+static void add_literals(const pnode_t *node, bson_t *out)
+{
+    for (size_t i = 0; i < node->n; i++) {
+        const pnode_t *k = node->kids[i];
+        if (k->kind == P_LITERAL) {
+            bson_append_value(out, k->name, -1, &k->lit);
+        } else if (k->kind == P_INNER && has_literal(k)) {
+            bson_t child;
+            bson_append_document_begin(out, k->name, -1, &child);
+            add_literals(k, &child);
+            bson_append_document_end(out, &child);
+        }
+    }
+}
+
+static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_t *out)
+{
+    bson_iter_t it;
+    bool *seen = bson_malloc0(sizeof *seen * (node->n + 1));
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        const bson_value_t *v = bson_iter_value(&it);
+        pnode_t *k = NULL;
+        for (size_t i = 0; i < node->n; i++) {
+            if (strcmp(node->kids[i]->name, key) == 0) {
+                k = node->kids[i];
+                seen[i] = true;
+                break;
+            }
+        }
+        if (!k) {
+            if (!incl)
+                bson_append_value(out, key, -1, v);
+            continue;
+        }
+        switch (k->kind) {
+        case P_INCLUDE:
+            bson_append_value(out, key, -1, v);
+            break;
+        case P_EXCLUDE:
+        case P_LITERAL:
+        case P_ELEMMATCH:
+            break;
+        case P_SLICE:
+            append_slice(k, key, v, out);
+            break;
+        case P_INNER:
+            if (v->value_type == BSON_TYPE_DOCUMENT) {
+                bson_t sub, child;
+                view(v, &sub);
+                bson_append_document_begin(out, key, -1, &child);
+                project_doc(k, incl, &sub, &child);
+                bson_append_document_end(out, &child);
+            } else if (v->value_type == BSON_TYPE_ARRAY) {
+                bson_t child;
+                bson_append_array_begin(out, key, -1, &child);
+                project_array(k, incl, v, &child);
+                bson_append_array_end(out, &child);
+            } else if (!incl) {
+                bson_append_value(out, key, -1, v);
+            } else if (has_literal(k)) {
+                /* a scalar replaced by a document holding the computed fields */
+                bson_t child;
+                bson_append_document_begin(out, key, -1, &child);
+                add_literals(k, &child);
+                bson_append_document_end(out, &child);
+            }
+            break;
+        }
+    }
+    /* computed fields and $elemMatch come after the fields kept from the document */
+    for (size_t i = 0; i < node->n; i++) {
+        const pnode_t *k = node->kids[i];
+        if (k->kind == P_LITERAL) {
+            bson_append_value(out, k->name, -1, &k->lit);
+        } else if (k->kind == P_ELEMMATCH && seen[i]) {
+            bson_iter_t f;
+            if (bson_iter_init_find(&f, doc, k->name))
+                append_elemmatch(k, bson_iter_value(&f), out);
+        } else if (k->kind == P_INNER && !seen[i] && incl && has_literal(k)) {
+            bson_t child;
+            bson_append_document_begin(out, k->name, -1, &child);
+            add_literals(k, &child);
+            bson_append_document_end(out, &child);
+        }
+    }
+    bson_free(seen);
+}
+
+bool bq_project_apply(const bq_project_t *p, const bson_t *doc, bson_t *out, bq_error_t *err)
+{
+    (void)err;
+    if (p->whole) {
+        bson_copy_to(doc, out);
+        return true;
+    }
+    bson_init(out);
+    project_doc(p->root, p->inclusion, doc, out);
+    return true;
+}

@@ -1,0 +1,190 @@
+/*
+ * test_bq_project.c: bsonq/bq_project.c, find-style projections. Each row: a document, a
+ * projection (operators written #op) and either the exact output (field order counts) or
+ * the error code compiling the projection must fail with. Expected outputs follow
+ * MongoDB's documentation ("Project Fields to Return from Query", $slice, $elemMatch).
+ */
+#include "bq_test_util.h"
+#include "bq_project.h"
+
+typedef struct {
+    const char *doc, *proj, *want;
+    int code;
+} proj_row_t;
+
+#define INV "{'_id': 1, 'item': 'journal', 'status': 'A', 'size': {'h': 14, 'w': 21, " \
+            "'uom': 'cm'}, 'instock': [{'warehouse': 'A', 'qty': 5}, {'warehouse': 'C', "  \
+            "'qty': 15}]}"
+#define SCH "{'_id': 1, 'zipcode': '63109', 'students': [{'name': 'john', 'school': 102, " \
+            "'age': 10}, {'name': 'jess', 'school': 102, 'age': 11}, {'name': 'jeff', "     \
+            "'school': 108, 'age': 15}]}"
+#define ARR "{'_id': 1, 'a': [{'b': 1, 'c': 2}, {'c': 3}, 5, [{'b': 4, 'c': 0}]]}"
+
+static const proj_row_t rows[] = {
+    {INV, "{}", INV, 0},
+    {INV, "{'item': 1, 'status': 1}", "{'_id': 1, 'item': 'journal', 'status': 'A'}", 0},
+    {INV, "{'status': 1, 'item': 1}", "{'_id': 1, 'item': 'journal', 'status': 'A'}", 0},
+    {INV, "{'item': 1, 'status': 1, '_id': 0}", "{'item': 'journal', 'status': 'A'}", 0},
+    {INV, "{'item': true, 'status': 5}", "{'_id': 1, 'item': 'journal', 'status': 'A'}", 0},
+    {INV, "{'status': 0, 'instock': 0}",
+     "{'_id': 1, 'item': 'journal', 'size': {'h': 14, 'w': 21, 'uom': 'cm'}}", 0},
+    {INV, "{'status': false, 'instock': 0, '_id': 0}",
+     "{'item': 'journal', 'size': {'h': 14, 'w': 21, 'uom': 'cm'}}", 0},
+    {INV, "{'item': 1, 'status': 1, 'size.uom': 1}",
+     "{'_id': 1, 'item': 'journal', 'status': 'A', 'size': {'uom': 'cm'}}", 0},
+    {INV, "{'item': 1, 'status': 1, 'size': {'uom': 1}}",
+     "{'_id': 1, 'item': 'journal', 'status': 'A', 'size': {'uom': 'cm'}}", 0},
+    {INV, "{'size.uom': 0}",
+     "{'_id': 1, 'item': 'journal', 'status': 'A', 'size': {'h': 14, 'w': 21}, "
+     "'instock': [{'warehouse': 'A', 'qty': 5}, {'warehouse': 'C', 'qty': 15}]}",
+     0},
+    {INV, "{'item': 1, 'instock.qty': 1}",
+     "{'_id': 1, 'item': 'journal', 'instock': [{'qty': 5}, {'qty': 15}]}", 0},
+    {INV, "{'item': 1, 'status': 1, 'instock': {'#slice': -1}}",
+     "{'_id': 1, 'item': 'journal', 'status': 'A', 'instock': [{'warehouse': 'C', 'qty': 15}]}",
+     0},
+    {INV, "{'_id': 1}", "{'_id': 1}", 0},
+    {INV, "{'_id': 0, 'size.h': 1}", "{'size': {'h': 14}}", 0},
+    /* through arrays: inclusion drops scalars, keeps (projected) documents and arrays */
+    {ARR, "{'a.b': 1}", "{'_id': 1, 'a': [{'b': 1}, {}, [{'b': 4}]]}", 0},
+    {ARR, "{'a.b': 0}", "{'_id': 1, 'a': [{'c': 2}, {'c': 3}, 5, [{'c': 0}]]}", 0},
+    {"{'_id': 1, 'a': 5, 'b': 1}", "{'a.b': 1}", "{'_id': 1}", 0},
+    {"{'_id': 1, 'a': 5, 'b': 1}", "{'a.b': 0}", "{'_id': 1, 'a': 5, 'b': 1}", 0},
+    {"{'b': 1}", "{'a': 1}", "{}", 0},
+    {"{'_id': 1, 'a': {'b': {'c': 1, 'd': 2}, 'e': 3}}", "{'a.b.c': 1}",
+     "{'_id': 1, 'a': {'b': {'c': 1}}}", 0},
+    /* $slice */
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': 2}}",
+     "{'_id': 1, 'a': [1, 2], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': -2}}",
+     "{'_id': 1, 'a': [2, 3], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': 0}}", "{'_id': 1, 'a': [], 'b': 1}",
+     0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': [1, 1]}}",
+     "{'_id': 1, 'a': [2], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': [-2, 5]}}",
+     "{'_id': 1, 'a': [2, 3], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'a': {'#slice': [5, 1]}}",
+     "{'_id': 1, 'a': [], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1, 'c': 0}", "{'b': 1, 'a': {'#slice': 1}}",
+     "{'_id': 1, 'a': [1], 'b': 1}", 0},
+    {"{'_id': 1, 'a': [1, 2, 3], 'b': 1}", "{'b': 0, 'a': {'#slice': 1}}", "{'_id': 1, 'a': [1]}",
+     0},
+    {"{'_id': 1, 'a': 'x'}", "{'a': {'#slice': 1}}", "{'_id': 1, 'a': 'x'}", 0},
+    {"{'_id': 1, 'x': {'a': [1, 2], 'b': 1}}", "{'x.a': {'#slice': 1}}",
+     "{'_id': 1, 'x': {'a': [1], 'b': 1}}", 0},
+    /* $elemMatch: only _id and the first matching element, after the other fields */
+    {SCH, "{'students': {'#elemMatch': {'school': 102}}}",
+     "{'_id': 1, 'students': [{'name': 'john', 'school': 102, 'age': 10}]}", 0},
+    {SCH, "{'students': {'#elemMatch': {'school': 102, 'age': {'#gt': 10}}}}",
+     "{'_id': 1, 'students': [{'name': 'jess', 'school': 102, 'age': 11}]}", 0},
+    {SCH, "{'students': {'#elemMatch': {'school': 999}}}", "{'_id': 1}", 0},
+    {SCH, "{'students': {'#elemMatch': {'school': 108}}, 'zipcode': 1}",
+     "{'_id': 1, 'zipcode': '63109', 'students': [{'name': 'jeff', 'school': 108, 'age': 15}]}",
+     0},
+    {"{'_id': 1, 'a': [1, 5, 9]}", "{'a': {'#elemMatch': {'#gt': 4}}}", "{'_id': 1, 'a': [5]}", 0},
+    /* literals set the field; new ones come after the kept fields */
+    {"{'_id': 1, 'a': 1, 'b': 2}", "{'a': 'x'}", "{'_id': 1, 'a': 'x'}", 0},
+    {"{'_id': 1, 'a': 1, 'b': 2}", "{'c': 'x', 'b': 1}", "{'_id': 1, 'b': 2, 'c': 'x'}", 0},
+    {"{'_id': 1}", "{'x.y': 'lit'}", "{'_id': 1, 'x': {'y': 'lit'}}", 0},
+    /* errors */
+    {INV, "{'item': 1, 'status': 0}", NULL, 31254},
+    {INV, "{'item': 0, 'status': 1}", NULL, 31253},
+    {INV, "{'item': 0, 'x': 'lit'}", NULL, 31253},
+    {INV, "{'size': 1, 'size.uom': 1}", NULL, 31249},
+    {INV, "{'size.uom': 1, 'size': 1}", NULL, 31250},
+    {INV, "{'size': {}}", NULL, 51270},
+    {INV, "{'item': '$status'}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'item': {'#meta': 'textScore'}}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'item': {'#concat': ['a', 'b']}}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'instock.$': 1}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'instock': {'#slice': 'x'}}", NULL, BQ_ERR_BadValue},
+    {INV, "{'instock': {'#slice': [1, 0]}}", NULL, BQ_ERR_BadValue},
+    {INV, "{'instock': {'#elemMatch': 1}}", NULL, BQ_ERR_BadValue},
+    {INV, "{'size.h': {'#elemMatch': {'a': 1}}}", NULL, BQ_ERR_BadValue},
+    {INV, "{'#a': 1}", NULL, 16410},
+};
+
+Test(bq_project, table)
+{
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const proj_row_t *r = &rows[i];
+        bson_t *doc = tu_docq(r->doc), *spec = tu_docq(r->proj);
+        bq_error_t err;
+        bq_error_clear(&err);
+        bq_project_t *p = bq_project_compile(spec, &err);
+        if (r->want) {
+            cr_expect_not_null(p, "row %zu: %s failed: %d %s", i, r->proj, err.code,
+                               err.message);
+            if (p) {
+                bson_t out;
+                cr_expect(bq_project_apply(p, doc, &out, &err));
+                bson_t *want = tu_docq(r->want);
+                char *gs = bson_as_canonical_extended_json(&out, NULL);
+                char *ws = bson_as_canonical_extended_json(want, NULL);
+                cr_expect(out.len == want->len &&
+                              memcmp(bson_get_data(&out), bson_get_data(want), want->len) == 0,
+                          "row %zu: %s gave %s, want %s", i, r->proj, gs, ws);
+                bson_free(gs);
+                bson_free(ws);
+                bson_destroy(want);
+                bson_destroy(&out);
+            }
+        } else {
+            cr_expect_null(p, "row %zu: %s compiled, want error %d", i, r->proj, r->code);
+            cr_expect_eq(err.code, r->code, "row %zu: %s: code %d (%s), want %d", i, r->proj,
+                         err.code, err.message, r->code);
+        }
+        bq_project_destroy(p);
+        bson_destroy(doc);
+        bson_destroy(spec);
+    }
+}
+
+Test(bq_project, error_messages)
+{
+    static const struct {
+        const char *proj, *msg;
+    } m[] = {
+        {"{'a': 1, 'b': 0}", "Cannot do exclusion on field b in inclusion projection"},
+        {"{'a': 0, 'b': 1}", "Cannot do inclusion on field b in exclusion projection"},
+        {"{'a': 1, 'a.b': 1}", "Path collision at a.b remaining portion b"},
+        {"{'a.b': 1, 'a': 1}", "Path collision at a"},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        bson_t *spec = tu_docq(m[i].proj);
+        bq_error_t err;
+        cr_expect_null(bq_project_compile(spec, &err));
+        cr_expect_str_eq(err.message, m[i].msg, "%s: '%s'", m[i].proj, err.message);
+        bson_destroy(spec);
+    }
+}
+
+Test(bq_project, modes_and_null_projection)
+{
+    bson_t *a = tu_docq("{'a': 1}"), *b = tu_docq("{'a': 0}"), *c = tu_docq("{'_id': 0}");
+    bq_project_t *pa = bq_project_compile(a, NULL), *pb = bq_project_compile(b, NULL),
+                 *pc = bq_project_compile(c, NULL), *pn = bq_project_compile(NULL, NULL);
+    cr_assert(pa && pb && pc && pn);
+    cr_expect(bq_project_is_inclusion(pa));
+    cr_expect(!bq_project_is_inclusion(pb));
+    cr_expect(!bq_project_is_inclusion(pc));
+    bson_t *doc = tu_docq("{'_id': 3, 'a': 1, 'b': 2}"), out;
+    cr_assert(bq_project_apply(pn, doc, &out, NULL));
+    cr_expect(bson_equal(&out, doc));
+    bson_destroy(&out);
+    cr_assert(bq_project_apply(pc, doc, &out, NULL));
+    bson_t *w = tu_docq("{'a': 1, 'b': 2}");
+    cr_expect(bson_equal(&out, w));
+    bson_destroy(w);
+    bson_destroy(&out);
+    bq_project_destroy(pa);
+    bq_project_destroy(pb);
+    bq_project_destroy(pc);
+    bq_project_destroy(pn);
+    bq_project_destroy(NULL);
+    bson_destroy(a);
+    bson_destroy(b);
+    bson_destroy(c);
+    bson_destroy(doc);
+}
