@@ -1107,6 +1107,22 @@ static bool leaf_apply_existing(bq__uctx_t *c, const bq__unode_t *n, bq__mnode_t
                                      : bq_num_mul(&m->val, &n->arg, &r, c->err);
         if (!ok)
             return false;
+        bool ints = (m->val.value_type == BSON_TYPE_INT32 ||
+                     m->val.value_type == BSON_TYPE_INT64) &&
+                    (n->arg.value_type == BSON_TYPE_INT32 ||
+                     n->arg.value_type == BSON_TYPE_INT64);
+        if (ints && r.value_type == BSON_TYPE_DOUBLE) {
+            /* int64 overflow: mongod's SafeNum has no wider integer and refuses */
+            bq__upd_fmt_id(c, idb, sizeof idb);
+            bq__upd_fmt_value(&m->val, vb, sizeof vb);
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "Failed to apply %s operations to current value (%s%s) for document "
+                         "%s",
+                         n->op == BQ__U_INC ? "$inc" : "$mul",
+                         m->val.value_type == BSON_TYPE_INT64 ? "(NumberLong)" : "(NumberInt)",
+                         vb, idb);
+            return false;
+        }
         if (value_identical(&r, &m->val))
             return true;
         if (!immutable_check(c, path))

@@ -146,6 +146,12 @@ static const upd_row_t inc_rows[] = {
     OK("{'_id': 1, 'a': -2147483648}", "{'#inc': {'a': -1}}",
        "{'_id': 1, 'a': {'$numberLong': '-2147483649'}}"),
     OK("{'_id': 1, 'a': 1}", "{'#inc': {'a': 0.5}}", "{'_id': 1, 'a': 1.5}"),
+    /* int64 overflow has no wider integer type: mongod refuses */
+    ERR("{'_id': 1, 'a': {'$numberLong': '9223372036854775807'}}", "{'#inc': {'a': 1}}", 2,
+        "Failed to apply $inc operations to current value ((NumberLong)9223372036854775807) "
+        "for document {_id: 1}"),
+    OK("{'_id': 1, 'a': {'$numberLong': '9223372036854775807'}}", "{'#inc': {'a': 1.0}}",
+       "{'_id': 1, 'a': 9.2233720368547758e+18}"),
     OK("{'_id': 1, 'a': {'$numberLong': '5'}}", "{'#inc': {'a': 1}}",
        "{'_id': 1, 'a': {'$numberLong': '6'}}"),
     OK("{'_id': 1, 'a': {'$numberDecimal': '1.5'}}", "{'#inc': {'a': 1}}",
