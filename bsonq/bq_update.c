@@ -332,6 +332,7 @@ void bq_update_destroy(bq_update_t *u)
         return;
     if (u->repl)
         bson_destroy(u->repl);
+    bson_free(u->pos_path);
     unode_free(u->root);
     for (size_t i = 0; i < u->nfilters; i++) {
         bson_free(u->filters[i].ident);
@@ -456,8 +457,18 @@ static bq__unode_t *tree_insert(bq_update_t *u, const char *path, enum bq__uop o
                      "Too many positional (i.e. '$') elements found in path '%s'", path);
         return NULL;
     }
-    if (npos)
+    if (npos) {
         u->positional = true;
+        if (!u->pos_path) {
+            const char *q = strstr(path, ".$.");
+            if (!q) {
+                size_t pl = strlen(path);
+                q = pl >= 2 && strcmp(path + pl - 2, ".$") == 0 ? path + pl - 2 : NULL;
+            }
+            if (q)
+                u->pos_path = bson_strndup(path, (size_t)(q - path));
+        }
+    }
 
     bq__unode_t *cur = u->root;
     const char *p = path;
@@ -1445,6 +1456,87 @@ bool bq_update_apply(const bq_update_t *u, const bson_t *doc, bool is_upsert_ins
 {
     bq_update_opts_t o = {.is_upsert_insert = is_upsert_insert, .positional_index = -1};
     return bq_update_apply_ex(u, doc, &o, out, changed, err);
+}
+
+/* ---------------------------------------------------------------- positional index */
+
+/* Adds the conditions of filter on paths at or below prefix to cond ($and searched). */
+static void pos_collect(const bson_t *filter, const char *prefix, bson_t *cond, int depth)
+{
+    bson_iter_t it;
+    size_t pl = strlen(prefix);
+    if (depth > 100 || !bson_iter_init(&it, filter))
+        return;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "$and") == 0 && BSON_ITER_HOLDS_ARRAY(&it)) {
+            bson_iter_t a;
+            bson_iter_recurse(&it, &a);
+            while (bson_iter_next(&a)) {
+                if (!BSON_ITER_HOLDS_DOCUMENT(&a))
+                    continue;
+                uint32_t len;
+                const uint8_t *data;
+                bson_t sub;
+                bson_iter_document(&a, &len, &data);
+                bson_init_static(&sub, data, len);
+                pos_collect(&sub, prefix, cond, depth + 1);
+            }
+            continue;
+        }
+        if (strncmp(k, prefix, pl) == 0 && (k[pl] == '\0' || k[pl] == '.'))
+            bson_append_value(cond, k, -1, bson_iter_value(&it));
+    }
+}
+
+/* Appends {p1: {p2: ... {pn: [elem]}}} for the dotted path. */
+static void pos_probe(bson_t *dst, const char *path, const bson_value_t *elem)
+{
+    const char *dot = strchr(path, '.');
+    bson_t child;
+    if (!dot) {
+        bson_append_array_begin(dst, path, -1, &child);
+        bson_append_value(&child, "0", 1, elem);
+        bson_append_array_end(dst, &child);
+        return;
+    }
+    bson_append_document_begin(dst, path, (int)(dot - path), &child);
+    pos_probe(&child, dot + 1, elem);
+    bson_append_document_end(dst, &child);
+}
+
+bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, const bson_t *doc,
+                                int64_t *index)
+{
+    *index = -1;
+    bson_value_t arr;
+    if (!u->pos_path || !filter || !bq_path_get(doc, u->pos_path, &arr) ||
+        arr.value_type != BSON_TYPE_ARRAY)
+        return false;
+    bson_t cond = BSON_INITIALIZER;
+    pos_collect(filter, u->pos_path, &cond, 0);
+    bq_match_t *m = bson_empty(&cond) ? NULL : bq_match_compile(&cond, NULL);
+    bson_destroy(&cond);
+    if (!m)
+        return false;
+    bson_t a;
+    bson_iter_t it;
+    bson_init_static(&a, arr.value.v_doc.data, arr.value.v_doc.data_len);
+    bson_iter_init(&it, &a);
+    int64_t i = 0;
+    bool found = false;
+    while (!found && bson_iter_next(&it)) {
+        bson_t probe = BSON_INITIALIZER;
+        pos_probe(&probe, u->pos_path, bson_iter_value(&it));
+        if (bq_match_eval(m, &probe)) {
+            *index = i;
+            found = true;
+        }
+        bson_destroy(&probe);
+        i++;
+    }
+    bq_match_destroy(m);
+    return found;
 }
 
 /* ---------------------------------------------------------------- upsert seed */

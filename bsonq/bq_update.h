@@ -60,6 +60,16 @@ bool bq_update_is_replacement(const bq_update_t *u);
  * matched array index in bq_update_opts_t.positional_index). */
 bool bq_update_uses_positional(const bq_update_t *u);
 
+/* The array index the positional operator "$" stands for when `filter` matched `doc`:
+ * the first element of the array before ".$" in the update's paths that satisfies the
+ * filter's conditions on that array (top level and inside $and), which is the element
+ * mongod's matcher records. Returns true and sets *index, or false (and *index -1) when
+ * the update has no "$", the field is not an array, the filter says nothing about it, or
+ * no element satisfies it: the update must then fail as mongod's does (apply with a
+ * negative positional_index reports it). */
+bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, const bson_t *doc,
+                                int64_t *index);
+
 /* Applies the update to doc. *out is always initialised (the caller destroys it, even on
  * failure); on success it holds the new document. *changed (may be NULL) is false when the
  * new document is byte-for-byte the old one (MongoDB's nModified counts only real

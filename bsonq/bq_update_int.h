@@ -112,6 +112,7 @@ typedef struct bq__afilter {
 struct bq_update {
     bool replacement;
     bool positional;
+    char *pos_path;           /* the array path before the first ".$" */
     bson_t *repl;             /* replacement document */
     bq__unode_t *root;
     bq__afilter_t *filters;

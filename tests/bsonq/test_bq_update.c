@@ -556,3 +556,68 @@ Test(bq_update, upsert_seed)
         bson_destroy(f);
     }
 }
+
+/* ---------------------------------------------------------------- positional index */
+
+typedef struct {
+    const char *filter, *doc, *update;
+    int64_t index;      /* -1: none */
+    const char *want;   /* result of applying with that index, or NULL */
+} pos_row_t;
+
+static const pos_row_t pos_rows[] = {
+    /* docs: "Update Values in an Array" */
+    {"{'_id': 1, 'grades': 80}", "{'_id': 1, 'grades': [85, 80, 80]}",
+     "{'#set': {'grades.$': 82}}", 1, "{'_id': 1, 'grades': [85, 82, 80]}"},
+    /* docs: "Update Documents in an Array" */
+    {"{'_id': 4, 'grades.grade': 85}",
+     "{'_id': 4, 'grades': [{'grade': 80, 'mean': 75}, {'grade': 85, 'mean': 90}, "
+     "{'grade': 85, 'mean': 85}]}",
+     "{'#set': {'grades.$.std': 6}}", 1,
+     "{'_id': 4, 'grades': [{'grade': 80, 'mean': 75}, {'grade': 85, 'mean': 90, 'std': 6}, "
+     "{'grade': 85, 'mean': 85}]}"},
+    /* docs: "Update Embedded Documents Using Multiple Field Matches" */
+    {"{'_id': 5, 'grades': {'#elemMatch': {'grade': {'#lte': 90}, 'mean': {'#gt': 80}}}}",
+     "{'_id': 5, 'grades': [{'grade': 80, 'mean': 75, 'std': 8}, {'grade': 85, 'mean': 90, "
+     "'std': 5}, {'grade': 90, 'mean': 85, 'std': 3}]}",
+     "{'#set': {'grades.$.std': 6}}", 1,
+     "{'_id': 5, 'grades': [{'grade': 80, 'mean': 75, 'std': 8}, {'grade': 85, 'mean': 90, "
+     "'std': 6}, {'grade': 90, 'mean': 85, 'std': 3}]}"},
+    {"{'#and': [{'x.a': {'#gt': 1}}]}", "{'_id': 1, 'x': {'a': [0, 1, 2, 3]}}",
+     "{'#inc': {'x.a.$': 10}}", 2, "{'_id': 1, 'x': {'a': [0, 1, 12, 3]}}"},
+    {"{'_id': 1}", "{'_id': 1, 'a': [1]}", "{'#set': {'a.$': 2}}", -1, NULL},
+    {"{'a': 9}", "{'_id': 1, 'a': [1]}", "{'#set': {'a.$': 2}}", -1, NULL},
+    {"{'a': 1}", "{'_id': 1, 'a': 1}", "{'#set': {'a.$': 2}}", -1, NULL},
+    {"{'a': 1}", "{'_id': 1, 'a': [1]}", "{'#set': {'a.0': 2}}", -1, NULL},
+};
+
+Test(bq_update, positional_index_from_the_filter)
+{
+    for (size_t i = 0; i < sizeof pos_rows / sizeof pos_rows[0]; i++) {
+        const pos_row_t *r = &pos_rows[i];
+        bson_t *f = tu_docq(r->filter), *d = tu_docq(r->doc), *u = tu_docq(r->update);
+        bq_update_t *c = bq_update_compile(u, NULL, NULL);
+        cr_assert_not_null(c, "pos row %zu", i);
+        int64_t idx = 7;
+        bool found = bq_update_positional_index(c, f, d, &idx);
+        cr_expect_eq(found, r->index >= 0, "pos row %zu: found %d", i, found);
+        cr_expect_eq(idx, r->index, "pos row %zu: index %lld, want %lld", i, (long long)idx,
+                     (long long)r->index);
+        bq_update_opts_t o = {.positional_index = idx};
+        bson_t out;
+        bq_error_t err;
+        bool ok = bq_update_apply_ex(c, d, &o, &out, NULL, &err);
+        if (r->want) {
+            bson_t *w = tu_docq(r->want);
+            cr_expect(ok && bson_equal(&out, w), "pos row %zu: apply failed or differs", i);
+            bson_destroy(w);
+        } else if (bq_update_uses_positional(c)) {
+            cr_expect(!ok, "pos row %zu: apply without a match succeeded", i);
+        }
+        bson_destroy(&out);
+        bq_update_destroy(c);
+        bson_destroy(f);
+        bson_destroy(d);
+        bson_destroy(u);
+    }
+}
