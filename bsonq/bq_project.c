@@ -12,8 +12,18 @@
 
 #include "bq.h"
 #include "bq_project.h"
+#include "bq_update_int.h"
 
-enum pkind { P_INNER, P_INCLUDE, P_EXCLUDE, P_SLICE, P_ELEMMATCH, P_LITERAL };
+enum pkind {
+    P_INNER,
+    P_INCLUDE,
+    P_EXCLUDE,
+    P_SLICE,
+    P_ELEMMATCH,
+    P_LITERAL,
+    P_POSITIONAL, /* a.$: the element the query matched */
+    P_META,       /* {$meta: "seq"} */
+};
 
 typedef struct pnode pnode_t;
 struct pnode {
@@ -29,6 +39,7 @@ struct pnode {
 
 struct bq_project {
     pnode_t *root;
+    char *pos_path;         /* the array path of a positional projection */
     bool inclusion;
     bool whole;             /* empty projection: the document as it is */
 };
@@ -52,6 +63,7 @@ void bq_project_destroy(bq_project_t *p)
     if (!p)
         return;
     pnode_free(p->root);
+    bson_free(p->pos_path);
     bson_free(p);
 }
 
@@ -140,9 +152,13 @@ static bool check_path(pctx_t *c, const char *path)
             return false;
         }
         if (p[0] == '$') {
-            if (len == 1 && !dot && p != path) {
-                bq_error_set(c->err, BQ_ERR_NotImplemented,
-                             "positional projection ('%s') is not supported yet", path);
+            if (len == 1 && p != path) {
+                bq_error_set(c->err, 31394,
+                             "As of 4.4, it's illegal to specify positional operator in the "
+                             "middle of a path. Positional projection may only be used at the "
+                             "end, for example: a.b.$. If the query previously used a form "
+                             "like a.b.$.d, remove the parts following the '$' and the results "
+                             "will be equivalent.");
                 return false;
             }
             bq_error_set(c->err, 16410, "FieldPath field names may not start with '$'. "
@@ -261,9 +277,22 @@ static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
         return true;
     }
     if (strcmp(name, "$meta") == 0) {
-        bq_error_set(c->err, BQ_ERR_NotImplemented,
-                     "$meta projection (field %s) is not supported yet", path);
-        return false;
+        if (!BSON_ITER_HOLDS_UTF8(&op)) {
+            bq_error_set(c->err, BQ_ERR_BadValue, "$meta requires a string argument");
+            return false;
+        }
+        if (strcmp(bson_iter_utf8(&op, NULL), "seq") != 0) {
+            bq_error_set(c->err, BQ_ERR_NotImplemented,
+                         "$meta projection \"%s\" (field %s) is not supported yet",
+                         bson_iter_utf8(&op, NULL), path);
+            return false;
+        }
+        pnode_t *n = pnode_new(path, strlen(path), P_META);
+        if (!tree_add(c, path, n)) {
+            pnode_free(n);
+            return false;
+        }
+        return true;
     }
     bq_error_set(c->err, BQ_ERR_NotImplemented,
                  "projection expressions (field %s: {%s: ...}) are not supported yet", path,
@@ -271,8 +300,36 @@ static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
     return false;
 }
 
+static bool compile_positional(pctx_t *c, const char *path, const bson_iter_t *it)
+{
+    size_t len = strlen(path) - 2;
+    char *arr = bson_strndup(path, len);
+    const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
+    double d = 0;
+    bool ok = false;
+    if (c->p->pos_path) {
+        bq_error_set(c->err, 31276,
+                     "Cannot specify more than one positional projection per query.");
+    } else if (!(v->value_type == BSON_TYPE_BOOL ? v->value.v_bool
+                                                 : bq_num_to_double(v, &d) && d != 0)) {
+        bq_error_set(c->err, 31395, "positional projection cannot be used with exclusion");
+    } else if (check_path(c, arr) && set_mode(c, arr, true)) {
+        pnode_t *n = pnode_new(arr, len, P_POSITIONAL);
+        ok = tree_add(c, arr, n);
+        if (ok)
+            c->p->pos_path = bson_strdup(arr);
+        else
+            pnode_free(n);
+    }
+    bson_free(arr);
+    return ok;
+}
+
 static bool compile_field(pctx_t *c, const char *path, const bson_iter_t *it)
 {
+    size_t plen = strlen(path);
+    if (plen > 2 && strcmp(path + plen - 2, ".$") == 0)
+        return compile_positional(c, path, it);
     if (!check_path(c, path))
         return false;
     const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
@@ -368,6 +425,11 @@ bq_project_t *bq_project_compile(const bson_t *projection, bq_error_t *err)
 
 /* ---------------------------------------------------------------- apply */
 
+typedef struct actx {
+    const bq_project_opts_t *o;
+    int64_t pos;            /* matched index for P_POSITIONAL */
+} actx_t;
+
 static void view(const bson_value_t *v, bson_t *b)
 {
     bson_init_static(b, v->value.v_doc.data, v->value.v_doc.data_len);
@@ -447,10 +509,12 @@ static bool has_literal(const pnode_t *n)
     return false;
 }
 
-static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_t *out);
+static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
+                        bson_t *out);
 
 /* Projects the elements of an array reached by an inner node. */
-static void project_array(const pnode_t *node, bool incl, const bson_value_t *v, bson_t *out)
+static void project_array(const actx_t *x, const pnode_t *node, bool incl,
+                          const bson_value_t *v, bson_t *out)
 {
     bson_t a;
     bson_iter_t it;
@@ -466,13 +530,13 @@ static void project_array(const pnode_t *node, bool incl, const bson_value_t *v,
             view(e, &sub);
             bson_uint32_to_string(k++, &ks, buf, sizeof buf);
             bson_append_document_begin(out, ks, -1, &child);
-            project_doc(node, incl, &sub, &child);
+            project_doc(x, node, incl, &sub, &child);
             bson_append_document_end(out, &child);
         } else if (e->value_type == BSON_TYPE_ARRAY) {
             bson_t child;
             bson_uint32_to_string(k++, &ks, buf, sizeof buf);
             bson_append_array_begin(out, ks, -1, &child);
-            project_array(node, incl, e, &child);
+            project_array(x, node, incl, e, &child);
             bson_append_array_end(out, &child);
         } else if (!incl) {
             bson_uint32_to_string(k++, &ks, buf, sizeof buf);
@@ -497,7 +561,8 @@ static void add_literals(const pnode_t *node, bson_t *out)
     }
 }
 
-static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_t *out)
+static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
+                        bson_t *out)
 {
     bson_iter_t it;
     bool *seen = bson_malloc0(sizeof *seen * (node->n + 1));
@@ -525,6 +590,22 @@ static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_
         case P_EXCLUDE:
         case P_LITERAL:
         case P_ELEMMATCH:
+        case P_META:
+            break;
+        case P_POSITIONAL:
+            if (v->value_type == BSON_TYPE_ARRAY) {
+                bson_t a, child;
+                bson_iter_t e;
+                char ibuf[24];
+                view(v, &a);
+                snprintf(ibuf, sizeof ibuf, "%lld", (long long)x->pos);
+                bson_append_array_begin(out, key, -1, &child);
+                if (bson_iter_init_find(&e, &a, ibuf))
+                    bson_append_value(&child, "0", 1, bson_iter_value(&e));
+                bson_append_array_end(out, &child);
+            } else {
+                bson_append_value(out, key, -1, v);
+            }
             break;
         case P_SLICE:
             append_slice(k, key, v, out);
@@ -534,12 +615,12 @@ static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_
                 bson_t sub, child;
                 view(v, &sub);
                 bson_append_document_begin(out, key, -1, &child);
-                project_doc(k, incl, &sub, &child);
+                project_doc(x, k, incl, &sub, &child);
                 bson_append_document_end(out, &child);
             } else if (v->value_type == BSON_TYPE_ARRAY) {
                 bson_t child;
                 bson_append_array_begin(out, key, -1, &child);
-                project_array(k, incl, v, &child);
+                project_array(x, k, incl, v, &child);
                 bson_append_array_end(out, &child);
             } else if (!incl) {
                 bson_append_value(out, key, -1, v);
@@ -558,6 +639,9 @@ static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_
         const pnode_t *k = node->kids[i];
         if (k->kind == P_LITERAL) {
             bson_append_value(out, k->name, -1, &k->lit);
+        } else if (k->kind == P_META) {
+            if (x->o && x->o->has_seq)
+                bson_append_int64(out, k->name, -1, x->o->seq);
         } else if (k->kind == P_ELEMMATCH && seen[i]) {
             bson_iter_t f;
             if (bson_iter_init_find(&f, doc, k->name))
@@ -572,14 +656,36 @@ static void project_doc(const pnode_t *node, bool incl, const bson_t *doc, bson_
     bson_free(seen);
 }
 
-bool bq_project_apply(const bq_project_t *p, const bson_t *doc, bson_t *out, bq_error_t *err)
+bool bq_project_uses_positional(const bq_project_t *p)
 {
-    (void)err;
+    return p->pos_path != NULL;
+}
+
+bool bq_project_apply_ex(const bq_project_t *p, const bson_t *doc, const bq_project_opts_t *o,
+                         bson_t *out, bq_error_t *err)
+{
     if (p->whole) {
         bson_copy_to(doc, out);
         return true;
     }
     bson_init(out);
-    project_doc(p->root, p->inclusion, doc, out);
+    actx_t x = {.o = o, .pos = -1};
+    if (p->pos_path) {
+        bson_value_t v;
+        /* a missing or non-array field is projected as it is, as mongod does */
+        if (bq_path_get(doc, p->pos_path, &v) && v.value_type == BSON_TYPE_ARRAY &&
+            !bq__positional_index(o ? o->filter : NULL, doc, p->pos_path, &x.pos)) {
+            bq_error_set(err, 51246,
+                         "positional operator '.$' couldn't find a matching element in the "
+                         "array");
+            return false;
+        }
+    }
+    project_doc(&x, p->root, p->inclusion, doc, out);
     return true;
+}
+
+bool bq_project_apply(const bq_project_t *p, const bson_t *doc, bson_t *out, bq_error_t *err)
+{
+    return bq_project_apply_ex(p, doc, NULL, out, err);
 }

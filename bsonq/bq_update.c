@@ -1505,16 +1505,15 @@ static void pos_probe(bson_t *dst, const char *path, const bson_value_t *elem)
     bson_append_document_end(dst, &child);
 }
 
-bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, const bson_t *doc,
-                                int64_t *index)
+bool bq__positional_index(const bson_t *filter, const bson_t *doc, const char *path,
+                          int64_t *index)
 {
     *index = -1;
     bson_value_t arr;
-    if (!u->pos_path || !filter || !bq_path_get(doc, u->pos_path, &arr) ||
-        arr.value_type != BSON_TYPE_ARRAY)
+    if (!path || !filter || !bq_path_get(doc, path, &arr) || arr.value_type != BSON_TYPE_ARRAY)
         return false;
     bson_t cond = BSON_INITIALIZER;
-    pos_collect(filter, u->pos_path, &cond, 0);
+    pos_collect(filter, path, &cond, 0);
     bq_match_t *m = bson_empty(&cond) ? NULL : bq_match_compile(&cond, NULL);
     bson_destroy(&cond);
     if (!m)
@@ -1527,7 +1526,7 @@ bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, cons
     bool found = false;
     while (!found && bson_iter_next(&it)) {
         bson_t probe = BSON_INITIALIZER;
-        pos_probe(&probe, u->pos_path, bson_iter_value(&it));
+        pos_probe(&probe, path, bson_iter_value(&it));
         if (bq_match_eval(m, &probe)) {
             *index = i;
             found = true;
@@ -1537,6 +1536,12 @@ bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, cons
     }
     bq_match_destroy(m);
     return found;
+}
+
+bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, const bson_t *doc,
+                                int64_t *index)
+{
+    return bq__positional_index(filter, doc, u->pos_path, index);
 }
 
 /* ---------------------------------------------------------------- upsert seed */

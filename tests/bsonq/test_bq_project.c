@@ -97,7 +97,11 @@ static const proj_row_t rows[] = {
     {INV, "{'item': '$status'}", NULL, BQ_ERR_NotImplemented},
     {INV, "{'item': {'#meta': 'textScore'}}", NULL, BQ_ERR_NotImplemented},
     {INV, "{'item': {'#concat': ['a', 'b']}}", NULL, BQ_ERR_NotImplemented},
-    {INV, "{'instock.$': 1}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'item': {'#meta': 'searchScore'}}", NULL, BQ_ERR_NotImplemented},
+    {INV, "{'instock.$': 0}", NULL, 31395},
+    {INV, "{'instock.$': 1, 'size.$': 1}", NULL, 31276},
+    {INV, "{'instock.$.qty': 1}", NULL, 31394},
+    {INV, "{'instock.$': 1, 'item': 0}", NULL, 31254},
     {INV, "{'instock': {'#slice': 'x'}}", NULL, BQ_ERR_BadValue},
     {INV, "{'instock': {'#slice': [1, 0]}}", NULL, BQ_ERR_BadValue},
     {INV, "{'instock': {'#elemMatch': 1}}", NULL, BQ_ERR_BadValue},
@@ -186,5 +190,96 @@ Test(bq_project, modes_and_null_projection)
     bson_destroy(a);
     bson_destroy(b);
     bson_destroy(c);
+    bson_destroy(doc);
+}
+
+typedef struct {
+    const char *filter, *doc, *proj, *want;
+    int code;
+} pos_row_t;
+
+#define GR "{'_id': 1, 'semester': 1, 'grades': [70, 87, 90]}"
+
+static const pos_row_t pos_rows[] = {
+    /* docs: "$ (projection)" */
+    {"{'semester': 1, 'grades': {'#gte': 85}}", GR, "{'grades.$': 1}",
+     "{'_id': 1, 'grades': [87]}", 0},
+    {"{'grades': {'#gte': 85}}", GR, "{'semester': 1, 'grades.$': 1}",
+     "{'_id': 1, 'semester': 1, 'grades': [87]}", 0},
+    {"{'grades.mean': {'#gt': 70}}",
+     "{'_id': 7, 'grades': [{'grade': 80, 'mean': 75}, {'grade': 85, 'mean': 90}]}",
+     "{'grades.$': 1}", "{'_id': 7, 'grades': [{'grade': 80, 'mean': 75}]}", 0},
+    {"{'x.a': 3}", "{'_id': 1, 'x': {'a': [1, 2, 3], 'b': 0}}", "{'x.a.$': 1}",
+     "{'_id': 1, 'x': {'a': [3]}}", 0},
+    /* no condition on the array: mongod fails the find */
+    {"{'semester': 1}", GR, "{'grades.$': 1}", NULL, 51246},
+    {"{'grades': 1000}", GR, "{'grades.$': 1}", NULL, 51246},
+    /* a field that is not an array is projected as it is */
+    {"{'grades': 5}", "{'_id': 1, 'grades': 5}", "{'grades.$': 1}",
+     "{'_id': 1, 'grades': 5}", 0},
+};
+
+Test(bq_project, positional_uses_the_filter)
+{
+    for (size_t i = 0; i < sizeof pos_rows / sizeof pos_rows[0]; i++) {
+        const pos_row_t *r = &pos_rows[i];
+        bson_t *f = tu_docq(r->filter), *d = tu_docq(r->doc), *spec = tu_docq(r->proj);
+        bq_error_t err;
+        bq_error_clear(&err);
+        bq_project_t *p = bq_project_compile(spec, &err);
+        cr_assert_not_null(p, "pos row %zu: %s: %s", i, r->proj, err.message);
+        cr_expect(bq_project_uses_positional(p));
+        bq_project_opts_t o = {.filter = f};
+        bson_t out;
+        bool ok = bq_project_apply_ex(p, d, &o, &out, &err);
+        if (r->want) {
+            bson_t *w = tu_docq(r->want);
+            char *gs = bson_as_canonical_extended_json(&out, NULL);
+            cr_expect(ok && out.len == w->len &&
+                          memcmp(bson_get_data(&out), bson_get_data(w), w->len) == 0,
+                      "pos row %zu: got %s (%s)", i, gs, err.message);
+            bson_free(gs);
+            bson_destroy(w);
+        } else {
+            cr_expect(!ok, "pos row %zu: succeeded", i);
+            cr_expect_eq(err.code, r->code, "pos row %zu: code %d", i, err.code);
+        }
+        bson_destroy(&out);
+        bq_project_destroy(p);
+        bson_destroy(f);
+        bson_destroy(d);
+        bson_destroy(spec);
+    }
+}
+
+Test(bq_project, meta_seq)
+{
+    bson_t *doc = tu_docq("{'_id': 1, 'a': 1, 'b': 2}");
+    static const struct {
+        const char *proj, *want;
+    } m[] = {
+        {"{'v': {'#meta': 'seq'}}", "{'_id': 1, 'a': 1, 'b': 2, 'v': {'$numberLong': '42'}}"},
+        {"{'a': 1, 'v': {'#meta': 'seq'}}", "{'_id': 1, 'a': 1, 'v': {'$numberLong': '42'}}"},
+        {"{'a': 0, 'v': {'#meta': 'seq'}}", "{'_id': 1, 'b': 2, 'v': {'$numberLong': '42'}}"},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        bson_t *spec = tu_docq(m[i].proj), *w = tu_docq(m[i].want), out;
+        bq_project_t *p = bq_project_compile(spec, NULL);
+        cr_assert_not_null(p, "%s", m[i].proj);
+        bq_project_opts_t o = {.has_seq = true, .seq = 42};
+        cr_assert(bq_project_apply_ex(p, doc, &o, &out, NULL));
+        char *gs = bson_as_canonical_extended_json(&out, NULL);
+        cr_expect(bson_equal(&out, w), "%s gave %s", m[i].proj, gs);
+        bson_free(gs);
+        bson_destroy(&out);
+        /* without a seq the field is left out */
+        cr_assert(bq_project_apply(p, doc, &out, NULL));
+        bson_iter_t it;
+        cr_expect(!bson_iter_init_find(&it, &out, "v"), "%s: v without a seq", m[i].proj);
+        bson_destroy(&out);
+        bq_project_destroy(p);
+        bson_destroy(spec);
+        bson_destroy(w);
+    }
     bson_destroy(doc);
 }
