@@ -163,6 +163,7 @@ static bool cause_resolve(eng_db_t *db, const char *dbname, int64_t snap, bson_i
     case BSON_TYPE_DOCUMENT: {
         bson_iter_t ref;
         const char *coll = NULL, *rdb = dbname;
+        bson_value_t idv; /* a shallow copy: the iterator's own value changes as it moves */
         const bson_value_t *id = NULL;
         bson_iter_recurse(it, &ref);
         while (bson_iter_next(&ref)) {
@@ -171,8 +172,10 @@ static bool cause_resolve(eng_db_t *db, const char *dbname, int64_t snap, bson_i
                 coll = bson_iter_utf8(&ref, NULL);
             else if (strcmp(k, "db") == 0 && BSON_ITER_HOLDS_UTF8(&ref))
                 rdb = bson_iter_utf8(&ref, NULL);
-            else if (strcmp(k, "_id") == 0)
-                id = bson_iter_value(&ref);
+            else if (strcmp(k, "_id") == 0) {
+                idv = *bson_iter_value(&ref);
+                id = &idv;
+            }
             else {
                 bq_error_set(err, BQ_ERR_BadValue,
                              "_caused_by reference has an unknown or mistyped field '%s': "
@@ -339,7 +342,7 @@ bool eng_db_verify(eng_db_t *db, eng_verify_report_t *rep, bq_error_t *err)
             rep->valid = false;
             rep->reason = ENG_VERIFY_BAD_LENGTH;
             rep->bad_seq = rep->records;
-            snprintf(rep->detail, sizeof rep->detail, "%s", ierr.message);
+            snprintf(rep->detail, sizeof rep->detail, "%.200s", ierr.message);
         }
     }
     memcpy(rep->head, prev, ENG_HASH_SIZE);

@@ -272,9 +272,8 @@ static void catalog_install(eng__store_t *st, eng_coll_t *c)
 static eng_coll_t *coll_new(eng__store_t *st, const char *db, const char *name,
                             const bson_t *options, int64_t seq, eng__docs_t *docs)
 {
-    eng_coll_t *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    /* bson_t (the options) must keep libbson's alignment */
+    eng_coll_t *c = BSON_ALIGNED_ALLOC0(eng_coll_t);
     c->db = strdup(db);
     c->name = strdup(name);
     if (!c->db || !c->name)
@@ -318,7 +317,7 @@ void eng__store_cleanup(eng__store_t *st)
         bson_destroy(&c->options);
         free(c->db);
         free(c->name);
-        free(c);
+        bson_free(c);
         c = next;
     }
     free(atomic_load(&st->catalog));

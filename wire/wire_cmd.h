@@ -30,4 +30,34 @@ bool cmd_start_session(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_end_sessions(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_refresh_sessions(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
+/* cmd_find.c: reads */
+bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_get_more(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_kill_cursors(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err);
+/* The documents of c at snap matching m (and filter, for the _id fast path), in natural
+ * order, into a malloc'd array; returns how many. */
+size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
+                    eng_doc_t **out);
+
+/* cmd_write.c: writes */
+bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_update(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_delete(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_find_and_modify(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
+/* cmd_catalog.c: collections and databases */
+bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_drop(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_drop_database(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_list_databases(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_rename_collection(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_coll_stats(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_nedb_verify(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
 #endif

@@ -7,6 +7,7 @@
  * becomes {ok: 0, errmsg, code, codeName}, and where per-command counters and the
  * command log lines (levels 1 to 3) are kept.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "wire_int.h"
@@ -41,12 +42,6 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
                              bq_error_t *err)
 {
     bson_iter_t it;
-    if (!bson_iter_init(&it, ctx->cmd) || !bson_iter_next(&it)) {
-        bq_error_set(err, BQ_ERR_FailedToParse, "empty command document");
-        return false;
-    }
-    ctx->name = bson_iter_key(&it);
-
     if (ctx->legacy) {
         /* OP_QUERY: the namespace must be <db>.$cmd and only the handshake may use it. */
         const char *dot = strchr(msg->ns, '.');
@@ -84,6 +79,11 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
         ctx->db = db;
     }
 
+    if (!bson_iter_init(&it, ctx->cmd) || !bson_iter_next(&it)) {
+        bq_error_set(err, BQ_ERR_FailedToParse, "empty command document");
+        return false;
+    }
+    ctx->name = bson_iter_key(&it);
     const wire_command_t *cmd = wire_command_find(ctx->name);
     if (!cmd) {
         bq_error_set(err, BQ_ERR_CommandNotFound, "no such command: '%s'", ctx->name);
@@ -120,56 +120,129 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
     return true;
 }
 
-void wire_dispatch(wire_server_t *server, wire_conn_t *conn, const wire_msg_t *msg,
-                   bson_t *reply, int32_t *reply_flags)
+/* Ends a request: turns the handler's outcome into the reply, counts and logs it. */
+static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
 {
-    wire_cmd_ctx_t ctx = {
-        .server = server,
-        .conn = conn,
-        .cmd = &msg->body,
-        .name = "",
-        .db = "",
-        .legacy = msg->hdr.opcode == WIRE_OP_QUERY,
-        .reply = reply,
-    };
-    const wire_command_t *cmd = NULL;
-    char dbbuf[64];
-    bq_error_t err;
-    bq_error_clear(&err);
-    uint64_t t0 = wire_server_uptime_micros(server);
-
-    bson_init(reply);
-    atomic_fetch_add(&server->opcounters.command, 1);
-    bool ok = dispatch_prepare(&ctx, msg, &cmd, dbbuf, sizeof dbbuf, &err) &&
-              cmd->fn(&ctx, &err);
+    wire_cmd_ctx_t *ctx = &req->ctx;
+    wire_server_t *server = ctx->server;
+    bson_t *reply = &req->reply;
     if (ok) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
     } else {
-        if (err.code == 0) /* a handler that failed without saying why is our bug */
-            bq_error_set(&err, BQ_ERR_InternalError, "%s failed without an error", ctx.name);
+        if (err->code == 0) /* a handler that failed without saying why is our bug */
+            bq_error_set(err, BQ_ERR_InternalError, "%s failed without an error", ctx->name);
         bson_reinit(reply);
-        wire_reply_error(reply, &err);
-        if (ctx.legacy && !strstr(msg->ns, ".$cmd")) {
-            BSON_APPEND_UTF8(reply, "$err", err.message);
-            *reply_flags |= WIRE_REPLY_QUERY_FAILURE;
+        wire_reply_error(reply, err);
+        if (ctx->legacy && !strstr(req->msg.ns, ".$cmd")) {
+            BSON_APPEND_UTF8(reply, "$err", err->message);
+            req->reply_flags |= WIRE_REPLY_QUERY_FAILURE;
         }
     }
+    /* Every reply carries the cluster time of the newest committed op, so a client can
+     * come back to this moment (DESIGN.md section 5). */
+    if (server->db) {
+        uint32_t t, i;
+        eng_db_cluster_time(server->db, eng_db_snapshot(server->db), &t, &i);
+        bson_append_timestamp(reply, "operationTime", -1, t, i);
+    }
 
-    uint64_t us = wire_server_uptime_micros(server) - t0;
-    if (cmd) {
-        wire_cmd_stats_t *st = &server->cmd_stats[cmd - wire_commands];
+    uint64_t us = wire_server_uptime_micros(server) - req->t0;
+    if (req->cmd) {
+        wire_cmd_stats_t *st = &server->cmd_stats[req->cmd - wire_commands];
         atomic_fetch_add(&st->calls, 1);
         atomic_fetch_add(&st->micros, us);
         if (!ok)
             atomic_fetch_add(&st->failed, 1);
     }
+    unsigned long long cid = (unsigned long long)ctx->conn->id;
     if (!ok)
-        wire_log(1, "conn%llu: %s.%s failed: %s (%d %s)", (unsigned long long)conn->id,
-                 ctx.db, ctx.name, err.message, err.code, err.code_name);
+        wire_log(1, "conn%llu: %s.%s failed: %s (%d %s)", cid, ctx->db, ctx->name, err->message,
+                 err->code, err->code_name);
     else if (us >= WIRE_SLOW_MS * 1000)
-        wire_log(2, "conn%llu: slow %s.%s: %llu ms", (unsigned long long)conn->id, ctx.db,
-                 ctx.name, (unsigned long long)(us / 1000));
+        wire_log(2, "conn%llu: slow %s.%s: %llu ms", cid, ctx->db, ctx->name,
+                 (unsigned long long)(us / 1000));
     else
-        wire_log(3, "conn%llu: %s.%s ok in %llu us", (unsigned long long)conn->id, ctx.db,
-                 ctx.name, (unsigned long long)us);
+        wire_log(3, "conn%llu: %s.%s ok in %llu us", cid, ctx->db, ctx->name,
+                 (unsigned long long)us);
+    if (ctx->state_free && ctx->state)
+        ctx->state_free(ctx->state);
+    ctx->state = NULL;
+    ctx->pending = false;
+}
+
+/* Runs a handler step (the first call or a resume) and finishes the request unless the
+ * handler went pending. */
+static void request_step(wire_request_t *req, wire_cmd_fn fn)
+{
+    bq_error_t err;
+    bq_error_clear(&err);
+    req->ctx.pending = false;
+    bool ok = fn(&req->ctx, &err);
+    if (ok && req->ctx.pending)
+        return;
+    request_finish(req, ok, &err);
+}
+
+wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wire_msg_t *msg)
+{
+    /* it embeds bson_t, which must keep libbson's alignment */
+    wire_request_t *req = BSON_ALIGNED_ALLOC0(wire_request_t);
+    /* take the message over; a bson_t must not be copied by value (an allocated one
+     * points into itself), so its body is moved with bson_steal */
+    req->msg = *msg;
+    bson_steal(&req->msg.body, &msg->body);
+    bson_init(&msg->body);
+    bson_init(&req->reply);
+    req->legacy = req->msg.hdr.opcode == WIRE_OP_QUERY;
+    req->t0 = wire_server_uptime_micros(server);
+    req->ctx = (wire_cmd_ctx_t){
+        .server = server,
+        .conn = conn,
+        .cmd = &req->msg.body,
+        .name = "",
+        .db = "",
+        .legacy = req->legacy,
+        .reply = &req->reply,
+        .req = req,
+    };
+    atomic_fetch_add(&server->opcounters.command, 1);
+    bq_error_t err;
+    bq_error_clear(&err);
+    if (!dispatch_prepare(&req->ctx, &req->msg, &req->cmd, req->dbbuf, sizeof req->dbbuf,
+                          &err)) {
+        request_finish(req, false, &err);
+        return req;
+    }
+    request_step(req, req->cmd->fn);
+    return req;
+}
+
+void wire_request_resume(wire_request_t *req)
+{
+    request_step(req, req->ctx.resume);
+}
+
+bool wire_request_finished(const wire_request_t *req)
+{
+    return !req->ctx.pending;
+}
+
+void wire_request_free(wire_request_t *req)
+{
+    if (!req)
+        return;
+    if (req->ctx.state_free && req->ctx.state)
+        req->ctx.state_free(req->ctx.state);
+    bson_destroy(&req->reply);
+    wire_msg_cleanup(&req->msg);
+    bson_free(req);
+}
+
+void wire_cmd_submit(wire_cmd_ctx_t *ctx, eng_intent_t *intent, wire_cmd_fn resume)
+{
+    ctx->pending = true;
+    ctx->resume = resume;
+    intent->done = wire_server_intent_done;
+    intent->owner = ctx->req;
+    eng_submit(ctx->server->db, intent);
 }

@@ -16,12 +16,16 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "eng.h"
+#include "eng_db.h"
 #include "wire.h"
 #include "wire_frame.h"
 #include "bq_type.h"
 
 typedef struct wire_server wire_server_t;
 typedef struct wire_conn wire_conn_t;
+typedef struct wire_request wire_request_t;
+typedef struct wire_cmd_ctx wire_cmd_ctx_t;
 
 /* ---- commands ---- */
 
@@ -30,7 +34,13 @@ typedef struct wire_conn wire_conn_t;
 #define WIRE_CMD_OP_QUERY (1u << 1)   /* may arrive as legacy OP_QUERY (the handshake) */
 #define WIRE_CMD_WRITE (1u << 2)      /* changes data: refused in read-only mode */
 
-typedef struct wire_cmd_ctx {
+/* A handler appends its reply fields to ctx->reply and returns true, or returns false with
+ * err set (and whatever it appended is discarded). A handler that must wait for a write
+ * calls wire_cmd_submit() and returns true: the command is then pending, and `resume` is
+ * called on the same I/O thread when the write completes, with the same contract. */
+typedef bool (*wire_cmd_fn)(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
+struct wire_cmd_ctx {
     wire_server_t *server;
     wire_conn_t *conn;
     const bson_t *cmd;     /* the whole command document */
@@ -38,11 +48,17 @@ typedef struct wire_cmd_ctx {
     const char *db;        /* $db, or the OP_QUERY namespace's database */
     bool legacy;           /* arrived as OP_QUERY */
     bson_t *reply;         /* the handler appends its fields; "ok" is added by dispatch */
-} wire_cmd_ctx_t;
+    /* asynchronous commands */
+    bool pending;          /* set by wire_cmd_submit */
+    wire_cmd_fn resume;
+    void *state;           /* the handler's state across resumes */
+    void (*state_free)(void *state); /* called when the request ends, if set */
+    wire_request_t *req;
+};
 
-/* A handler appends its reply fields to ctx->reply and returns true, or returns false with
- * err set (and whatever it appended is discarded). */
-typedef bool (*wire_cmd_fn)(wire_cmd_ctx_t *ctx, bq_error_t *err);
+/* Queues a write intent for the engine's committer and marks the command pending: the
+ * handler returns true right after, and `resume` runs when the intent is done. */
+void wire_cmd_submit(wire_cmd_ctx_t *ctx, eng_intent_t *intent, wire_cmd_fn resume);
 
 typedef struct wire_command {
     const char *name;
@@ -65,11 +81,27 @@ const wire_command_t *wire_command_find(const char *name);
 
 /* ---- dispatch (wire_dispatch.c) ---- */
 
-/* Runs one parsed request and builds the reply document into *reply (always initialized
- * by the callee). For a legacy OP_QUERY request the answer goes out as OP_REPLY with
- * responseFlags *reply_flags (QueryFailure for a legacy query error). */
-void wire_dispatch(wire_server_t *server, wire_conn_t *conn, const wire_msg_t *msg,
-                   bson_t *reply, int32_t *reply_flags);
+/* One request from a parsed frame to its reply; it outlives one event when the command
+ * waits for a write. */
+struct wire_request {
+    wire_msg_t msg;        /* owned */
+    bson_t reply;
+    int32_t reply_flags;   /* OP_REPLY responseFlags (QueryFailure for a legacy error) */
+    bool legacy;           /* answer with OP_REPLY */
+    wire_cmd_ctx_t ctx;
+    const wire_command_t *cmd;
+    uint64_t t0;
+    char dbbuf[64];
+    wire_request_t *next;  /* completion queue of the I/O thread */
+};
+
+/* Starts a request for `msg`, whose contents it takes over (msg is left cleaned up).
+ * Returns the request; wire_request_finished() says whether its reply is ready. */
+wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wire_msg_t *msg);
+/* Continues a pending request after its write completed. */
+void wire_request_resume(wire_request_t *req);
+bool wire_request_finished(const wire_request_t *req);
+void wire_request_free(wire_request_t *req);
 
 /* Builds the error reply {ok: 0, errmsg, code, codeName} into an initialized document. */
 void wire_reply_error(bson_t *reply, const bq_error_t *err);
@@ -91,6 +123,8 @@ struct wire_server {
     wire_opcounters_t opcounters;
     wire_cmd_stats_t *cmd_stats;       /* wire_commands_count entries */
     struct wire_sessions *sessions;
+    eng_db_t *db;                      /* the store */
+    struct wire_cursors *cursors;      /* open cursors (wire_cursor.c) */
     /* ...threads and listener: private to wire_server.c */
     struct wire_server_impl *impl;
 };
@@ -104,8 +138,12 @@ struct wire_conn {
     struct bufferevent *bev;
     struct wire_io_thread *thread;
     bool closing;                      /* close once the output buffer drains */
+    wire_request_t *inflight;          /* a command waiting for its write, or NULL */
     wire_conn_t *prev, *next;          /* the owning I/O thread's list */
 };
+
+/* Hands a completed write back to its connection's I/O thread (called by the committer). */
+void wire_server_intent_done(eng_intent_t *intent);
 
 /* Microseconds since the server started (monotonic). */
 uint64_t wire_server_uptime_micros(const wire_server_t *server);
@@ -126,6 +164,11 @@ size_t wire_sessions_count(struct wire_sessions *s);
 /* Starts a new session: appends {id: UUID} to `out` as field `key`. */
 void wire_sessions_start(struct wire_sessions *s, bson_t *out, const char *key);
 
+/* ---- cursors (wire_cursor.c) ---- */
+
+struct wire_cursors *wire_cursors_new(void);
+void wire_cursors_destroy(struct wire_cursors *c);
+
 /* ---- log (wire_log.c) ---- */
 
 /* Appends {totalLinesWritten, log: [the most recent lines]} for getLog "global". */
@@ -135,5 +178,28 @@ void wire_log_append_recent(bson_t *reply);
 
 /* Appends the current wall-clock time as a BSON date. */
 void wire_append_now(bson_t *doc, const char *key);
+
+/* Checks a collection name in `db` as MongoDB does (InvalidNamespace, 73). */
+bool wire_ns_check(const char *db, const char *coll, bq_error_t *err);
+
+/* The collection named by the command's first field; for_write also refuses system.*
+ * names outside MongoDB's allow list. Errors: InvalidNamespace. */
+bool wire_arg_coll(wire_cmd_ctx_t *ctx, bool for_write, const char **coll, bq_error_t *err);
+
+/* Optional typed arguments of the command. Absent (or null) leaves *present false (and
+ * the default). Present with the wrong type: TypeMismatch naming '<command>.<key>'.
+ * wire_arg_doc's *out borrows from the command (always initialized). */
+bool wire_arg_doc(wire_cmd_ctx_t *ctx, const char *key, bson_t *out, bool *present,
+                  bq_error_t *err);
+bool wire_arg_array(wire_cmd_ctx_t *ctx, const char *key, bson_iter_t *arr, bool *present,
+                    bq_error_t *err);
+bool wire_arg_int64(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *present,
+                    bq_error_t *err);
+bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
+                   bq_error_t *err);
+
+/* The snapshot a read runs at: the newest committed op, or the one chosen by asOf: <seq>
+ * or readConcern.atClusterTime (DESIGN.md section 5). */
+bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err);
 
 #endif

@@ -55,6 +55,7 @@ typedef struct wire_io_thread {
     int *queue;
     size_t queue_len, queue_cap;
     bool stopping;
+    wire_request_t *done;       /* writes completed by the committer, to resume here */
     wire_conn_t *conns;         /* this thread's connections */
     size_t nconns;
 } wire_io_thread_t;
@@ -110,7 +111,8 @@ static void conn_close_when_flushed(wire_conn_t *conn)
 /* Frees a closing connection whose output has drained. Returns true if it did. */
 static bool conn_free_if_done(wire_conn_t *conn)
 {
-    if (!conn->closing || evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
+    if (!conn->closing || conn->inflight ||
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
         return false;
     conn_free(conn);
     return true;
@@ -140,7 +142,16 @@ static void conn_send(wire_conn_t *conn, int32_t response_to, bool legacy, int32
     evbuffer_commit_space(out, &iov, 1);
 }
 
-/* Handles one whole frame; may mark the connection closing. */
+/* Sends a finished request's reply (unless the client asked for none, or is gone) and
+ * frees it. */
+static void conn_finish_request(wire_conn_t *conn, wire_request_t *req)
+{
+    if (!(req->msg.flags & WIRE_MSG_MORE_TO_COME) && !conn->closing)
+        conn_send(conn, req->msg.hdr.request_id, req->legacy, req->reply_flags, &req->reply);
+    wire_request_free(req);
+}
+
+/* Handles one whole frame; may mark the connection closing or leave a request in flight. */
 static void conn_handle_frame(wire_conn_t *conn, const uint8_t *frame, size_t len)
 {
     wire_msg_t msg;
@@ -154,27 +165,29 @@ static void conn_handle_frame(wire_conn_t *conn, const uint8_t *frame, size_t le
         conn_close_when_flushed(conn);
         return;
     }
-    bson_t reply;
-    bool legacy = msg.hdr.opcode == WIRE_OP_QUERY;
-    int32_t reply_flags = 0;
     if (res == WIRE_PARSE_ERROR_REPLY) {
         wire_log(1, "conn%llu: bad request: %s", (unsigned long long)conn->id, err.message);
-        bson_init(&reply);
+        bson_t reply = BSON_INITIALIZER;
         wire_reply_error(&reply, &err);
-    } else {
-        wire_dispatch(conn->server, conn, &msg, &reply, &reply_flags);
+        if (!(msg.flags & WIRE_MSG_MORE_TO_COME))
+            conn_send(conn, msg.hdr.request_id, msg.hdr.opcode == WIRE_OP_QUERY, 0, &reply);
+        bson_destroy(&reply);
+        wire_msg_cleanup(&msg);
+        return;
     }
-    if (!(msg.flags & WIRE_MSG_MORE_TO_COME))
-        conn_send(conn, msg.hdr.request_id, legacy, reply_flags, &reply);
-    bson_destroy(&reply);
+    wire_request_t *req = wire_request_start(conn->server, conn, &msg);
     wire_msg_cleanup(&msg);
+    if (wire_request_finished(req))
+        conn_finish_request(conn, req);
+    else
+        conn->inflight = req; /* no more frames from this connection until it is done */
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     wire_conn_t *conn = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    while (!conn->closing) {
+    while (!conn->closing && !conn->inflight) {
         size_t avail = evbuffer_get_length(in);
         if (avail < WIRE_HEADER_SIZE)
             break;
@@ -215,8 +228,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     wire_conn_t *conn = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_free(conn);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        /* the peer is gone: drop unsent replies; a command in flight finishes first */
+        evbuffer_drain(bufferevent_get_output(conn->bev),
+                       evbuffer_get_length(bufferevent_get_output(conn->bev)));
+        conn_close_when_flushed(conn);
+        conn_free_if_done(conn);
+    }
 }
 
 static void sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t size)
@@ -285,9 +303,19 @@ static void thread_grace_cb(evutil_socket_t fd, short what, void *arg)
     wire_io_thread_t *t = arg;
     if (t->nconns)
         wire_log(0, "shutdown: closing %zu connections that did not drain in time", t->nconns);
-    while (t->conns)
-        conn_free(t->conns);
-    event_base_loopexit(t->base, NULL);
+    bool waiting = false;
+    for (wire_conn_t *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->inflight) {
+            waiting = true; /* its write completes soon: the committer still runs */
+            continue;
+        }
+        evbuffer_drain(bufferevent_get_output(c->bev),
+                       evbuffer_get_length(bufferevent_get_output(c->bev)));
+        conn_free(c);
+    }
+    if (!waiting)
+        event_base_loopexit(t->base, NULL);
 }
 
 static void thread_wakeup_cb(evutil_socket_t fd, short what, void *arg)
@@ -299,9 +327,35 @@ static void thread_wakeup_cb(evutil_socket_t fd, short what, void *arg)
     int *fds = t->queue;
     size_t n = t->queue_len;
     bool stopping = t->stopping;
+    wire_request_t *done = t->done;
     t->queue = NULL;
     t->queue_len = t->queue_cap = 0;
+    t->done = NULL;
     pthread_mutex_unlock(&t->lock);
+
+    /* Resume the commands whose writes completed (the list is newest first: reverse it so
+     * completions are handled in order). */
+    wire_request_t *rev = NULL;
+    while (done) {
+        wire_request_t *next = done->next;
+        done->next = rev;
+        rev = done;
+        done = next;
+    }
+    while (rev) {
+        wire_request_t *req = rev;
+        rev = rev->next;
+        wire_conn_t *conn = req->ctx.conn;
+        wire_request_resume(req);
+        if (!wire_request_finished(req))
+            continue; /* waiting for another write */
+        conn->inflight = NULL;
+        conn_finish_request(conn, req);
+        if (conn->closing)
+            conn_free_if_done(conn);
+        else
+            conn_read_cb(conn->bev, conn); /* frames that arrived meanwhile */
+    }
 
     for (size_t i = 0; i < n; i++) {
         if (stopping)
@@ -341,6 +395,17 @@ static void *thread_main(void *arg)
 static void thread_notify(wire_io_thread_t *t)
 {
     event_active(t->wakeup, EV_READ, 0);
+}
+
+void wire_server_intent_done(eng_intent_t *intent)
+{
+    wire_request_t *req = intent->owner;
+    wire_io_thread_t *t = req->ctx.conn->thread;
+    pthread_mutex_lock(&t->lock);
+    req->next = t->done;
+    t->done = req;
+    pthread_mutex_unlock(&t->lock);
+    thread_notify(t);
 }
 
 /* ---- listener and signals (main thread) ---- */
@@ -485,10 +550,19 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     char hn[200] = "localhost";
     gethostname(hn, sizeof hn - 1);
     snprintf(server.host, sizeof server.host, "%s:%d", hn, cfg->port);
+    char *warnings = NULL;
+    if (!eng_db_open(cfg->dbpath, NULL, &server.db, &warnings, err))
+        return false;
+    if (warnings && *warnings)
+        wire_log(0, "recovery: %s", warnings);
+    free(warnings);
+    wire_log(0, "opened %s: %lld ops in the log", cfg->dbpath,
+             (long long)eng_db_snapshot(server.db) + 1);
     server.cmd_stats = calloc(wire_commands_count, sizeof *server.cmd_stats);
     server.sessions = wire_sessions_new();
+    server.cursors = wire_cursors_new();
     impl.base = event_base_new();
-    if (!server.cmd_stats || !server.sessions || !impl.base) {
+    if (!server.cmd_stats || !server.sessions || !server.cursors || !impl.base) {
         bq_error_set(err, BQ_ERR_InternalError, "out of memory starting the server");
         goto out;
     }
@@ -568,6 +642,10 @@ out:
         event_base_free(impl.base);
     if (server.sessions)
         wire_sessions_destroy(server.sessions);
+    if (server.cursors)
+        wire_cursors_destroy(server.cursors);
+    eng_db_close(server.db); /* after the I/O threads: no write is in flight any more */
+    server.db = NULL;
     free(server.cmd_stats);
     if (ok)
         wire_log(0, "nedbd stopped");

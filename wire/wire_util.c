@@ -1,6 +1,7 @@
 /*
  * wire_util.c: small helpers the handlers share.
  */
+#include <string.h>
 #include <sys/time.h>
 
 #include "wire_int.h"
@@ -10,4 +11,195 @@ void wire_append_now(bson_t *doc, const char *key)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     bson_append_date_time(doc, key, -1, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+/* ---- command arguments ---- */
+
+static void wrong_type(const wire_cmd_ctx_t *ctx, const char *key, const bson_iter_t *it,
+                       const char *expected, bq_error_t *err)
+{
+    bq_error_set(err, BQ_ERR_TypeMismatch,
+                 "BSON field '%s.%s' is the wrong type '%s', expected type '%s'", ctx->name,
+                 key, bq_type_name(bson_iter_type(it)), expected);
+}
+
+bool wire_ns_check(const char *db, const char *coll, bq_error_t *err)
+{
+    size_t n = strlen(coll);
+    if (n == 0) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid namespace specified '%s.'", db);
+        return false;
+    }
+    if (strchr(coll, '$')) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid collection name: %s", coll);
+        return false;
+    }
+    if (strlen(db) + 1 + n > ENG_NS_MAX) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace,
+                     "Fully qualified namespace is too long. Namespace: %s.%s Max: %d", db, coll,
+                     ENG_NS_MAX);
+        return false;
+    }
+    if (coll[0] == '.' || coll[n - 1] == '.') {
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid collection name: %s", coll);
+        return false;
+    }
+    return true;
+}
+
+/* The system collections a client may create or write to (MongoDB's allow list). */
+static bool system_coll_allowed(const char *coll)
+{
+    static const char *const allowed[] = {"system.js", "system.views", "system.profile",
+                                          "system.buckets"};
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+        if (strncmp(coll, allowed[i], strlen(allowed[i])) == 0)
+            return true;
+    return false;
+}
+
+bool wire_arg_coll(wire_cmd_ctx_t *ctx, bool for_write, const char **coll, bq_error_t *err)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace,
+                     "collection name has invalid type %s", bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    uint32_t len;
+    *coll = bson_iter_utf8(&it, &len);
+    if (strlen(*coll) != len) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "collection name contains a null byte");
+        return false;
+    }
+    if (!wire_ns_check(ctx->db, *coll, err))
+        return false;
+    if (for_write && strncmp(*coll, "system.", 7) == 0 && !system_coll_allowed(*coll)) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid system namespace: %s.%s", ctx->db,
+                     *coll);
+        return false;
+    }
+    return true;
+}
+
+bool wire_arg_doc(wire_cmd_ctx_t *ctx, const char *key, bson_t *out, bool *present,
+                  bq_error_t *err)
+{
+    bson_iter_t it;
+    *present = false;
+    bson_init(out);
+    if (!bson_iter_init_find(&it, ctx->cmd, key) || BSON_ITER_HOLDS_NULL(&it))
+        return true;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        wrong_type(ctx, key, &it, "object", err);
+        return false;
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    bson_destroy(out);
+    bson_init_static(out, data, len);
+    *present = true;
+    return true;
+}
+
+bool wire_arg_array(wire_cmd_ctx_t *ctx, const char *key, bson_iter_t *arr, bool *present,
+                    bq_error_t *err)
+{
+    bson_iter_t it;
+    *present = false;
+    if (!bson_iter_init_find(&it, ctx->cmd, key))
+        return true;
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        wrong_type(ctx, key, &it, "array", err);
+        return false;
+    }
+    bson_iter_recurse(&it, arr);
+    *present = true;
+    return true;
+}
+
+bool wire_arg_int64(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *present,
+                    bq_error_t *err)
+{
+    bson_iter_t it;
+    *present = false;
+    if (!bson_iter_init_find(&it, ctx->cmd, key) || BSON_ITER_HOLDS_NULL(&it))
+        return true;
+    if (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) {
+        *out = bson_iter_as_int64(&it);
+    } else if (BSON_ITER_HOLDS_DOUBLE(&it)) {
+        double d = bson_iter_double(&it);
+        if (d != (double)(int64_t)d) {
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "BSON field '%s.%s' must be an integer, not %g", ctx->name, key, d);
+            return false;
+        }
+        *out = (int64_t)d;
+    } else {
+        wrong_type(ctx, key, &it, "long", err);
+        return false;
+    }
+    *present = true;
+    return true;
+}
+
+bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
+                   bq_error_t *err)
+{
+    bson_iter_t it;
+    *out = dflt;
+    if (!bson_iter_init_find(&it, ctx->cmd, key) || BSON_ITER_HOLDS_NULL(&it))
+        return true;
+    if (!BSON_ITER_HOLDS_BOOL(&it) && !BSON_ITER_HOLDS_NUMBER(&it)) {
+        wrong_type(ctx, key, &it, "bool", err);
+        return false;
+    }
+    *out = bson_iter_as_bool(&it);
+    return true;
+}
+
+bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
+{
+    eng_db_t *db = ctx->server->db;
+    int64_t head = eng_db_snapshot(db);
+    *snap = head;
+    bson_iter_t it, rc;
+    if (bson_iter_init_find(&it, ctx->cmd, "asOf")) {
+        if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) < 0) {
+            bq_error_set(err, BQ_ERR_BadValue, "asOf must be a non-negative op seq");
+            return false;
+        }
+        int64_t s = bson_iter_as_int64(&it);
+        if (s > head) {
+            bq_error_set(err, BQ_ERR_BadValue,
+                         "asOf %lld is in the future: the newest committed op is %lld",
+                         (long long)s, (long long)head);
+            return false;
+        }
+        *snap = s;
+        return true;
+    }
+    if (bson_iter_init_find(&it, ctx->cmd, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &rc) && bson_iter_find(&rc, "atClusterTime")) {
+        if (!BSON_ITER_HOLDS_TIMESTAMP(&rc)) {
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "readConcern.atClusterTime must be a Timestamp");
+            return false;
+        }
+        uint32_t t, i;
+        bson_iter_timestamp(&rc, &t, &i);
+        uint32_t ht, hi;
+        eng_db_cluster_time(db, head, &ht, &hi);
+        if (t > ht || (t == ht && i > hi)) {
+            bq_error_set(err, BQ_ERR_BadValue,
+                         "readConcern.atClusterTime %u:%u is later than the newest op %u:%u",
+                         t, i, ht, hi);
+            return false;
+        }
+        *snap = eng_db_snapshot_at(db, t, i);
+    }
+    return true;
 }

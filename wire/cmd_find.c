@@ -1,0 +1,406 @@
+/*
+ * cmd_find.c: the read commands: find, getMore, killCursors, count and distinct. Each
+ * reads one snapshot (the newest committed op, or the one asOf/atClusterTime names) and
+ * never waits for a writer. Filters, projections and sorts are bsonq's; cursors are
+ * wire_cursor.c's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bq_key.h"
+#include "bq_project.h"
+#include "bq_sort.h"
+#include "wire_cmd.h"
+#include "wire_cursor.h"
+
+/* A non-negative integer option; MongoDB's code 51024 for negatives. */
+static bool arg_nonneg(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *present,
+                       bq_error_t *err)
+{
+    if (!wire_arg_int64(ctx, key, out, present, err))
+        return false;
+    if (*present && *out < 0) {
+        bq_error_set(err, 51024, "BSON field '%s' value must be >= 0, actual value '%lld'", key,
+                     (long long)*out);
+        return false;
+    }
+    return true;
+}
+
+/* {_id: <value>} with a plain value: answered from the _id index. *id is a shallow copy
+ * whose pointers (for strings, documents) borrow from `filter`. */
+static bool filter_is_id_eq(const bson_t *filter, bson_value_t *id)
+{
+    bson_iter_t it;
+    if (bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
+        return false;
+    bson_type_t t = bson_iter_type(&it);
+    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
+        return false;
+    if (t == BSON_TYPE_DOCUMENT) {
+        bson_iter_t sub;
+        bson_iter_recurse(&it, &sub);
+        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
+            return false;
+    }
+    *id = *bson_iter_value(&it);
+    return true;
+}
+
+/* Collects the documents of c at snap that match m (all of them when m is NULL), in
+ * natural order, into a malloc'd array. */
+size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
+                    eng_doc_t **out)
+{
+    size_t n = 0, cap = 16;
+    eng_doc_t *docs = malloc(cap * sizeof *docs);
+    if (!docs)
+        abort();
+    bson_value_t id;
+    eng_doc_t d;
+    if (filter && filter_is_id_eq(filter, &id)) {
+        if (eng_coll_find_id(c, snap, &id, &d))
+            docs[n++] = d;
+        *out = docs;
+        return n;
+    }
+    eng_scan_t scan;
+    eng_scan_init(&scan, c, snap, false);
+    while (eng_scan_next(&scan, &d)) {
+        bson_t doc;
+        if (m && !(bson_init_static(&doc, d.data, d.len) && bq_match_eval(m, &doc)))
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            eng_doc_t *nd = realloc(docs, cap * sizeof *nd);
+            if (!nd)
+                abort();
+            docs = nd;
+        }
+        docs[n++] = d;
+    }
+    *out = docs;
+    return n;
+}
+
+/* Stable merge sort of documents by a compiled sort. */
+static void sort_docs(eng_doc_t *docs, size_t n, const bq_sort_t *s)
+{
+    if (n < 2)
+        return;
+    eng_doc_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        abort();
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                bson_t a, b;
+                bson_init_static(&a, docs[i].data, docs[i].len);
+                bson_init_static(&b, docs[j].data, docs[j].len);
+                tmp[k++] = bq_sort_compare(s, &b, &a) < 0 ? docs[j++] : docs[i++];
+            }
+            while (i < mid)
+                tmp[k++] = docs[i++];
+            while (j < hi)
+                tmp[k++] = docs[j++];
+        }
+        memcpy(docs, tmp, n * sizeof *docs);
+    }
+    free(tmp);
+}
+
+bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    const char *coll;
+    bson_t filter, sort, proj;
+    bool has_filter, has_sort, has_proj, has_skip, has_limit, has_batch, single;
+    int64_t skip = 0, limit = 0, batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH, snap;
+    int natural_dir = 1;
+    if (!wire_arg_coll(ctx, false, &coll, err) ||
+        !wire_arg_doc(ctx, "filter", &filter, &has_filter, err) ||
+        !wire_arg_doc(ctx, "sort", &sort, &has_sort, err) ||
+        !wire_arg_doc(ctx, "projection", &proj, &has_proj, err) ||
+        !arg_nonneg(ctx, "skip", &skip, &has_skip, err) ||
+        !arg_nonneg(ctx, "limit", &limit, &has_limit, err) ||
+        !arg_nonneg(ctx, "batchSize", &batch, &has_batch, err) ||
+        !wire_arg_bool(ctx, "singleBatch", false, &single, err) ||
+        !wire_read_snapshot(ctx, &snap, err))
+        return false;
+    if (!has_batch)
+        batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH;
+    atomic_fetch_add(&ctx->server->opcounters.query, 1);
+
+    bq_match_t *m = bq_match_compile(&filter, err);
+    if (!m)
+        return false;
+    bq_sort_t *s = NULL;
+    if (has_sort && !bson_empty(&sort) && !(s = bq_sort_compile(&sort, err))) {
+        bq_match_destroy(m);
+        return false;
+    }
+    wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
+    if (has_proj && !bson_empty(&proj) && !(cur->proj = bq_project_compile(&proj, err))) {
+        bq_match_destroy(m);
+        if (s)
+            bq_sort_destroy(s);
+        wire_cursor_destroy(cur);
+        return false;
+    }
+    cur->skip = skip;
+    cur->limit = has_limit && limit > 0 ? limit : -1;
+    if (has_limit && limit > 0 && limit <= batch)
+        single = true; /* the whole result fits the first batch: no cursor is left open */
+
+    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    if (!c) {
+        bq_match_destroy(m);
+    } else if (s && !bq_sort_is_natural(s, &natural_dir)) {
+        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs);
+        sort_docs(cur->docs, cur->ndocs, s);
+        bq_match_destroy(m);
+    } else if (filter_is_id_eq(&filter, &(bson_value_t){0})) {
+        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs);
+        bq_match_destroy(m);
+    } else {
+        cur->use_scan = true;
+        eng_scan_init(&cur->scan, c, snap, natural_dir < 0);
+        cur->match = m;
+    }
+    if (s)
+        bq_sort_destroy(s);
+    return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", batch, single, err);
+}
+
+bool cmd_get_more(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_INT64(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    int64_t id = bson_iter_int64(&it);
+    if (!bson_iter_init_find(&it, ctx->cmd, "collection")) {
+        bq_error_set(err, 40414,
+                     "BSON field 'getMore.collection' is missing but a required field");
+        return false;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'getMore.collection' is the wrong type '%s', expected type "
+                     "'string'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    const char *coll = bson_iter_utf8(&it, NULL);
+    int64_t batch = -1;
+    bool has_batch;
+    if (!arg_nonneg(ctx, "batchSize", &batch, &has_batch, err))
+        return false;
+    if (!has_batch || batch == 0)
+        batch = -1;
+    atomic_fetch_add(&ctx->server->opcounters.getmore, 1);
+
+    wire_cursor_t *cur = wire_cursors_take(ctx->server->cursors, id, err);
+    if (!cur)
+        return false;
+    char ns[ENG_NS_MAX + 80];
+    snprintf(ns, sizeof ns, "%s.%s", ctx->db, coll);
+    if (strcmp(ns, cur->ns) != 0) {
+        bq_error_set(err, BQ_ERR_Unauthorized,
+                     "Requested getMore on namespace '%s', but cursor belongs to a different "
+                     "namespace %s",
+                     ns, cur->ns);
+        wire_cursors_release(ctx->server->cursors, cur, false); /* untouched */
+        return false;
+    }
+    return wire_cursor_reply(ctx->server, cur, ctx->reply, "nextBatch", batch, false, err);
+}
+
+bool cmd_kill_cursors(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    const char *coll;
+    bson_iter_t arr;
+    bool present;
+    if (!wire_arg_coll(ctx, false, &coll, err) ||
+        !wire_arg_array(ctx, "cursors", &arr, &present, err))
+        return false;
+    if (!present) {
+        bq_error_set(err, 40414,
+                     "BSON field 'killCursors.cursors' is missing but a required field");
+        return false;
+    }
+    bson_t killed = BSON_INITIALIZER, missing = BSON_INITIALIZER;
+    uint32_t nk = 0, nm = 0;
+    while (bson_iter_next(&arr)) {
+        if (!BSON_ITER_HOLDS_INT64(&arr)) {
+            bson_destroy(&killed);
+            bson_destroy(&missing);
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "BSON field 'killCursors.cursors.%s' is the wrong type '%s', expected "
+                         "type 'long'",
+                         bson_iter_key(&arr), bq_type_name(bson_iter_type(&arr)));
+            return false;
+        }
+        int64_t id = bson_iter_int64(&arr);
+        char key[16];
+        if (wire_cursors_kill(ctx->server->cursors, id)) {
+            snprintf(key, sizeof key, "%u", nk++);
+            BSON_APPEND_INT64(&killed, key, id);
+        } else {
+            snprintf(key, sizeof key, "%u", nm++);
+            BSON_APPEND_INT64(&missing, key, id);
+        }
+    }
+    bson_t empty = BSON_INITIALIZER;
+    BSON_APPEND_ARRAY(ctx->reply, "cursorsKilled", &killed);
+    BSON_APPEND_ARRAY(ctx->reply, "cursorsNotFound", &missing);
+    BSON_APPEND_ARRAY(ctx->reply, "cursorsAlive", &empty);
+    BSON_APPEND_ARRAY(ctx->reply, "cursorsUnknown", &empty);
+    bson_destroy(&killed);
+    bson_destroy(&missing);
+    return true;
+}
+
+bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    const char *coll;
+    bson_t query;
+    bool has_query, has_skip, has_limit;
+    int64_t skip = 0, limit = 0, snap;
+    if (!wire_arg_coll(ctx, false, &coll, err) ||
+        !wire_arg_doc(ctx, "query", &query, &has_query, err) ||
+        !arg_nonneg(ctx, "skip", &skip, &has_skip, err) ||
+        !wire_arg_int64(ctx, "limit", &limit, &has_limit, err) ||
+        !wire_read_snapshot(ctx, &snap, err))
+        return false;
+    if (limit < 0)
+        limit = -limit; /* count treats a negative limit as its absolute value */
+    bq_match_t *m = bq_match_compile(&query, err);
+    if (!m)
+        return false;
+    int64_t n = 0;
+    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    if (c) {
+        eng_doc_t *docs;
+        size_t total = wire_collect(c, snap, m, &query, &docs);
+        free(docs);
+        n = (int64_t)total - skip;
+        if (n < 0)
+            n = 0;
+        if (limit > 0 && n > limit)
+            n = limit;
+    }
+    bq_match_destroy(m);
+    BSON_APPEND_INT64(ctx->reply, "n", n);
+    return true;
+}
+
+typedef struct distinct_ctx {
+    bson_t *values;
+    uint32_t n;
+    bq_key_t key;
+    /* seen keys: a simple growing array of owned key copies (distinct sets are small) */
+    uint8_t **seen;
+    size_t *seen_len;
+    size_t nseen, cap;
+} distinct_ctx_t;
+
+static void distinct_add(distinct_ctx_t *d, const bson_value_t *v)
+{
+    bq_key_build(&d->key, v);
+    for (size_t i = 0; i < d->nseen; i++)
+        if (d->seen_len[i] == d->key.len && memcmp(d->seen[i], d->key.data, d->key.len) == 0)
+            return;
+    if (d->nseen == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 16;
+        d->seen = realloc(d->seen, d->cap * sizeof *d->seen);
+        d->seen_len = realloc(d->seen_len, d->cap * sizeof *d->seen_len);
+        if (!d->seen || !d->seen_len)
+            abort();
+    }
+    d->seen[d->nseen] = malloc(d->key.len ? d->key.len : 1);
+    if (!d->seen[d->nseen])
+        abort();
+    memcpy(d->seen[d->nseen], d->key.data, d->key.len);
+    d->seen_len[d->nseen++] = d->key.len;
+    char k[16];
+    snprintf(k, sizeof k, "%u", d->n++);
+    bson_append_value(d->values, k, -1, v);
+}
+
+static bool distinct_hit(void *arg, const bq_path_hit_t *hit)
+{
+    distinct_ctx_t *d = arg;
+    if (!hit->value)
+        return false;
+    if (hit->value->value_type == BSON_TYPE_ARRAY) {
+        /* an array contributes its elements */
+        bson_t arr;
+        bson_iter_t it;
+        if (bson_init_static(&arr, hit->value->value.v_doc.data,
+                             hit->value->value.v_doc.data_len) &&
+            bson_iter_init(&it, &arr))
+            while (bson_iter_next(&it))
+                distinct_add(d, bson_iter_value(&it));
+        return false;
+    }
+    distinct_add(d, hit->value);
+    return false;
+}
+
+bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    const char *coll;
+    bson_t query;
+    bool has_query;
+    int64_t snap;
+    bson_iter_t it;
+    if (!wire_arg_coll(ctx, false, &coll, err) ||
+        !wire_arg_doc(ctx, "query", &query, &has_query, err) ||
+        !wire_read_snapshot(ctx, &snap, err))
+        return false;
+    if (!bson_iter_init_find(&it, ctx->cmd, "key")) {
+        bq_error_set(err, 40414, "BSON field 'distinct.key' is missing but a required field");
+        return false;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    const char *key = bson_iter_utf8(&it, NULL);
+    bq_match_t *m = bq_match_compile(&query, err);
+    if (!m)
+        return false;
+    bson_t values = BSON_INITIALIZER;
+    distinct_ctx_t d = {.values = &values};
+    bq_key_init(&d.key);
+    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    if (c) {
+        eng_doc_t *docs;
+        size_t n = wire_collect(c, snap, m, &query, &docs);
+        for (size_t i = 0; i < n; i++) {
+            bson_t doc;
+            bson_init_static(&doc, docs[i].data, docs[i].len);
+            bq_path_walk(&doc, key, 0, distinct_hit, &d);
+        }
+        free(docs);
+    }
+    bq_match_destroy(m);
+    BSON_APPEND_ARRAY(ctx->reply, "values", &values);
+    bson_destroy(&values);
+    for (size_t i = 0; i < d.nseen; i++)
+        free(d.seen[i]);
+    free(d.seen);
+    free(d.seen_len);
+    bq_key_cleanup(&d.key);
+    return true;
+}
