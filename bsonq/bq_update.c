@@ -1264,9 +1264,6 @@ static bool apply_to_missing(bq__uctx_t *c, const bq__unode_t *kid, bq__mnode_t 
                      name, eb);
         return false;
     }
-    if (c->had_id && target == c->root && strcmp(name, "_id") == 0) {
-        /* _id missing cannot happen when had_id; creating it is allowed otherwise */
-    }
     bq__mnode_t *m;
     bool noop = false;
     if (kid->op != BQ__U_INNER) {
@@ -1311,73 +1308,205 @@ static bool array_kid_applies(bq__uctx_t *c, const bq__unode_t *kid, bq__mnode_t
     return r;
 }
 
-static bool walk(bq__uctx_t *c, const bq__unode_t *n, bq__mnode_t *target, const char *path,
-                 bool created)
+static void merged_free(bq__unode_t *n)
 {
-    bool arr = target->val.value_type == BSON_TYPE_ARRAY;
-    for (size_t k = 0; k < n->nkids; k++) {
+    if (!n || !n->merged)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        merged_free(n->kids[i]);
+    bson_free(n->kids);
+    bson_free(n);
+}
+
+/* Merges inner nodes a and b that reach the same element (as mongod merges "a.0.x" and
+ * "a.$[].y"): the union of their children, sorted; a name both end on is a conflict. */
+static bq__unode_t *merge_nodes(bq__uctx_t *c, const bq__unode_t *a, const bq__unode_t *b,
+                                const char *path)
+{
+    bq__unode_t *m = bson_malloc0(sizeof *m);
+    m->merged = true;
+    m->name = a->name;
+    m->kids = bson_malloc0(sizeof *m->kids * (a->nkids + b->nkids + 1));
+    for (size_t i = 0; i < a->nkids; i++)
+        m->kids[m->nkids++] = a->kids[i];
+    for (size_t j = 0; j < b->nkids; j++) {
+        bq__unode_t *bk = b->kids[j];
+        size_t i;
+        for (i = 0; i < m->nkids; i++)
+            if (strcmp(m->kids[i]->name, bk->name) == 0)
+                break;
+        if (i == m->nkids) {
+            m->kids[m->nkids++] = bk;
+            continue;
+        }
+        char *kpath = join_path(path, bk->name);
+        bq__unode_t *mk = NULL;
+        if (m->kids[i]->op == BQ__U_INNER && bk->op == BQ__U_INNER)
+            mk = merge_nodes(c, m->kids[i], bk, kpath);
+        else
+            bq_error_set(c->err, BQ_ERR_ConflictingUpdateOperators,
+                         "Update created a conflict at '%s'", kpath);
+        bson_free(kpath);
+        if (!mk) {
+            merged_free(m);
+            return NULL;
+        }
+        merged_free(m->kids[i]);
+        m->kids[i] = mk;
+    }
+    qsort(m->kids, m->nkids, sizeof *m->kids, unode_order);
+    return m;
+}
+
+static bool walk_kid(bq__uctx_t *c, const bq__unode_t *kid, bq__mnode_t *target,
+                     const char *path, bool created);
+
+/* Applies the children of n to an array: every existing element gets the children that
+ * reach it (merged when several do), in index order; then missing indexes are created. */
+static bool walk_array(bq__uctx_t *c, const bq__unode_t *n, bq__mnode_t *target,
+                       const char *path)
+{
+    size_t len = target->n;
+    /* reach[i * nkids + k]: kid k reaches element i */
+    bool *reach = bson_malloc0(sizeof *reach * (len * n->nkids + 1));
+    bool ok = true;
+    for (size_t k = 0; ok && k < n->nkids; k++) {
         const bq__unode_t *kid = n->kids[k];
-        const char *name = kid->name;
-        char ibuf[24];
+        if (kid->comp == BQ__C_ALL || kid->comp == BQ__C_FILTER) {
+            for (size_t i = 0; i < len; i++)
+                reach[i * n->nkids + k] = array_kid_applies(c, kid, target->kids[i]);
+            continue;
+        }
+        size_t idx;
         if (kid->comp == BQ__C_POSITIONAL) {
-            if (c->opts.positional_index < 0 || !arr) {
+            if (c->opts.positional_index < 0) {
                 bq_error_set(c->err, BQ_ERR_BadValue,
                              "The positional operator did not find the match needed from the "
                              "query.");
-                return false;
+                ok = false;
+                break;
             }
-            snprintf(ibuf, sizeof ibuf, "%lld", (long long)c->opts.positional_index);
-            name = ibuf;
+            idx = (size_t)c->opts.positional_index;
+        } else if (!parse_index(kid->name, &idx)) {
+            idx = SIZE_MAX;
         }
-        if (kid->comp == BQ__C_ALL || kid->comp == BQ__C_FILTER) {
-            if (created) {
-                bq_error_set(c->err, BQ_ERR_BadValue,
-                             "The path '%s' must exist in the document in order to apply "
-                             "array updates.",
-                             path);
-                return false;
-            }
-            if (!arr) {
-                char eb[400];
-                fmt_node(target, target->key ? target->key : path, eb, sizeof eb);
-                bq_error_set(c->err, BQ_ERR_BadValue,
-                             "Cannot apply array updates to non-array element %s", eb);
-                return false;
-            }
-            for (size_t i = 0; i < target->n; i++) {
-                if (!array_kid_applies(c, kid, target->kids[i]))
-                    continue;
-                char idx[24];
-                snprintf(idx, sizeof idx, "%zu", i);
-                char *kpath = join_path(path, idx);
-                size_t before = target->n;
-                bool ok = apply_to_existing(c, kid, target, i, kpath);
-                bson_free(kpath);
-                if (!ok)
-                    return false;
-                if (target->n < before)
-                    i--; /* an element was removed (cannot happen in arrays; defensive) */
-            }
-            continue;
-        }
-        char *kpath = join_path(path, name);
-        bool ok;
-        if (arr) {
-            size_t idx;
-            if (parse_index(name, &idx) && idx < target->n)
-                ok = apply_to_existing(c, kid, target, idx, kpath);
-            else
-                ok = apply_to_missing(c, kid, target, name, kpath);
-        } else {
-            ssize_t i = bq__mn_find(target, name);
-            ok = i >= 0 ? apply_to_existing(c, kid, target, (size_t)i, kpath)
-                        : apply_to_missing(c, kid, target, name, kpath);
-        }
-        bson_free(kpath);
-        if (!ok)
-            return false;
+        if (idx < len)
+            reach[idx * n->nkids + k] = true;
     }
-    return true;
+    for (size_t i = 0; ok && i < len; i++) {
+        const bq__unode_t *one = NULL;
+        bq__unode_t *merged = NULL;
+        size_t count = 0;
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i);
+        char *kpath = join_path(path, idx);
+        for (size_t k = 0; ok && k < n->nkids; k++) {
+            if (!reach[i * n->nkids + k])
+                continue;
+            const bq__unode_t *kid = n->kids[k];
+            if (count++ == 0) {
+                one = kid;
+                continue;
+            }
+            if (one->op != BQ__U_INNER || kid->op != BQ__U_INNER) {
+                bq_error_set(c->err, BQ_ERR_ConflictingUpdateOperators,
+                             "Update created a conflict at '%s'", kpath);
+                ok = false;
+                break;
+            }
+            bq__unode_t *m = merge_nodes(c, one, kid, kpath);
+            merged_free(merged);
+            merged = m;
+            one = m;
+            ok = m != NULL;
+        }
+        if (ok && one)
+            ok = apply_to_existing(c, one, target, i, kpath);
+        merged_free(merged);
+        bson_free(kpath);
+    }
+    bson_free(reach);
+    /* fields past the end (a.5 of a 2-element array) or not indexes (a.b): create */
+    for (size_t k = 0; ok && k < n->nkids; k++) {
+        const bq__unode_t *kid = n->kids[k];
+        size_t idx;
+        if (kid->comp != BQ__C_FIELD || (parse_index(kid->name, &idx) && idx < len))
+            continue;
+        ok = walk_kid(c, kid, target, path, false);
+    }
+    return ok;
+}
+
+static bool walk_kid(bq__uctx_t *c, const bq__unode_t *kid, bq__mnode_t *target,
+                     const char *path, bool created)
+{
+    bool arr = target->val.value_type == BSON_TYPE_ARRAY;
+    const char *name = kid->name;
+    char ibuf[24];
+    if (kid->comp == BQ__C_POSITIONAL) {
+        if (c->opts.positional_index < 0 || !arr) {
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "The positional operator did not find the match needed from the "
+                         "query.");
+            return false;
+        }
+        snprintf(ibuf, sizeof ibuf, "%lld", (long long)c->opts.positional_index);
+        name = ibuf;
+    }
+    if (kid->comp == BQ__C_ALL || kid->comp == BQ__C_FILTER) {
+        if (created) {
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "The path '%s' must exist in the document in order to apply array "
+                         "updates.",
+                         path);
+            return false;
+        }
+        if (!arr) {
+            char eb[400];
+            fmt_node(target, target->key ? target->key : path, eb, sizeof eb);
+            bq_error_set(c->err, BQ_ERR_BadValue,
+                         "Cannot apply array updates to non-array element %s", eb);
+            return false;
+        }
+        for (size_t i = 0; i < target->n; i++) {
+            if (!array_kid_applies(c, kid, target->kids[i]))
+                continue;
+            char idx[24];
+            snprintf(idx, sizeof idx, "%zu", i);
+            char *kpath = join_path(path, idx);
+            bool ok = apply_to_existing(c, kid, target, i, kpath);
+            bson_free(kpath);
+            if (!ok)
+                return false;
+        }
+        return true;
+    }
+    char *kpath = join_path(path, name);
+    bool ok;
+    if (arr) {
+        size_t idx;
+        if (parse_index(name, &idx) && idx < target->n)
+            ok = apply_to_existing(c, kid, target, idx, kpath);
+        else
+            ok = apply_to_missing(c, kid, target, name, kpath);
+    } else {
+        ssize_t i = bq__mn_find(target, name);
+        ok = i >= 0 ? apply_to_existing(c, kid, target, (size_t)i, kpath)
+                    : apply_to_missing(c, kid, target, name, kpath);
+    }
+    bson_free(kpath);
+    return ok;
+}
+
+static bool walk(bq__uctx_t *c, const bq__unode_t *n, bq__mnode_t *target, const char *path,
+                 bool created)
+{
+    if (target->val.value_type == BSON_TYPE_ARRAY && !created)
+        return walk_array(c, n, target, path);
+    bool ok = true;
+    for (size_t k = 0; ok && k < n->nkids; k++)
+        ok = walk_kid(c, n->kids[k], target, path, created);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- apply */

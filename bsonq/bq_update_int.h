@@ -79,6 +79,7 @@ struct bq__unode {
     enum bq__ucomp comp;
     size_t filter;            /* BQ__C_FILTER: index into the update's filters */
     enum bq__uop op;          /* BQ__U_INNER for inner nodes */
+    bool merged;              /* built during an apply by merging nodes (kids borrowed) */
     char *path;               /* full path as written (leaves) */
     bq__unode_t **kids;       /* inner nodes */
     size_t nkids;
