@@ -399,7 +399,13 @@ static void thread_notify(wire_io_thread_t *t)
 
 void wire_server_intent_done(eng_intent_t *intent)
 {
+    static atomic_bool read_only_logged;
     wire_request_t *req = intent->owner;
+    if (intent->err.code && eng_db_read_only(req->ctx.server->db) &&
+        !atomic_exchange(&read_only_logged, true))
+        wire_log(0, "a write to the log failed; no write of that batch was acknowledged and "
+                    "the server is now read-only until restarted: %s",
+                 intent->err.message);
     wire_io_thread_t *t = req->ctx.conn->thread;
     pthread_mutex_lock(&t->lock);
     req->next = t->done;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "eng_db.h"
+#include "eng_store.h"
 #include "eng_test_util.h"
 
 /* Submits an intent and waits for the committer to complete it. */
@@ -317,6 +318,45 @@ Test(eng_db, concurrent_writers_share_batches)
     uint64_t count, bytes;
     eng_coll_stats(c, head, &count, &bytes);
     cr_assert_eq(count, 1601);
+    eng_db_close(db);
+    t_rm_rf(path);
+    free(path);
+}
+
+/* DESIGN.md section 3: an fsync error fails the whole batch, acknowledges nothing of it,
+ * publishes nothing of it, and turns the database read-only until it is reopened; the
+ * reopened log holds no half of the failed batch that a reader could have seen. */
+Test(eng_db, failed_fsync_fails_the_batch_and_turns_read_only)
+{
+    char *path = t_dbpath();
+    eng_db_t *db = open_db(path);
+    int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 1, ENG_EXPECT_ABSENT, NULL);
+    cr_assert_geq(s1, 0);
+    eng__log_inject_fault(db->log, ENG__FAULT_SYNC);
+
+    eng_wop_t op;
+    eng_wop_init(&op, ENG_WOP_INSERT, "test", "c");
+    BSON_APPEND_INT32(&op.doc, "_id", 2);
+    op.id.value_type = BSON_TYPE_INT32;
+    op.id.value.v_int32 = 2;
+    eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
+    submit_wait(db, &in);
+    cr_assert_neq(in.err.code, 0, "the writer is told its write failed");
+    cr_assert(eng_db_read_only(db));
+    cr_assert_eq(eng_db_snapshot(db), s1, "nothing of the failed batch is visible");
+    cr_assert_eq(value_at(db, 2, eng_db_snapshot(db)), -1);
+    eng_wop_cleanup(&op);
+
+    /* later writes are refused without touching the log */
+    bq_error_t err;
+    cr_assert_eq(write1(db, ENG_WOP_INSERT, 3, 3, ENG_EXPECT_ABSENT, &err), -1);
+    eng_db_close(db);
+
+    db = open_db(path);
+    cr_assert_not(eng_db_read_only(db), "a reopen clears read-only");
+    cr_assert_eq(value_at(db, 1, eng_db_snapshot(db)), 1, "acknowledged data is kept");
+    cr_assert_eq(value_at(db, 3, eng_db_snapshot(db)), -1);
+    cr_assert_geq(write1(db, ENG_WOP_INSERT, 4, 4, ENG_EXPECT_ABSENT, NULL), 0);
     eng_db_close(db);
     t_rm_rf(path);
     free(path);
