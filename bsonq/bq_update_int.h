@@ -31,6 +31,7 @@ struct bq__mnode {
 bq__mnode_t *bq__mn_new(const char *key, const bson_value_t *v);
 bq__mnode_t *bq__mn_new_container(const char *key, bson_type_t type);
 void bq__mn_free(bq__mnode_t *m);
+void bq__mn_clear_kids(bq__mnode_t *m);
 bool bq__mn_is_container(const bq__mnode_t *m);
 void bq__mn_expand(bq__mnode_t *m);
 /* Index of the field `key` of an (expanded) document node, or -1. */
@@ -137,7 +138,7 @@ bool bq__upd_compile_array_op(bq__unode_t *n, const bson_iter_t *arg, bq_error_t
  * be done (for creation: the field must not be added). */
 bool bq__upd_apply_array_op(bq__uctx_t *c, const bq__unode_t *n, bq__mnode_t *m, bool create,
                             bool *noop);
-/* bq_update.c: the index of the first element of the array at `path` in doc that
+/* bq_update_seed.c: the index of the first element of the array at `path` in doc that
  * satisfies filter's conditions on that path (top level and $and), as mongod's matcher
  * records it for the positional operator (update "$" and projection "a.$"). False (and
  * *index -1) when path is not an array, filter has no such condition, or none matches. */
@@ -145,6 +146,8 @@ bool bq__positional_index(const bson_t *filter, const bson_t *doc, const char *p
                           int64_t *index);
 /* mongod's short rendering of a value for messages ({_id: 1}, "x", [ 1, 2 ]). */
 void bq__upd_fmt_value(const bson_value_t *v, char *buf, size_t size);
+/* "{key: <value>}" of a node, for PathNotViable messages. */
+void bq__upd_fmt_node(const bq__mnode_t *m, const char *key, char *buf, size_t size);
 /* "{_id: <value>}" of the document being updated, for messages. */
 void bq__upd_fmt_id(const bq__uctx_t *c, char *buf, size_t size);
 
