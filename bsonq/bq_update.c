@@ -530,11 +530,12 @@ bq_update_t *bq_update_compile(const bson_t *update, const bson_t *array_filters
             goto fail;
         }
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            char vb[256];
+            bq__upd_fmt_value(bson_iter_value(&it), vb, sizeof vb);
             bq_error_set(err, BQ_ERR_FailedToParse,
                          "Modifiers operate on fields but we found type %s instead. For "
                          "example: {$mod: {<field>: ...}} not {%s: %s}",
-                         bq_type_name(bson_iter_type(&it)), opname,
-                         BSON_ITER_HOLDS_UTF8(&it) ? "\"...\"" : "1");
+                         bq_type_name(bson_iter_type(&it)), opname, vb);
             goto fail;
         }
         bson_iter_t f;

@@ -7,6 +7,7 @@
  * are borrowed from the input document or the compiled update, or are plain scalars.
  * Nothing here knows about operators.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bq_update_int.h"
@@ -205,10 +206,16 @@ static void fmt_value_into(const bson_value_t *v, char *buf, size_t size, size_t
         break;
     case BSON_TYPE_DOUBLE: {
         double d = v->value.v_double;
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15)
+        if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
             snprintf(tmp, sizeof tmp, "%.1f", d);
-        else
-            snprintf(tmp, sizeof tmp, "%.17g", d);
+        } else {
+            /* the shortest form that reads back as the same double */
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+                if (strtod(tmp, NULL) == d)
+                    break;
+            }
+        }
         break;
     }
     case BSON_TYPE_DECIMAL128: {

@@ -236,7 +236,15 @@ static const upd_row_t parse_rows[] = {
         "Unknown modifier: $foo. Expected a valid update modifier or pipeline-style update "
         "specified as an array"),
     ERR("{'_id': 1}", "{'#set': {'a': 1}, 'b': 2}", 9, "Unknown modifier: b"),
-    ERR("{'_id': 1}", "{'#set': 1}", 9, "Modifiers operate on fields but we found type int"),
+    ERR("{'_id': 1}", "{'#set': 1}", 9,
+        "Modifiers operate on fields but we found type int instead. For example: {$mod: "
+        "{<field>: ...}} not {$set: 1}"),
+    ERR("{'_id': 1}", "{'#set': 'string'}", 9, "not {$set: \"string\"}"),
+    ERR("{'_id': 1}", "{'#set': 42.12345}", 9, "type double instead"),
+    ERR("{'_id': 1}", "{'#set': 42.12345}", 9, "not {$set: 42.12345}"),
+    ERR("{'_id': 1}", "{'#currentDate': []}", 9, "type array instead. For example: {$mod: "
+        "{<field>: ...}} not {$currentDate: []}"),
+    ERR("{'_id': 1}", "{'#set': null}", 9, "not {$set: null}"),
     ERR("{'_id': 1}", "{'#set': {'': 1}}", 56, "An empty update path is not valid."),
     ERR("{'_id': 1}", "{'#set': {'a..b': 1}}", 56, "contains an empty field name"),
     ERR("{'_id': 1}", "{'#set': {'$.a': 1}}", 2, "Cannot have positional"),
