@@ -1258,6 +1258,8 @@ bool bq_update_apply_ex(const bq_update_t *u, const bson_t *doc, const bq_update
     bq_update_opts_t o = {.positional_index = -1};
     if (opts)
         o = *opts;
+    if (!o.has_positional)
+        o.positional_index = -1;
     if (u->replacement) {
         if (!apply_replacement(u, doc, out, err)) {
             bson_reinit(out);

@@ -25,8 +25,10 @@ typedef struct bq_update bq_update_t;
 typedef struct bq_update_opts {
     bool is_upsert_insert;    /* $setOnInsert applies; _id is moved to the front */
     /* Index of the array element the query matched, for the positional operator "$"
-     * (a.$.b). -1 or any negative value: none known (then an update that uses "$" fails
-     * with BadValue, as mongod does when the query did not match an array). */
+     * (a.$.b), when has_positional is set (see bq_update_positional_index). Without it,
+     * or with a negative index, an update that uses "$" fails with BadValue, as mongod
+     * does when the query did not match an array element. */
+    bool has_positional;
     int64_t positional_index;
     /* The time $currentDate writes, in milliseconds since the epoch; 0: read the clock. */
     int64_t now_ms;
@@ -65,8 +67,8 @@ bool bq_update_uses_positional(const bq_update_t *u);
  * filter's conditions on that array (top level and inside $and), which is the element
  * mongod's matcher records. Returns true and sets *index, or false (and *index -1) when
  * the update has no "$", the field is not an array, the filter says nothing about it, or
- * no element satisfies it: the update must then fail as mongod's does (apply with a
- * negative positional_index reports it). */
+ * no element satisfies it: the update must then fail as mongod's does (apply without
+ * has_positional reports it). */
 bool bq_update_positional_index(const bq_update_t *u, const bson_t *filter, const bson_t *doc,
                                 int64_t *index);
 

@@ -439,7 +439,14 @@ static const upd_row_t positional_rows[] = {
 
 Test(bq_update, positional_uses_the_matched_index)
 {
-    bq_update_opts_t o = {.positional_index = 1};
+    /* zero-initialised options know no index, even though positional_index is 0 */
+    static const upd_row_t none[] = {
+        ERR("{'_id': 1, 'a': [1, 2, 3]}", "{'#set': {'a.$': 9}}", 2,
+            "The positional operator did not find the match needed from the query."),
+    };
+    bq_update_opts_t zero = {0};
+    run_rows("positional-none", none, 1, &zero);
+    bq_update_opts_t o = {.has_positional = true, .positional_index = 1};
     run_rows("positional", positional_rows, sizeof positional_rows / sizeof positional_rows[0],
              &o);
     bson_t *u = tu_docq("{'#set': {'a.$': 1}}");
@@ -462,7 +469,7 @@ static const upd_row_t upsert_rows[] = {
 
 Test(bq_update, set_on_insert_only_on_upsert_insert)
 {
-    bq_update_opts_t o = {.is_upsert_insert = true, .positional_index = -1};
+    bq_update_opts_t o = {.is_upsert_insert = true};
     run_rows("upsert", upsert_rows, sizeof upsert_rows / sizeof upsert_rows[0], &o);
     static const upd_row_t plain[] = {
         OK("{'_id': 1}", "{'#set': {'a': 1}, '#setOnInsert': {'b': 2}}", "{'_id': 1, 'a': 1}"),
@@ -473,7 +480,7 @@ Test(bq_update, set_on_insert_only_on_upsert_insert)
 
 Test(bq_update, current_date_uses_the_given_time)
 {
-    bq_update_opts_t o = {.now_ms = 1700000000123, .positional_index = -1};
+    bq_update_opts_t o = {.now_ms = 1700000000123};
     static const upd_row_t rows[] = {
         OK("{'_id': 1, 'a': 1}", "{'#currentDate': {'a': true, 'b': {'#type': 'date'}}}",
            "{'_id': 1, 'a': {'$date': {'$numberLong': '1700000000123'}}, "
@@ -620,7 +627,7 @@ Test(bq_update, positional_index_from_the_filter)
         cr_expect_eq(found, r->index >= 0, "pos row %zu: found %d", i, found);
         cr_expect_eq(idx, r->index, "pos row %zu: index %lld, want %lld", i, (long long)idx,
                      (long long)r->index);
-        bq_update_opts_t o = {.positional_index = idx};
+        bq_update_opts_t o = {.has_positional = found, .positional_index = idx};
         bson_t out;
         bq_error_t err;
         bool ok = bq_update_apply_ex(c, d, &o, &out, NULL, &err);
