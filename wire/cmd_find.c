@@ -149,6 +149,8 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
         wire_cursor_destroy(cur);
         return false;
     }
+    if (cur->proj && bq_project_uses_positional(cur->proj))
+        cur->filter = bson_copy(&filter);
     cur->skip = skip;
     cur->limit = has_limit && limit > 0 ? limit : -1;
     if (has_limit && limit > 0 && limit <= batch)

@@ -624,7 +624,13 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         }
         bson_t updated;
         bool changed = false;
-        if (!bq_update_apply(u, &doc, false, &updated, &changed, &e)) {
+        bq_update_opts_t uo = {0};
+        if (bq_update_uses_positional(u)) {
+            uo.has_positional = true;
+            if (!bq_update_positional_index(u, &a.q, &doc, &uo.positional_index))
+                uo.positional_index = -1; /* the update then fails as mongod's does */
+        }
+        if (!bq_update_apply_ex(u, &doc, &uo, &updated, &changed, &e)) {
             bson_destroy(&updated);
             ok = false;
             break;
@@ -676,7 +682,8 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         !bson_empty(&a.fields)) {
         bq_project_t *p = bq_project_compile(&a.fields, &e);
         bson_t projected;
-        ok = p && bq_project_apply(p, &st->fam_value, &projected, &e);
+        bq_project_opts_t po = {.filter = &a.q};
+        ok = p && bq_project_apply_ex(p, &st->fam_value, &po, &projected, &e);
         if (p) {
             if (ok) {
                 bson_reinit(&st->fam_value);

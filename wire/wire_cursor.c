@@ -57,6 +57,8 @@ void wire_cursor_destroy(wire_cursor_t *cur)
         bq_match_destroy(cur->match);
     if (cur->proj)
         bq_project_destroy(cur->proj);
+    if (cur->filter)
+        bson_destroy(cur->filter);
     for (size_t i = 0; i < cur->nowned; i++)
         bson_destroy(cur->owned[i]);
     free(cur->owned);
@@ -125,7 +127,9 @@ bool wire_cursor_fill(wire_cursor_t *cur, bson_t *arr, int64_t batch, bool *exha
         const bson_t *out = &doc;
         bson_init_static(&doc, d.data, d.len);
         if (cur->proj) {
-            if (!bq_project_apply(cur->proj, &doc, &projected, err)) {
+            /* {$meta: "seq"} gives the seq of the version returned (DESIGN.md section 7) */
+            bq_project_opts_t po = {.filter = cur->filter, .has_seq = d.seq >= 0, .seq = d.seq};
+            if (!bq_project_apply_ex(cur->proj, &doc, &po, &projected, err)) {
                 bson_destroy(&projected);
                 return false;
             }

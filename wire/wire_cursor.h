@@ -29,6 +29,7 @@ typedef struct wire_cursor {
     size_t nowned;
     /* shaping */
     bq_project_t *proj;         /* owned; NULL returns documents as stored */
+    bson_t *filter;             /* owned copy of the query, for positional projections */
     int64_t skip;               /* documents still to skip */
     int64_t limit;              /* documents still to return; -1 unlimited */
     bool have_held;             /* a document that did not fit in the previous batch */

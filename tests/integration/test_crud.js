@@ -237,6 +237,18 @@ h.test('time travel: find with asOf reads the state as of an op', async () => {
     assert.equal(now.operationTime._bsontype, 'Timestamp');
 });
 
+h.test('positional $ in updates and projections; {$meta: "seq"} gives the version\'s seq', async () => {
+    const c = db.collection('pos');
+    await c.insertOne({ _id: 1, grades: [80, 85, 90] });
+    await c.updateOne({ _id: 1, grades: 85 }, { $set: { 'grades.$': 86 } });
+    assert.deepEqual((await c.findOne({ _id: 1 })).grades, [80, 86, 90]);
+    const proj = await c.find({ grades: { $gt: 85 } }, { projection: { 'grades.$': 1 } }).toArray();
+    assert.deepEqual(proj, [{ _id: 1, grades: [86] }]);
+    const w = await db.command({ update: 'pos', updates: [{ q: { _id: 1 }, u: { $set: { v: 1 } } }] });
+    const r = await db.command({ find: 'pos', filter: { _id: 1 }, projection: { s: { $meta: 'seq' }, v: 1 } });
+    assert.equal(Number(r.cursor.firstBatch[0].s), Number(w.seqs[0]));
+});
+
 h.test('nedbVerify walks the live chain', async () => {
     const r = await client.db('admin').command({ nedbVerify: 1 });
     assert.equal(r.valid, true);
