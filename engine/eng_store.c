@@ -370,15 +370,20 @@ bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out)
     return false;
 }
 
-bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out)
+/* The newest incarnation's slot of _id `id`, or NULL. */
+static eng__slot_t *idx_find_id(const eng__docs_t *d, const bson_value_t *id)
 {
     bq_key_t key;
     bq_key_init(&key);
     bq_key_build(&key, id);
-    uint64_t h = bq_key_hash(key.data, key.len);
-    eng__slot_t *s = idx_find(c->docs, key.data, key.len, h);
+    eng__slot_t *s = idx_find(d, key.data, key.len, bq_key_hash(key.data, key.len));
     bq_key_cleanup(&key);
-    for (; s; s = s->prev_incarnation) {
+    return s;
+}
+
+bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out)
+{
+    for (eng__slot_t *s = idx_find_id(c->docs, id); s; s = s->prev_incarnation) {
         const eng__version_t *v = slot_visible(s, snap);
         if (v) {
             if (!v->data)
@@ -435,12 +440,7 @@ size_t eng__store_list(eng__store_t *st, const char *dbname, int64_t snap,
 /* Seq of the current version of _id in c (ENG_EXPECT_ABSENT when none), and its slot. */
 int64_t eng__store_current(eng_coll_t *c, const bson_value_t *id, eng__slot_t **slot_out)
 {
-    bq_key_t key;
-    bq_key_init(&key);
-    bq_key_build(&key, id);
-    uint64_t h = bq_key_hash(key.data, key.len);
-    eng__slot_t *s = idx_find(c->docs, key.data, key.len, h);
-    bq_key_cleanup(&key);
+    eng__slot_t *s = idx_find_id(c->docs, id);
     if (slot_out)
         *slot_out = s;
     if (!s)

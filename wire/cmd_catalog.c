@@ -66,19 +66,29 @@ static bool catalog_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
 
 /* ---- create / drop / dropDatabase / collMod / renameCollection ---- */
 
+/* Copies the command's arguments other than its name and the generic ones into `out`:
+ * the options of create, the changes of collMod. */
+static void copy_options(const wire_cmd_ctx_t *ctx, bson_t *out)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    while (bson_iter_next(&it))
+        if (!generic_arg(bson_iter_key(&it)))
+            bson_append_iter(out, bson_iter_key(&it), -1, &it);
+}
+
 bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
     if (!wire_arg_coll(ctx, true, &coll, err))
         return false;
-    bson_iter_t it;
-    bson_iter_init(&it, ctx->cmd);
-    bson_iter_next(&it);
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_CREATE, coll);
+    copy_options(ctx, &st->op.doc);
+    bson_iter_t it;
+    bson_iter_init(&it, &st->op.doc);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
-        if (generic_arg(k))
-            continue;
         if (strcmp(k, "capped") == 0 && !BSON_ITER_HOLDS_BOOL(&it) &&
             !BSON_ITER_HOLDS_NUMBER(&it)) {
             bq_error_set(err, BQ_ERR_TypeMismatch,
@@ -93,20 +103,16 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
         }
         if (strcmp(k, "timeseries") == 0 || strcmp(k, "clusteredIndex") == 0 ||
             strcmp(k, "encryptedFields") == 0) {
-            bq_error_set(err, BQ_ERR_NotImplemented, "%s collections are not implemented yet "
-                         "in NEDB", k);
+            bq_error_set(err, BQ_ERR_NotImplemented,
+                         "%s collections are not implemented yet in NEDB", k);
             return false;
         }
-        bson_append_iter(&st->op.doc, k, -1, &it);
     }
-    if (bson_has_field(&st->op.doc, "capped")) {
-        bson_iter_t c;
-        bson_iter_init_find(&c, &st->op.doc, "capped");
-        if (bson_iter_as_bool(&c) && !bson_has_field(&st->op.doc, "size")) {
-            bq_error_set(err, BQ_ERR_InvalidOptions,
-                         "the 'size' field is required when 'capped' is true");
-            return false;
-        }
+    if (bson_iter_init_find(&it, &st->op.doc, "capped") && bson_iter_as_bool(&it) &&
+        !bson_has_field(&st->op.doc, "size")) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "the 'size' field is required when 'capped' is true");
+        return false;
     }
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
@@ -163,13 +169,8 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
     const char *coll;
     if (!wire_arg_coll(ctx, true, &coll, err))
         return false;
-    bson_iter_t it;
-    bson_iter_init(&it, ctx->cmd);
-    bson_iter_next(&it);
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_COLLMOD, coll);
-    while (bson_iter_next(&it))
-        if (!generic_arg(bson_iter_key(&it)))
-            bson_append_iter(&st->op.doc, bson_iter_key(&it), -1, &it);
+    copy_options(ctx, &st->op.doc);
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
 }
