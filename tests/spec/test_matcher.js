@@ -135,6 +135,9 @@ ok('$$matchAsDocument with $$matchAsRoot', J('{"c": {"$$matchAsDocument": {"$$ma
 no('$$matchAsDocument needs a string', J('{"c": {"$$matchAsDocument": {"x": 1}}}'), { c: { x: 1 } });
 ok('$$matchAsRoot on a nested document', J('{"a": {"$$matchAsRoot": {"x": 1}}}'), { a: { x: 1, y: 2 } });
 no('$$matchAsRoot still needs expected keys', J('{"a": {"$$matchAsRoot": {"x": 1, "z": 1}}}'), { a: { x: 1, y: 2 } });
+/* driver-side shapes */
+ok('a Map (driver sort) is a document', J('{"sort": {"_id": 1, "x": -1}}'), { sort: new Map([['_id', 1], ['x', -1]]) });
+no('a Map is nested: no extra keys', J('{"sort": {"_id": 1}}'), { sort: new Map([['_id', 1], ['x', -1]]) });
 /* operator detection */
 ok('two $$ keys is a plain document', J('{"a": {"$$x": 1, "$$y": 2}}'), { a: { $$x: 1, $$y: 2 } });
 unsupported('unknown operator', J('{"a": {"$$nosuch": 1}}'), { a: 1 });

@@ -188,7 +188,7 @@ async function main() {
         });
         const select = (i) => !opts.filter || keys[i].includes(opts.filter);
         let index = 0;
-        for await (const res of runner.runFile(json, select)) {
+        for await (const res of runner.runFile(json, select, path.basename(file))) {
             const key = keys[index++];
             if (res.status === 'filtered') continue;
             ran.set(key, res.status);

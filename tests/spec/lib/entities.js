@@ -219,8 +219,10 @@ class EntityMap {
             case 'client': {
                 const c = new ClientEntity(spec.id, spec, this.runner.baseUri);
                 if (spec.storeEventsAsEntities) throw new UnsupportedError('storeEventsAsEntities');
+                // No explicit connect(): the driver connects on the first operation, so the
+                // connection it creates is observed during the test's operations (CMAP events)
+                // and connect() itself adds no checkout of its own.
                 this.add(spec.id, { kind: 'client', value: c.client, client: c });
-                await c.client.connect();
                 break;
             }
             case 'database': {

@@ -265,6 +265,14 @@ function dbrefDoc(v) {
     return d;
 }
 
+/* Values the driver puts into documents in another shape than a plain object: a DBRef, and
+ * a Map (the driver sends `sort` and index keys as Maps to keep their order). */
+function asDocument(v) {
+    if (isDBRef(v)) return dbrefDoc(v);
+    if (v instanceof Map) return Object.fromEntries(v);
+    return v;
+}
+
 /* ------------------------------------------------------------ the matcher */
 
 class Matcher {
@@ -275,7 +283,7 @@ class Matcher {
     /* Matches `actual` against `expected` at `path`. isRoot: actual is a root-level document. */
     match(expected, actual, path, isRoot) {
         if (isDBRef(expected)) expected = dbrefDoc(expected);
-        if (isDBRef(actual)) actual = dbrefDoc(actual);
+        actual = asDocument(actual);
         const op = operatorOf(expected);
         if (op !== null) {
             this.operator(op, expected[op], actual, path, isRoot, actual !== undefined);
@@ -400,7 +408,7 @@ class Matcher {
  * arrays of the same length, scalars as in scalarDiff. Returns null or a reason. */
 function exactDiff(expected, actual, path) {
     if (isDBRef(expected)) expected = dbrefDoc(expected);
-    if (isDBRef(actual)) actual = dbrefDoc(actual);
+    actual = asDocument(actual);
     if (isDocument(expected)) {
         if (!isDocument(actual)) return `${path || '(root)'}: expected a document, got ${show(actual)}`;
         const ek = keysOf(expected);

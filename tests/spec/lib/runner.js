@@ -32,6 +32,16 @@ const TEST_RUNNER_OPS = new Set(['failPoint', 'assertCollectionExists', 'assertC
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 
+/* Tests the pinned driver cannot pass whatever the server does: skipped with the reason
+ * (checked in the driver's source), so that expected-failures.txt is about nedbd only.
+ * Keys are `<file name> :: <test description>`. */
+const DRIVER_DEVIATIONS = new Map([
+    ...['Aggregate with $out', 'BulkWrite', 'FindOneAndReplace', 'FindOneAndUpdate', 'InsertMany'].map((op) => [
+        `bypassDocumentValidation.json :: ${op} passes bypassDocumentValidation: false`,
+        'node driver 7.8 sends bypassDocumentValidation only when true for this operation',
+    ]),
+]);
+
 class Failure extends Error {}
 
 function fail(msg) { throw new Failure(msg); }
@@ -184,7 +194,7 @@ class Runner {
 
     /* Runs every test of a parsed file; yields { description, status, message }. Tests for
      * which select(index, description) is false are not run and yield status 'filtered'. */
-    async* runFile(file, select = () => true) {
+    async* runFile(file, select = () => true, fileName = '') {
         const tests = Array.isArray(file.tests) ? file.tests : [];
         if (!file.schemaVersion || !schemaSupported(file.schemaVersion)) {
             for (const t of tests) {
@@ -201,6 +211,11 @@ class Runner {
             }
             if (fileUnmet) {
                 yield { description: t.description, status: 'skip', message: fileUnmet };
+                continue;
+            }
+            const deviation = DRIVER_DEVIATIONS.get(`${fileName} :: ${t.description}`);
+            if (deviation) {
+                yield { description: t.description, status: 'skip', message: `driver: ${deviation}` };
                 continue;
             }
             yield { description: t.description, ...(await this.runTest(file, t)) };
