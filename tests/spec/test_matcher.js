@@ -162,6 +162,10 @@ const exactCases = [
     ['outcome: missing document fails', J('[{"_id": 1}, {"_id": 2}]'), [{ _id: 1 }], 'fail'],
     ['outcome: empty collection', J('[]'), [], 'ok'],
     ['outcome: numbers compare by value', J('[{"_id": 1, "x": 1}]'), [{ _id: 1, x: new Double(1) }], 'ok'],
+    ['outcome: strict numbers, double vs int', J('[{"_id": 1, "x": 1}]'), [{ _id: new Int32(1), x: new Double(1) }], 'fail',
+        { strictNumbers: true }],
+    ['outcome: strict numbers, long vs long', J('[{"_id": 1, "x": {"$numberLong": "1"}}]'),
+        [{ _id: new Int32(1), x: Long.fromNumber(1) }], 'ok', { strictNumbers: true }],
     ['outcome: operators are not special', J('[{"_id": {"$$exists": true}}]'), [{ _id: 1 }], 'fail'],
 ];
 
@@ -189,8 +193,8 @@ function runSelfTest() {
         });
         report(`match: ${c.name}`, got === c.want, `want ${c.want}, got ${got} ${detail}`);
     }
-    for (const [name, exp, act, want] of exactCases) {
-        const got = classify(() => exactMatch(exp, act));
+    for (const [name, exp, act, want, opts] of exactCases) {
+        const got = classify(() => exactMatch(exp, act, opts));
         report(name, got === want, `want ${want}, got ${got}`);
     }
     /* bsonTypeNames */

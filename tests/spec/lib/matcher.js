@@ -30,7 +30,7 @@ const { EJSON } = require('mongodb').BSON;
 
 class MatchError extends Error {
     constructor(path, message) {
-        super(`${path || '(root)'}: ${message}`);
+        super(path === null ? message : `${path || '(root)'}: ${message}`);
         this.name = 'MatchError';
     }
 }
@@ -203,11 +203,18 @@ function regexParts(v) {
 
 /* Equality of two non-document, non-array values: same BSON type (flexible numerics) and
  * same value. Returns null when equal, else a reason. */
-function scalarDiff(expected, actual) {
+function scalarDiff(expected, actual, strictNumbers = false) {
     const en = numeric(expected);
     const an = numeric(actual);
     if (en !== null || an !== null) {
         if (en === null || an === null) return `expected ${show(expected)}, got ${show(actual)} (type differs)`;
+        if (strictNumbers) {
+            const et = bsonTypeNames(expected);
+            const at = bsonTypeNames(actual);
+            if (et.length === 1 && at.length === 1 && et[0] !== at[0]) {
+                return `expected ${show(expected)} (${et[0]}), got ${show(actual)} (${at[0]})`;
+            }
+        }
         return numEqual(en, an) ? null : `expected ${show(expected)}, got ${show(actual)}`;
     }
     const et = bsontype(expected);
@@ -405,8 +412,10 @@ class Matcher {
 }
 
 /* Exact comparison for test outcomes and lsids: documents with the same keys (any order),
- * arrays of the same length, scalars as in scalarDiff. Returns null or a reason. */
-function exactDiff(expected, actual, path) {
+ * arrays of the same length, scalars as in scalarDiff; with strict, int/long/double must
+ * also be the same BSON type when both sides say which (values read with promoteValues
+ * false, expected values parsed as canonical Extended JSON). Returns null or a reason. */
+function exactDiff(expected, actual, path, strict = false) {
     if (isDBRef(expected)) expected = dbrefDoc(expected);
     actual = asDocument(actual);
     if (isDocument(expected)) {
@@ -416,7 +425,7 @@ function exactDiff(expected, actual, path) {
         for (const k of ek) {
             const sub = path ? `${path}.${k}` : k;
             if (!has(actual, k)) return `${sub}: missing; expected ${show(expected[k])}`;
-            const d = exactDiff(expected[k], actual[k], sub);
+            const d = exactDiff(expected[k], actual[k], sub, strict);
             if (d) return d;
         }
         const extra = ak.filter((k) => !has(expected, k));
@@ -429,13 +438,13 @@ function exactDiff(expected, actual, path) {
             return `${path || '(root)'}: expected ${expected.length} element(s), got ${actual.length}`;
         }
         for (let i = 0; i < expected.length; i++) {
-            const d = exactDiff(expected[i], actual[i], `${path}[${i}]`);
+            const d = exactDiff(expected[i], actual[i], `${path}[${i}]`, strict);
             if (d) return d;
         }
         return null;
     }
     if (actual === undefined) return `${path || '(root)'}: missing; expected ${show(expected)}`;
-    const d = scalarDiff(expected, actual);
+    const d = scalarDiff(expected, actual, strict);
     return d ? `${path || '(root)'}: ${d}` : null;
 }
 
@@ -461,9 +470,9 @@ function match(expected, actual, opts = {}) {
     m.match(expected, actual, '', root === true);
 }
 
-function exactMatch(expected, actual) {
-    const d = exactDiff(expected, actual, '');
-    if (d) throw new MatchError('', d.replace(/^\(root\): /, ''));
+function exactMatch(expected, actual, opts = {}) {
+    const d = exactDiff(expected, actual, '', !!opts.strictNumbers);
+    if (d) throw new MatchError(null, d);
 }
 
 module.exports = {
