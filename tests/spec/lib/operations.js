@@ -405,7 +405,50 @@ function commandCursor(d, a, ctx) {
     return cur;
 }
 
+/* clientBulkWrite: { <type>: { namespace, ... } } -> the driver's { name: <type>, namespace, ... }. */
+const CLIENT_MODEL_ARGS = Object.fromEntries(Object.entries(MODEL_ARGS).map(([k, v]) => [k, ['namespace', ...v]]));
+
+function clientModel(req) {
+    const keys = Object.keys(req);
+    if (keys.length !== 1 || !CLIENT_MODEL_ARGS[keys[0]]) throw new UnsupportedError(`clientBulkWrite model ${keys.join(',')}`);
+    const type = keys[0];
+    const model = { name: type };
+    for (const [k, v] of Object.entries(req[type])) {
+        if (!CLIENT_MODEL_ARGS[type].includes(k)) throw new UnsupportedError(`clientBulkWrite ${type} argument ${k}`);
+        model[k] = k === 'upsert' ? plain(v) : v;
+    }
+    return model;
+}
+
+/* ClientBulkWriteResult (or a MongoClientBulkWriteError's partialResult) as a document: the
+ * per-operation result Maps become documents keyed by index; absent when summary-only. */
+function clientBulkWriteResult(r) {
+    if (!r) return undefined;
+    const out = {};
+    for (const k of ['acknowledged', 'insertedCount', 'upsertedCount', 'matchedCount', 'modifiedCount', 'deletedCount']) {
+        if (r[k] !== undefined) out[k] = r[k];
+    }
+    for (const k of ['insertResults', 'updateResults', 'deleteResults']) {
+        if (!r[k]) continue;
+        const doc = {};
+        for (const [i, v] of r[k]) {
+            const entry = {};
+            for (const [f, x] of Object.entries(v)) if (x !== undefined && x !== null) entry[f] = x;
+            doc[String(i)] = entry;
+        }
+        out[k] = doc;
+    }
+    return out;
+}
+
 const client = {
+    clientBulkWrite: {
+        args: ['models', 'ordered', 'bypassDocumentValidation', 'let', 'verboseResults', ...WRITE],
+        required: ['models'],
+        root: true,
+        run: async (c, a, ctx) => clientBulkWriteResult(await c.bulkWrite(a.models.map(clientModel),
+            optionsOf(a, ['models'], ctx))),
+    },
     listDatabases: {
         args: ['filter', 'nameOnly', 'authorizedDatabases', 'comment'],
         root: 'elements',
@@ -495,4 +538,4 @@ const OPERATIONS = { collection, database, client, session, cursor };
 /* Every operation name of any entity kind (for the pre-scan of a test). */
 const ALL_NAMES = new Set(Object.values(OPERATIONS).flatMap((t) => Object.keys(t)));
 
-module.exports = { OPERATIONS, ALL_NAMES, bulkWriteResult };
+module.exports = { OPERATIONS, ALL_NAMES, bulkWriteResult, clientBulkWriteResult };

@@ -18,7 +18,7 @@ const fs = require('fs');
 const path = require('path');
 const { match, exactMatch, MatchError, UnsupportedError, show, numeric } = require('./matcher');
 const { EntityMap, SUPPORTED_EVENTS, plain } = require('./entities');
-const { OPERATIONS, ALL_NAMES, bulkWriteResult } = require('./operations');
+const { OPERATIONS, ALL_NAMES, bulkWriteResult, clientBulkWriteResult } = require('./operations');
 
 /* The schema versions this runner accepts: 1.0 up to this one (same major). Features of
  * these versions that are not implemented are detected per test and skipped. */
@@ -313,7 +313,8 @@ function describe(e) {
 }
 
 const EXPECTED_ERROR_KEYS = new Set(['isError', 'isClientError', 'isTimeoutError', 'errorContains',
-    'errorCode', 'errorCodeName', 'errorLabelsContain', 'errorLabelsOmit', 'errorResponse', 'expectResult']);
+    'errorCode', 'errorCodeName', 'errorLabelsContain', 'errorLabelsOmit', 'errorResponse', 'expectResult',
+    'writeErrors', 'writeConcernErrors']);
 
 /* ------------------------------------------------------------ one test */
 
@@ -441,6 +442,15 @@ class TestContext {
     /* expectedError assertions. */
     checkError(opName, exp, err) {
         const where = `${opName} error`;
+        // MongoClient.bulkWrite: the top-level error (if any) is the `cause` of the
+        // MongoClientBulkWriteError; its writeErrors/writeConcernErrors are only looked at by
+        // the writeErrors/writeConcernErrors assertions.
+        const clientBulk = err && err.name === 'MongoClientBulkWriteError';
+        const outer = err;
+        if (clientBulk) {
+            this.checkClientBulkParts(where, exp, err);
+            if (err.cause) err = err.cause;
+        }
         const isServer = err instanceof MongoServerError;
         const got = describe(err);
         if (exp.isClientError === true && isServer) fail(`${where}: expected a client error, got ${got}`);
@@ -512,13 +522,44 @@ class TestContext {
             }
         }
         if (exp.expectResult !== undefined) {
-            const result = bulk ? bulkWriteResult(err.result) : undefined;
+            let result;
+            if (bulk) result = bulkWriteResult(err.result);
+            else if (clientBulk) result = clientBulkWriteResult(outer.partialResult);
             try {
                 match(exp.expectResult, result, { root: true, entities: this.entities });
             } catch (e) {
                 if (e instanceof MatchError) fail(`${where} expectResult: ${e.message}`);
                 throw e;
             }
+        }
+    }
+
+    /* writeErrors / writeConcernErrors of a MongoClientBulkWriteError. */
+    checkClientBulkParts(where, exp, err) {
+        const rootMatch = (e, a, what) => {
+            try {
+                match(e, a, { root: true, entities: this.entities });
+            } catch (m) {
+                if (m instanceof MatchError) fail(`${where} ${what}: ${m.message}`);
+                throw m;
+            }
+        };
+        if (exp.writeErrors !== undefined) {
+            const actual = err.writeErrors instanceof Map ? err.writeErrors : new Map();
+            const want = Object.keys(exp.writeErrors);
+            for (const k of want) {
+                if (!actual.has(Number(k))) fail(`${where}: no write error at index ${k}`);
+                rootMatch(exp.writeErrors[k], actual.get(Number(k)), `writeErrors[${k}]`);
+            }
+            const extra = [...actual.keys()].filter((i) => !want.includes(String(i)));
+            if (extra.length) fail(`${where}: unexpected write error(s) at index ${extra.join(', ')}`);
+        }
+        if (exp.writeConcernErrors !== undefined) {
+            const actual = err.writeConcernErrors || [];
+            if (actual.length !== exp.writeConcernErrors.length) {
+                fail(`${where}: expected ${exp.writeConcernErrors.length} write concern error(s), got ${actual.length}`);
+            }
+            exp.writeConcernErrors.forEach((e, i) => rootMatch(e, actual[i], `writeConcernErrors[${i}]`));
         }
     }
 
