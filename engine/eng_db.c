@@ -50,8 +50,8 @@ bool eng_db_open(const char *dbpath, const eng_db_options_t *opts, eng_db_t **ou
         return false;
     }
     uint64_t next;
-    uint8_t head[ENG_HASH_SIZE];
-    eng_log_head(db->log, &next, head);
+    eng_log_head(db->log, &next, db->status_head);
+    pthread_mutex_init(&db->status_lock, NULL);
     atomic_init(&db->committed, (int64_t)next - 1);
     atomic_init(&db->read_only, false);
     if (!eng__seq_start(db, err)) {
@@ -76,7 +76,22 @@ void eng_db_close(eng_db_t *db)
     eng__seq_stop(db);
     eng_log_close(db->log);
     eng__store_cleanup(&db->store);
+    pthread_mutex_destroy(&db->status_lock);
     free(db);
+}
+
+void eng_db_status(eng_db_t *db, eng_db_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&db->status_lock);
+    out->committed = eng_db_snapshot(db);
+    if (out->committed >= 0)
+        eng_hash_hex(db->status_head, out->head_hex);
+    out->batches = db->status_batches;
+    out->batched_ops = db->status_ops;
+    out->max_batch = db->status_max_batch;
+    pthread_mutex_unlock(&db->status_lock);
+    out->read_only = eng_db_read_only(db);
 }
 
 int64_t eng_db_snapshot(const eng_db_t *db)

@@ -56,6 +56,18 @@ void eng_db_cluster_time(const eng_db_t *db, int64_t snap, uint32_t *t, uint32_t
 /* The snapshot of the last op whose ct is at or before (t, i): for atClusterTime. */
 int64_t eng_db_snapshot_at(const eng_db_t *db, uint32_t t, uint32_t i);
 
+/* Figures for serverStatus (DESIGN.md section 11). */
+typedef struct eng_db_status {
+    int64_t committed;           /* newest committed seq, -1 when none */
+    char head_hex[65];           /* hash of that op's record, hex ("" when none) */
+    uint64_t batches;            /* commit batches (one fdatasync each) since open */
+    uint64_t batched_ops;        /* ops appended in those batches */
+    uint64_t max_batch;          /* most ops in one batch */
+    bool read_only;
+} eng_db_status_t;
+
+void eng_db_status(eng_db_t *db, eng_db_status_t *out);
+
 /* True once an fsync failed: the server takes no more writes until restarted. */
 bool eng_db_read_only(const eng_db_t *db);
 

@@ -359,6 +359,14 @@ static void *committer_main(void *arg)
             db->last_ts = b.ts;
             db->last_ct_t = b.ct_t;
             db->last_ct_i = b.ct_i;
+            uint64_t nops = b.next_seq - first, next;
+            pthread_mutex_lock(&db->status_lock);
+            eng_log_head(db->log, &next, db->status_head);
+            db->status_batches++;
+            db->status_ops += nops;
+            if (nops > db->status_max_batch)
+                db->status_max_batch = nops;
+            pthread_mutex_unlock(&db->status_lock);
             atomic_store_explicit(&db->committed, (int64_t)b.next_seq - 1,
                                   memory_order_release);
         }

@@ -132,6 +132,10 @@ struct eng_db {
     size_t qlen, qcap;
     bool stopping;
     int64_t last_ts;              /* ms of the previous batch, for monotonic ts/ct */
+    /* status (eng_db_status), written by the committer after each batch */
+    pthread_mutex_t status_lock;
+    uint8_t status_head[ENG_HASH_SIZE];
+    uint64_t status_batches, status_ops, status_max_batch;
     uint32_t last_ct_t, last_ct_i;
 };
 

@@ -233,6 +233,23 @@ bool cmd_server_status(wire_cmd_ctx_t *ctx, bq_error_t *err)
     bson_append_document_end(&d, &cmds);
     bson_append_document_end(r, &d);
 
+    /* nedb: the store's own figures (DESIGN.md section 11) */
+    eng_db_status_t es;
+    eng_db_status(s->db, &es);
+    BSON_APPEND_DOCUMENT_BEGIN(r, "nedb", &d);
+    BSON_APPEND_INT64(&d, "committedSeq", es.committed);
+    BSON_APPEND_UTF8(&d, "chainHead", es.head_hex);
+    BSON_APPEND_BOOL(&d, "readOnly", es.read_only);
+    bson_t seq;
+    BSON_APPEND_DOCUMENT_BEGIN(&d, "sequencer", &seq);
+    BSON_APPEND_INT64(&seq, "batches", (int64_t)es.batches);
+    BSON_APPEND_INT64(&seq, "ops", (int64_t)es.batched_ops);
+    BSON_APPEND_DOUBLE(&seq, "avgBatch",
+                       es.batches ? (double)es.batched_ops / (double)es.batches : 0.0);
+    BSON_APPEND_INT64(&seq, "maxBatch", (int64_t)es.max_batch);
+    bson_append_document_end(&d, &seq);
+    bson_append_document_end(r, &d);
+
     BSON_APPEND_DOCUMENT_BEGIN(r, "logicalSessionRecordCache", &d);
     BSON_APPEND_INT32(&d, "activeSessionsCount",
                       (int32_t)wire_sessions_count(s->sessions));

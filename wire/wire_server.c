@@ -573,6 +573,13 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
         goto out;
     }
 
+    /* Signals first: a SIGTERM that arrives once the port is open must stop the server
+     * cleanly, not kill it with the default action. */
+    impl.sigint = evsignal_new(impl.base, SIGINT, signal_cb, &server);
+    impl.sigterm = evsignal_new(impl.base, SIGTERM, signal_cb, &server);
+    evsignal_add(impl.sigint, NULL);
+    evsignal_add(impl.sigterm, NULL);
+
     struct sockaddr_storage ss;
     int sslen = (int)sizeof ss;
     char addr[300];
@@ -612,10 +619,6 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
         }
     }
 
-    impl.sigint = evsignal_new(impl.base, SIGINT, signal_cb, &server);
-    impl.sigterm = evsignal_new(impl.base, SIGTERM, signal_cb, &server);
-    evsignal_add(impl.sigint, NULL);
-    evsignal_add(impl.sigterm, NULL);
 
     wire_log(0, "nedbd %s listening on %s, dbpath %s, %d I/O threads, log level %d",
              NEDB_VERSION, addr, cfg->dbpath, impl.nthreads, wire_log_level);

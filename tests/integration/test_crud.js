@@ -249,6 +249,18 @@ h.test('positional $ in updates and projections; {$meta: "seq"} gives the versio
     assert.equal(Number(r.cursor.firstBatch[0].s), Number(w.seqs[0]));
 });
 
+h.test('serverStatus reports the committed seq, chain head and sequencer batches', async () => {
+    const w = await db.command({ insert: 'status', documents: [{ a: 1 }, { a: 2 }] });
+    const st = await client.db('admin').command({ serverStatus: 1 });
+    const v = await client.db('admin').command({ nedbVerify: 1 });
+    assert.equal(Number(st.nedb.committedSeq), Number(w.seqs[1]), 'no other writer runs here');
+    assert.equal(st.nedb.chainHead, v.headHash);
+    assert.equal(Number(v.records), Number(st.nedb.committedSeq) + 1);
+    assert.ok(Number(st.nedb.sequencer.batches) > 0);
+    assert.ok(Number(st.nedb.sequencer.ops) >= Number(st.nedb.sequencer.batches));
+    assert.equal(st.nedb.readOnly, false);
+});
+
 h.test('nedbVerify walks the live chain', async () => {
     const r = await client.db('admin').command({ nedbVerify: 1 });
     assert.equal(r.valid, true);
