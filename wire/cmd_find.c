@@ -300,7 +300,11 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
             n = limit;
     }
     bq_match_destroy(m);
-    BSON_APPEND_INT64(ctx->reply, "n", n);
+    /* as mongod's appendNumber: an int32 when it fits */
+    if (n <= INT32_MAX)
+        BSON_APPEND_INT32(ctx->reply, "n", (int32_t)n);
+    else
+        BSON_APPEND_INT64(ctx->reply, "n", n);
     return true;
 }
 

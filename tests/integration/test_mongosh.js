@@ -145,6 +145,50 @@ h.test('mongosh REPL without --quiet: no startup-warning, automation or non-genu
               `no "Using MongoDB: ${version}" line:\n${out.stdout}`);
 }, { timeoutMs: 90000 });
 
+
+h.test('mongosh: CRUD round trip with the shell helpers, and cursors across getMore', async () => {
+    const out = await mongosh(
+        'const c = db.getSiblingDB("shellcrud").items;' +
+        'c.insertOne({ _id: 1, k: "a", n: 1 });' +
+        'c.insertMany([{ _id: 2, k: "b", n: 2 }, { _id: 3, k: "a", n: 3 }]);' +
+        'c.updateOne({ _id: 1 }, { $inc: { n: 10 }, $set: { t: true } });' +
+        'c.updateMany({ k: "a" }, { $set: { seen: 1 } });' +
+        'c.deleteOne({ _id: 2 });' +
+        'const docs = c.find({}, { _id: 1, n: 1 }).sort({ n: -1 }).toArray();' +
+        'c.insertMany(Array.from({ length: 300 }, (_, i) => ({ _id: 100 + i })));' +
+        'let iterated = 0; c.find({ _id: { $gte: 100 } }).batchSize(25).forEach(() => iterated++);' +
+        'let dup = null; try { c.insertOne({ _id: 1 }); } catch (e) { dup = e.code; }' +
+        'print("RESULT " + JSON.stringify({ docs, iterated, dup,' +
+        '  one: c.findOne({ _id: 1 }), n: db.getSiblingDB("shellcrud").runCommand({ count: "items" }).n }));');
+    quiet(out);
+    assert.equal(out.code, 0, `exit ${out.code}`);
+    const r = result(out);
+    assert.deepEqual(r.docs, [{ _id: 1, n: 11 }, { _id: 3, n: 3 }]);
+    assert.deepEqual(r.one, { _id: 1, k: 'a', n: 11, t: true, seen: 1 });
+    assert.equal(r.iterated, 300);
+    assert.equal(r.dup, 11000);
+    assert.equal(r.n, 302);
+}, { timeoutMs: 90000 });
+
+h.test('mongosh: provenance accepted, and refused with write error 2', async () => {
+    const out = await mongosh(
+        'const d = db.getSiblingDB("shellprov");' +
+        'const src = d.runCommand({ insert: "m", documents: [{ _id: "q", _evidence: "user_message" }] });' +
+        'const ok = d.runCommand({ insert: "m", documents: [{ _id: "a", _caused_by: [{ coll: "m", _id: "q" }], _confidence: 0.9 }] });' +
+        'const bad = d.runCommand({ insert: "m", documents: [{ _id: "b", _evidence: "hunch" }] });' +
+        'print("RESULT " + JSON.stringify({ srcSeq: Number(src.seqs[0]), okN: ok.n,' +
+        '  cause: Number(d.m.findOne({ _id: "a" })._caused_by[0]), badN: bad.n, badCode: bad.writeErrors[0].code,' +
+        '  stored: d.m.countDocuments ? d.runCommand({ count: "m", query: { _id: "b" } }).n : -1 }));');
+    quiet(out);
+    assert.equal(out.code, 0, `exit ${out.code}`);
+    const r = result(out);
+    assert.equal(r.okN, 1);
+    assert.equal(r.cause, r.srcSeq);
+    assert.equal(r.badN, 0);
+    assert.equal(r.badCode, 2);
+    assert.equal(r.stored, 0);
+}, { timeoutMs: 90000 });
+
 h.test('nedbd exits 0 on SIGTERM after the mongosh sessions', async () => {
     await srv.stop({ timeoutMs: 5000 });
 });
