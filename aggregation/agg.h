@@ -8,5 +8,6 @@
 #define AGG_H
 
 #include "bq.h"
+#include "agg_expr.h"
 
 #endif
