@@ -38,6 +38,11 @@ function optionsOf(args, exclude, ctx, rename = {}) {
 }
 
 const WRITE = ['comment', 'writeConcern', 'rawData', 'timeoutMS'];
+
+/* Returned documents keep their BSON number classes (Int32, Double, Long) so that $$type can
+ * tell int, long and double apart; these are decoding options, never sent to the server. */
+const EXACT = { promoteValues: false, promoteLongs: false };
+const exact = (o) => ({ ...o, ...EXACT });
 const READ = ['comment', 'readConcern', 'readPreference', 'maxTimeMS', 'rawData', 'timeoutMS'];
 
 /* The driver's result objects as documents: only their documented fields, and fields the
@@ -136,7 +141,7 @@ const collection = {
             'let', 'maxAwaitTimeMS', ...READ, 'writeConcern'],
         required: ['pipeline'],
         root: 'elements',
-        run: (c, a, ctx) => c.aggregate(a.pipeline, optionsOf(a, ['pipeline'], ctx)).toArray(),
+        run: (c, a, ctx) => c.aggregate(a.pipeline, exact(optionsOf(a, ['pipeline'], ctx))).toArray(),
     },
     bulkWrite: {
         args: ['requests', 'ordered', 'bypassDocumentValidation', 'let', ...WRITE],
@@ -180,28 +185,28 @@ const collection = {
         args: ['fieldName', 'filter', 'collation', 'hint', ...READ],
         required: ['fieldName', 'filter'],
         root: false,
-        run: (c, a, ctx) => c.distinct(a.fieldName, a.filter, optionsOf(a, ['fieldName', 'filter'], ctx)),
+        run: (c, a, ctx) => c.distinct(a.fieldName, a.filter, exact(optionsOf(a, ['fieldName', 'filter'], ctx))),
     },
     find: {
         args: FIND_ARGS,
         root: 'elements',
-        run: (c, a, ctx) => c.find(a.filter || {}, findOptions(a, ctx)).toArray(),
+        run: (c, a, ctx) => c.find(a.filter || {}, exact(findOptions(a, ctx))).toArray(),
     },
     findOne: {
         args: FIND_ARGS.filter((k) => k !== 'limit' && k !== 'batchSize' && k !== 'singleBatch'),
         root: true,
-        run: (c, a, ctx) => c.findOne(a.filter || {}, findOptions(a, ctx)),
+        run: (c, a, ctx) => c.findOne(a.filter || {}, exact(findOptions(a, ctx))),
     },
     createFindCursor: {
         args: FIND_ARGS,
         root: true,
-        run: (c, a, ctx) => primed(c.find(a.filter || {}, findOptions(a, ctx))),
+        run: (c, a, ctx) => primed(c.find(a.filter || {}, exact(findOptions(a, ctx)))),
     },
     findOneAndDelete: {
         args: ['filter', 'projection', 'sort', 'collation', 'hint', 'let', 'maxTimeMS', ...WRITE],
         required: ['filter'],
         root: true,
-        run: (c, a, ctx) => c.findOneAndDelete(a.filter, optionsOf(a, ['filter'], ctx)),
+        run: (c, a, ctx) => c.findOneAndDelete(a.filter, exact(optionsOf(a, ['filter'], ctx))),
     },
     findOneAndReplace: {
         args: ['filter', 'replacement', 'projection', 'sort', 'collation', 'hint', 'let', 'maxTimeMS',
@@ -211,7 +216,7 @@ const collection = {
         run: (c, a, ctx) => {
             const o = optionsOf(a, ['filter', 'replacement', 'returnDocument'], ctx);
             if (a.returnDocument !== undefined) o.returnDocument = returnDocumentOf(a.returnDocument);
-            return c.findOneAndReplace(a.filter, a.replacement, o);
+            return c.findOneAndReplace(a.filter, a.replacement, exact(o));
         },
     },
     findOneAndUpdate: {
@@ -222,7 +227,7 @@ const collection = {
         run: (c, a, ctx) => {
             const o = optionsOf(a, ['filter', 'update', 'returnDocument'], ctx);
             if (a.returnDocument !== undefined) o.returnDocument = returnDocumentOf(a.returnDocument);
-            return c.findOneAndUpdate(a.filter, a.update, o);
+            return c.findOneAndUpdate(a.filter, a.update, exact(o));
         },
     },
     insertOne: {
@@ -337,7 +342,7 @@ const database = {
             'let', 'maxAwaitTimeMS', ...READ, 'writeConcern'],
         required: ['pipeline'],
         root: 'elements',
-        run: (d, a, ctx) => d.aggregate(a.pipeline, optionsOf(a, ['pipeline'], ctx)).toArray(),
+        run: (d, a, ctx) => d.aggregate(a.pipeline, exact(optionsOf(a, ['pipeline'], ctx))).toArray(),
     },
     createCollection: {
         args: ['collection', 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',

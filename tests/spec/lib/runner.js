@@ -19,9 +19,10 @@
  * loop, runOnThread, waitForThread, targetedFailPoint, recordTopologyDescription,
  * assertTopologyType and waitForPrimaryChange, and driver-specific operations such as
  * listCollectionObjects or mapReduce. The "sharded-replicaset" topology is never met.
- * Known looseness: results the driver decodes to JS numbers cannot tell int, long and an
- * integral double apart, so $$type accepts any of them there (test-file values, command
- * documents and the outcome comparison keep exact types).
+ * Known looseness: documents returned by find, aggregate, distinct and findOneAnd* are read
+ * with exact number classes, but other results the driver decodes to JS numbers (runCommand
+ * replies, command-succeeded replies, counts) cannot tell int, long and an integral double
+ * apart, so $$type accepts any of them there.
  */
 const { MongoClient, MongoServerError, MongoBulkWriteError } = require('mongodb');
 const fs = require('fs');
