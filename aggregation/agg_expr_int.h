@@ -165,6 +165,12 @@ void agg__path_eval(const bson_value_t *base, char *const *parts, int nparts,
 /* MongoDB's order with missing treated as undefined (agg_expr_cmp.c). */
 int agg__value_compare(const bson_value_t *a, const bson_value_t *b);
 
+/* agg_expr_str.c: mongod's string forms. coerce: numbers, dates, timestamps, strings,
+ * symbols; null/missing give ""; other types fail with 16007. */
+bool agg__coerce_to_string(const bson_value_t *v, bson_value_t *out, bq_error_t *err);
+void agg__format_double(double d, char *buf, size_t size);
+void agg__format_date(int64_t ms, char *buf, size_t size);
+
 /* Sets variable `slot` to *v, taking ownership (*v is reset to EOD). */
 void agg__env_take(agg_env_t *env, int slot, bson_value_t *v);
 
