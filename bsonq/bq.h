@@ -174,4 +174,19 @@ bool bq_match_eval(const bq_match_t *m, const bson_t *doc);
 /* Frees a matcher; NULL is allowed. */
 void bq_match_destroy(bq_match_t *m);
 
+/* $expr evaluates an aggregation expression, and the expression language lives in
+ * aggregation/, a layer above this one. That layer installs these hooks once at startup
+ * (agg_install_bq_hooks); until then $expr compiles to NotImplemented.
+ *   compile  compiles the $expr argument; NULL with err set on a bad expression
+ *   matches  evaluates it against doc: true when the result is truthy (an evaluation
+ *            error counts as no match)
+ *   destroy  frees what compile returned */
+typedef struct bq_expr_hooks {
+    void *(*compile)(const bson_value_t *spec, bq_error_t *err);
+    bool (*matches)(const void *compiled, const bson_t *doc);
+    void (*destroy)(void *compiled);
+} bq_expr_hooks_t;
+
+void bq_expr_hooks_install(const bq_expr_hooks_t *hooks);
+
 #endif

@@ -37,6 +37,7 @@ enum bq__mkind {
     BQ__M_LEAF,      /* op applied to the values at path (or to the element in context) */
     BQ__M_TRUE,
     BQ__M_FALSE,
+    BQ__M_EXPR,      /* $expr: `data` is the compiled expression (bq_expr_hooks_t) */
 };
 
 /* Flags of an operator table entry. */

@@ -11,7 +11,8 @@
  * The operator families live in bq_match_cmp.c ($eq $ne $gt $gte $lt $lte $in $nin),
  * bq_match_logic.c ($and $or $nor $not), bq_match_elem.c ($exists $type),
  * bq_match_array.c ($all $elemMatch $size) and bq_match_eval.c ($regex $mod $bits*).
- * $expr, $jsonSchema, $text and the geo operators compile to NotImplemented; $where is
+ * $expr runs through hooks the aggregation layer installs (bq.h: bq_expr_hooks_t);
+ * $jsonSchema, $text and the geo operators compile to NotImplemented; $where is
  * refused (no JavaScript).
  */
 #include <stdlib.h>
@@ -33,10 +34,20 @@ bq__mnode_t *bq__mnode_new(enum bq__mkind kind)
     return n;
 }
 
+/* Installed once at startup by the aggregation layer (see bq.h). */
+static const bq_expr_hooks_t *expr_hooks;
+
+void bq_expr_hooks_install(const bq_expr_hooks_t *hooks)
+{
+    expr_hooks = hooks;
+}
+
 void bq__mnode_free(bq__mnode_t *n)
 {
     if (!n)
         return;
+    if (n->kind == BQ__M_EXPR && n->data)
+        expr_hooks->destroy(n->data);
     for (size_t i = 0; i < n->nkids; i++)
         bq__mnode_free(n->kids[i]);
     free(n->kids);
@@ -227,6 +238,19 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
                 bq_error_set(err, BQ_ERR_BadValue,
                              "$where is not supported: NEDB has no JavaScript engine");
                 return false;
+            } else if (!strcmp(key, "$expr") && expr_hooks) {
+                bq__mnode_t *n = bq__mnode_new(BQ__M_EXPR);
+                if (!n) {
+                    bq_error_set(err, BQ_ERR_ExceededMemoryLimit, "out of memory");
+                    return false;
+                }
+                n->data = expr_hooks->compile(bson_iter_value(&it), err);
+                if (!n->data) {
+                    bq__mnode_free(n);
+                    return false;
+                }
+                if (!add_or_fail(into, n, err))
+                    return false;
             } else if (!strcmp(key, "$expr") || !strcmp(key, "$jsonSchema") ||
                        !strcmp(key, "$text")) {
                 bq_error_set(err, BQ_ERR_NotImplemented, "%s is not implemented yet", key);
@@ -309,6 +333,12 @@ bool bq__mnode_eval(const bq__mnode_t *n, const bson_value_t *ctx)
         return true;
     case BQ__M_FALSE:
         return false;
+    case BQ__M_EXPR: {
+        bson_t doc;
+        return ctx->value_type == BSON_TYPE_DOCUMENT &&
+               bson_init_static(&doc, ctx->value.v_doc.data, ctx->value.v_doc.data_len) &&
+               expr_hooks->matches(n->data, &doc);
+    }
     case BQ__M_LEAF:
         break;
     }

@@ -40,6 +40,7 @@
 #include <event2/thread.h>
 #include <event2/util.h>
 
+#include "agg_hooks.h"
 #include "wire_int.h"
 
 #define WIRE_SHUTDOWN_GRACE_SECONDS 5
@@ -544,6 +545,7 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     }
     if (!make_dirs(cfg->dbpath, err))
         return false;
+    agg_install_bq_hooks(); /* $expr in query filters */
 
     memset(&server, 0, sizeof server);
     memset(&impl, 0, sizeof impl);

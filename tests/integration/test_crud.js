@@ -261,6 +261,18 @@ h.test('serverStatus reports the committed seq, chain head and sequencer batches
     assert.equal(st.nedb.readOnly, false);
 });
 
+h.test('$expr in find, count and update filters compares fields of the same document', async () => {
+    const c = db.collection('expr');
+    await c.insertMany([{ _id: 1, budget: 400, spent: 450 }, { _id: 2, budget: 100, spent: 65 },
+                        { _id: 3, budget: 500, spent: 550 }]);
+    const over = await c.find({ $expr: { $gt: ['$spent', '$budget'] } }).toArray();
+    assert.deepEqual(over.map((d) => d._id), [1, 3]);
+    assert.equal(await count(c, { $expr: { $lt: ['$spent', '$budget'] } }), 1);
+    const r = await c.updateMany({ $expr: { $gt: ['$spent', '$budget'] } }, { $set: { over: true } });
+    assert.equal(r.modifiedCount, 2);
+    await assert.rejects(c.find({ $expr: { $nope: 1 } }).toArray(), (e) => e.code === 168);
+});
+
 h.test('nedbVerify walks the live chain', async () => {
     const r = await client.db('admin').command({ nedbVerify: 1 });
     assert.equal(r.valid, true);
