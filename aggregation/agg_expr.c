@@ -584,7 +584,7 @@ void agg__path_eval(const bson_value_t *base, char *const *parts, int nparts,
 
 static const agg__op_t *const families[] = {
     agg__ops_core, agg__ops_arith, agg__ops_cmp, agg__ops_bool, agg__ops_cond,
-    agg__ops_str,
+    agg__ops_str,  agg__ops_array, agg__ops_type,
 };
 
 static const agg__op_t *op_find(const char *name)

@@ -171,6 +171,9 @@ bool agg__coerce_to_string(const bson_value_t *v, bson_value_t *out, bq_error_t 
 void agg__format_double(double d, char *buf, size_t size);
 void agg__format_date(int64_t ms, char *buf, size_t size);
 
+/* agg_expr_type.c: ISO-8601 date strings (as $toDate reads them) to milliseconds. */
+bool agg__parse_date(const char *s, size_t n, int64_t *ms);
+
 /* Sets variable `slot` to *v, taking ownership (*v is reset to EOD). */
 void agg__env_take(agg_env_t *env, int slot, bson_value_t *v);
 
