@@ -3,8 +3,8 @@
  * the lower layer and cannot call aggregation/, so this layer installs hooks into it once
  * at startup (agg_install_bq_hooks(), called by the server and by tests).
  *
- * A $expr in a query filter has no `let` variables and sees $$NOW as the wall clock when
- * the document is evaluated; an expression that fails to evaluate (a $divide by zero, say)
+ * A $expr in a query filter sees the command's `let` variables (evaluated once, when the
+ * filter is compiled, as mongod does) and $$NOW as the wall clock; an expression that fails to evaluate (a $divide by zero, say)
  * makes that document not match, where mongod fails the whole query: bq_match_eval has no
  * error path yet.
  */
@@ -17,18 +17,66 @@
 typedef struct match_expr {
     agg_expr_t *expr;
     agg_scope_t *scope;
+    int nlet;
+    int *let_slots;           /* the slot of each let variable */
+    bson_value_t *let_values; /* its value, evaluated at compile time (owned) */
 } match_expr_t;
 
-static void *hook_compile(const bson_value_t *spec, bq_error_t *err)
+static void match_expr_free(match_expr_t *m)
+{
+    if (m->expr)
+        agg_expr_destroy(m->expr);
+    for (int i = 0; i < m->nlet; i++)
+        agg_value_cleanup(&m->let_values[i]);
+    free(m->let_slots);
+    free(m->let_values);
+    agg_scope_destroy(m->scope);
+    free(m);
+}
+
+/* Defines and evaluates the let variables ({name: expression}) in m's scope. */
+static bool let_prepare(match_expr_t *m, const bson_t *let, bq_error_t *err)
+{
+    uint32_t n = bson_count_keys(let);
+    m->let_slots = calloc(n ? n : 1, sizeof *m->let_slots);
+    m->let_values = calloc(n ? n : 1, sizeof *m->let_values);
+    if (!m->let_slots || !m->let_values)
+        abort();
+    bson_iter_t it;
+    bson_iter_init(&it, let);
+    agg_scope_t *outer = agg_scope_new(NULL); /* let values cannot see each other */
+    while (bson_iter_next(&it)) {
+        const char *name = bson_iter_key(&it);
+        if (!agg_var_name_check(name, err)) {
+            agg_scope_destroy(outer);
+            return false;
+        }
+        agg_expr_t *e = agg_expr_compile(bson_iter_value(&it), outer, err);
+        agg_env_t env;
+        agg_env_init(&env);
+        bool ok = e && agg_expr_eval(e, &env, &m->let_values[m->nlet], err);
+        agg_env_cleanup(&env);
+        if (e)
+            agg_expr_destroy(e);
+        if (!ok) {
+            agg_scope_destroy(outer);
+            return false;
+        }
+        m->let_slots[m->nlet++] = agg_scope_define(m->scope, name);
+    }
+    agg_scope_destroy(outer);
+    return true;
+}
+
+static void *hook_compile(const bson_value_t *spec, const bson_t *let, bq_error_t *err)
 {
     match_expr_t *m = calloc(1, sizeof *m);
     if (!m)
         abort();
     m->scope = agg_scope_new(NULL);
-    m->expr = agg_expr_compile(spec, m->scope, err);
-    if (!m->expr) {
-        agg_scope_destroy(m->scope);
-        free(m);
+    if ((let && !let_prepare(m, let, err)) ||
+        !(m->expr = agg_expr_compile(spec, m->scope, err))) {
+        match_expr_free(m);
         return NULL;
     }
     return m;
@@ -42,6 +90,8 @@ static bool hook_matches(const void *compiled, const bson_t *doc)
     bq_error_t err;
     agg_env_init(&env);
     agg_env_set_root(&env, doc);
+    for (int i = 0; i < m->nlet; i++)
+        agg_env_set_var_borrowed(&env, m->let_slots[i], &m->let_values[i]);
     bool ok = agg_expr_eval(m->expr, &env, &out, &err) && agg_value_truthy(&out);
     agg_value_cleanup(&out);
     agg_env_cleanup(&env);
@@ -50,10 +100,7 @@ static bool hook_matches(const void *compiled, const bson_t *doc)
 
 static void hook_destroy(void *compiled)
 {
-    match_expr_t *m = compiled;
-    agg_expr_destroy(m->expr);
-    agg_scope_destroy(m->scope);
-    free(m);
+    match_expr_free(compiled);
 }
 
 static const bq_expr_hooks_t hooks = {hook_compile, hook_matches, hook_destroy};

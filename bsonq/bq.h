@@ -168,6 +168,10 @@ typedef struct bq_match bq_match_t;
  * matcher is immutable and may be shared between threads. */
 bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err);
 
+/* bq_match_compile with the command's `let` variables ({name: expression}, NULL for
+ * none) visible to $expr as $$name. */
+bq_match_t *bq_match_compile_let(const bson_t *filter, const bson_t *let, bq_error_t *err);
+
 /* True when doc matches the filter. */
 bool bq_match_eval(const bq_match_t *m, const bson_t *doc);
 
@@ -182,7 +186,8 @@ void bq_match_destroy(bq_match_t *m);
  *            error counts as no match)
  *   destroy  frees what compile returned */
 typedef struct bq_expr_hooks {
-    void *(*compile)(const bson_value_t *spec, bq_error_t *err);
+    /* `let`: the command's let variables ({name: expression}), or NULL */
+    void *(*compile)(const bson_value_t *spec, const bson_t *let, bq_error_t *err);
     bool (*matches)(const void *compiled, const bson_t *doc);
     void (*destroy)(void *compiled);
 } bq_expr_hooks_t;

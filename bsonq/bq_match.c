@@ -37,6 +37,10 @@ bq__mnode_t *bq__mnode_new(enum bq__mkind kind)
 /* Installed once at startup by the aggregation layer (see bq.h). */
 static const bq_expr_hooks_t *expr_hooks;
 
+/* The `let` variables of the filter being compiled on this thread, for $expr nodes found
+ * anywhere in the recursive parse (set and cleared by bq_match_compile_let). */
+static __thread const bson_t *parse_let;
+
 void bq_expr_hooks_install(const bq_expr_hooks_t *hooks)
 {
     expr_hooks = hooks;
@@ -244,7 +248,7 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
                     bq_error_set(err, BQ_ERR_ExceededMemoryLimit, "out of memory");
                     return false;
                 }
-                n->data = expr_hooks->compile(bson_iter_value(&it), err);
+                n->data = expr_hooks->compile(bson_iter_value(&it), parse_let, err);
                 if (!n->data) {
                     bq__mnode_free(n);
                     return false;
@@ -273,13 +277,21 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
 
 bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err)
 {
+    return bq_match_compile_let(filter, NULL, err);
+}
+
+bq_match_t *bq_match_compile_let(const bson_t *filter, const bson_t *let, bq_error_t *err)
+{
     bq_match_t *m = calloc(1, sizeof *m);
     if (!m || !(m->root = bq__mnode_new(BQ__M_AND))) {
         free(m);
         bq_error_set(err, BQ_ERR_ExceededMemoryLimit, "out of memory compiling a filter");
         return NULL;
     }
-    if (!bq__match_parse_doc(m->root, filter, true, err)) {
+    parse_let = let;
+    bool ok = bq__match_parse_doc(m->root, filter, true, err);
+    parse_let = NULL;
+    if (!ok) {
         bq_match_destroy(m);
         return NULL;
     }

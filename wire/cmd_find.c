@@ -133,7 +133,7 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
         batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH;
     atomic_fetch_add(&ctx->server->opcounters.query, 1);
 
-    bq_match_t *m = bq_match_compile(&filter, err);
+    bq_match_t *m = wire_match_compile(ctx, &filter, err);
     if (!m)
         return false;
     bq_sort_t *s = NULL;
@@ -284,7 +284,7 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     if (limit < 0)
         limit = -limit; /* count treats a negative limit as its absolute value */
-    bq_match_t *m = bq_match_compile(&query, err);
+    bq_match_t *m = wire_match_compile(ctx, &query, err);
     if (!m)
         return false;
     int64_t n = 0;
@@ -383,7 +383,7 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     }
     const char *key = bson_iter_utf8(&it, NULL);
-    bq_match_t *m = bq_match_compile(&query, err);
+    bq_match_t *m = wire_match_compile(ctx, &query, err);
     if (!m)
         return false;
     bson_t values = BSON_INITIALIZER;

@@ -567,7 +567,7 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     }
     int64_t snap = eng_db_snapshot(ctx->server->db);
     st->fam_remove = a.remove;
-    bq_match_t *m = bq_match_compile(&a.q, &e);
+    bq_match_t *m = wire_match_compile(ctx, &a.q, &e);
     bq_update_t *u = NULL;
     bq_sort_t *s = NULL;
     eng_doc_t *docs = NULL;

@@ -198,6 +198,9 @@ bool wire_arg_int64(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *pr
 bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
                    bq_error_t *err);
 
+/* Compiles a query filter with the command's `let` variables visible to $expr. */
+bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter, bq_error_t *err);
+
 /* The snapshot a read runs at: the newest committed op, or the one chosen by asOf: <seq>
  * or readConcern.atClusterTime (DESIGN.md section 5). */
 bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err);

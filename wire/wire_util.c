@@ -203,3 +203,12 @@ bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
     }
     return true;
 }
+
+bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter, bq_error_t *err)
+{
+    bson_t let;
+    bool has_let;
+    if (!wire_arg_doc(ctx, "let", &let, &has_let, err))
+        return NULL;
+    return bq_match_compile_let(filter, has_let ? &let : NULL, err);
+}
