@@ -3,10 +3,14 @@
  * the lower layer and cannot call aggregation/, so this layer installs hooks into it once
  * at startup (agg_install_bq_hooks(), called by the server and by tests).
  *
- * A $expr in a query filter sees the command's `let` variables (evaluated once, when the
- * filter is compiled, as mongod does) and $$NOW as the wall clock; an expression that fails to evaluate (a $divide by zero, say)
- * makes that document not match, where mongod fails the whole query: bq_match_eval has no
- * error path yet.
+ * Two ways in:
+ *  - a filter of find/update/delete: the $expr gets a scope of its own holding the
+ *    command's `let` variables, evaluated once when the filter is compiled (as mongod
+ *    does), and a fresh env per document ($$NOW is the wall clock);
+ *  - a pipeline's $match (bq_match_opts_t.expr_scope set): the $expr is compiled in the
+ *    pipeline's scope and evaluated in the run's env, so it sees $lookup's let variables
+ *    and the command's $$NOW.
+ * An evaluation error fails the match with the error (bq_match_eval_env reports it).
  */
 #include <stdlib.h>
 
@@ -16,7 +20,7 @@
 
 typedef struct match_expr {
     agg_expr_t *expr;
-    agg_scope_t *scope;
+    agg_scope_t *scope;       /* owned; NULL when compiled in a pipeline's scope */
     int nlet;
     int *let_slots;           /* the slot of each let variable */
     bson_value_t *let_values; /* its value, evaluated at compile time (owned) */
@@ -68,13 +72,21 @@ static bool let_prepare(match_expr_t *m, const bson_t *let, bq_error_t *err)
     return true;
 }
 
-static void *hook_compile(const bson_value_t *spec, const bson_t *let, bq_error_t *err)
+static void *hook_compile(const bson_value_t *spec, const bq_match_opts_t *opts,
+                          bq_error_t *err)
 {
     match_expr_t *m = calloc(1, sizeof *m);
     if (!m)
         abort();
+    if (opts->expr_scope) {
+        if (!(m->expr = agg_expr_compile(spec, opts->expr_scope, err))) {
+            match_expr_free(m);
+            return NULL;
+        }
+        return m;
+    }
     m->scope = agg_scope_new(NULL);
-    if ((let && !let_prepare(m, let, err)) ||
+    if ((opts->let && !let_prepare(m, opts->let, err)) ||
         !(m->expr = agg_expr_compile(spec, m->scope, err))) {
         match_expr_free(m);
         return NULL;
@@ -82,20 +94,29 @@ static void *hook_compile(const bson_value_t *spec, const bson_t *let, bq_error_
     return m;
 }
 
-static bool hook_matches(const void *compiled, const bson_t *doc)
+static int hook_matches(const void *compiled, const bson_t *doc, void *run_env,
+                        bq_error_t *err)
 {
     const match_expr_t *m = compiled;
-    agg_env_t env;
+    agg_env_t own, *env = run_env;
+    if (!m->scope && !env) {
+        bq_error_set(err, BQ_ERR_InternalError, "$expr compiled for a pipeline evaluated "
+                                                "without its environment");
+        return -1;
+    }
+    if (m->scope) {
+        env = &own;
+        agg_env_init(env);
+        for (int i = 0; i < m->nlet; i++)
+            agg_env_set_var_borrowed(env, m->let_slots[i], &m->let_values[i]);
+    }
+    agg_env_set_root(env, doc);
     bson_value_t out;
-    bq_error_t err;
-    agg_env_init(&env);
-    agg_env_set_root(&env, doc);
-    for (int i = 0; i < m->nlet; i++)
-        agg_env_set_var_borrowed(&env, m->let_slots[i], &m->let_values[i]);
-    bool ok = agg_expr_eval(m->expr, &env, &out, &err) && agg_value_truthy(&out);
+    int r = agg_expr_eval(m->expr, env, &out, err) ? agg_value_truthy(&out) : -1;
     agg_value_cleanup(&out);
-    agg_env_cleanup(&env);
-    return ok;
+    if (env == &own)
+        agg_env_cleanup(env);
+    return r;
 }
 
 static void hook_destroy(void *compiled)

@@ -168,12 +168,30 @@ typedef struct bq_match bq_match_t;
  * matcher is immutable and may be shared between threads. */
 bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err);
 
-/* bq_match_compile with the command's `let` variables ({name: expression}, NULL for
- * none) visible to $expr as $$name. */
-bq_match_t *bq_match_compile_let(const bson_t *filter, const bson_t *let, bq_error_t *err);
+/* Options for compiling a filter whose $expr needs more than the document:
+ *   let         the command's `let` variables ({name: expression}, evaluated once at
+ *               compile time) visible to $expr as $$name; or NULL
+ *   expr_scope  an aggregation-layer compile scope (agg_scope_t *) in which $expr is
+ *               compiled, so a pipeline's $match sees the pipeline's variables; evaluate
+ *               such a matcher with bq_match_eval_env and the matching runtime env. NULL
+ *               for filters of find/update/delete. */
+typedef struct bq_match_opts {
+    const bson_t *let;
+    void *expr_scope;
+} bq_match_opts_t;
 
-/* True when doc matches the filter. */
+bq_match_t *bq_match_compile_opts(const bson_t *filter, const bq_match_opts_t *opts,
+                                  bq_error_t *err);
+
+/* True when doc matches the filter. A $expr that fails to evaluate counts as no match;
+ * use bq_match_eval_env to see the error. */
 bool bq_match_eval(const bq_match_t *m, const bson_t *doc);
+
+/* Evaluates with the aggregation layer's runtime env (agg_env_t *, or NULL) for $expr:
+ * 1 when doc matches, 0 when not, -1 with err set when a $expr failed to evaluate (mongod
+ * fails the whole command then). */
+int bq_match_eval_env(const bq_match_t *m, const bson_t *doc, void *expr_env,
+                      bq_error_t *err);
 
 /* Frees a matcher; NULL is allowed. */
 void bq_match_destroy(bq_match_t *m);
@@ -181,14 +199,15 @@ void bq_match_destroy(bq_match_t *m);
 /* $expr evaluates an aggregation expression, and the expression language lives in
  * aggregation/, a layer above this one. That layer installs these hooks once at startup
  * (agg_install_bq_hooks); until then $expr compiles to NotImplemented.
- *   compile  compiles the $expr argument; NULL with err set on a bad expression
- *   matches  evaluates it against doc: true when the result is truthy (an evaluation
- *            error counts as no match)
+ *   compile  compiles the $expr argument with the filter's options (let, expr_scope; opts
+ *            is never NULL); NULL with err set on a bad expression
+ *   matches  evaluates it against doc with the env given to bq_match_eval_env (NULL
+ *            otherwise): 1 when the result is truthy, 0 when not, -1 with err set when
+ *            evaluation fails
  *   destroy  frees what compile returned */
 typedef struct bq_expr_hooks {
-    /* `let`: the command's let variables ({name: expression}), or NULL */
-    void *(*compile)(const bson_value_t *spec, const bson_t *let, bq_error_t *err);
-    bool (*matches)(const void *compiled, const bson_t *doc);
+    void *(*compile)(const bson_value_t *spec, const bq_match_opts_t *opts, bq_error_t *err);
+    int (*matches)(const void *compiled, const bson_t *doc, void *env, bq_error_t *err);
     void (*destroy)(void *compiled);
 } bq_expr_hooks_t;
 

@@ -37,9 +37,20 @@ bq__mnode_t *bq__mnode_new(enum bq__mkind kind)
 /* Installed once at startup by the aggregation layer (see bq.h). */
 static const bq_expr_hooks_t *expr_hooks;
 
-/* The `let` variables of the filter being compiled on this thread, for $expr nodes found
- * anywhere in the recursive parse (set and cleared by bq_match_compile_let). */
-static __thread const bson_t *parse_let;
+/* The options of the filter being compiled on this thread, for $expr nodes found anywhere
+ * in the recursive parse (set and cleared by bq_match_compile_opts). */
+static __thread const bq_match_opts_t *parse_opts;
+
+/* The evaluation under way on this thread, for $expr nodes: the env they evaluate with
+ * and where the first evaluation error goes (set by bq_match_eval_env). The matcher's
+ * node functions return bool, so an error is recorded here and turns into "no match"
+ * on the way up; bq_match_eval_env then reports it. */
+typedef struct eval_state {
+    void *env;
+    bq_error_t *err;
+    bool failed;
+} eval_state_t;
+static __thread eval_state_t *eval_state;
 
 void bq_expr_hooks_install(const bq_expr_hooks_t *hooks)
 {
@@ -248,7 +259,7 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
                     bq_error_set(err, BQ_ERR_ExceededMemoryLimit, "out of memory");
                     return false;
                 }
-                n->data = expr_hooks->compile(bson_iter_value(&it), parse_let, err);
+                n->data = expr_hooks->compile(bson_iter_value(&it), parse_opts, err);
                 if (!n->data) {
                     bq__mnode_free(n);
                     return false;
@@ -277,20 +288,22 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
 
 bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err)
 {
-    return bq_match_compile_let(filter, NULL, err);
+    return bq_match_compile_opts(filter, NULL, err);
 }
 
-bq_match_t *bq_match_compile_let(const bson_t *filter, const bson_t *let, bq_error_t *err)
+bq_match_t *bq_match_compile_opts(const bson_t *filter, const bq_match_opts_t *opts,
+                                  bq_error_t *err)
 {
+    static const bq_match_opts_t no_opts;
     bq_match_t *m = calloc(1, sizeof *m);
     if (!m || !(m->root = bq__mnode_new(BQ__M_AND))) {
         free(m);
         bq_error_set(err, BQ_ERR_ExceededMemoryLimit, "out of memory compiling a filter");
         return NULL;
     }
-    parse_let = let;
+    parse_opts = opts ? opts : &no_opts;
     bool ok = bq__match_parse_doc(m->root, filter, true, err);
-    parse_let = NULL;
+    parse_opts = NULL;
     if (!ok) {
         bq_match_destroy(m);
         return NULL;
@@ -347,9 +360,16 @@ bool bq__mnode_eval(const bq__mnode_t *n, const bson_value_t *ctx)
         return false;
     case BQ__M_EXPR: {
         bson_t doc;
-        return ctx->value_type == BSON_TYPE_DOCUMENT &&
-               bson_init_static(&doc, ctx->value.v_doc.data, ctx->value.v_doc.data_len) &&
-               expr_hooks->matches(n->data, &doc);
+        if (ctx->value_type != BSON_TYPE_DOCUMENT ||
+            !bson_init_static(&doc, ctx->value.v_doc.data, ctx->value.v_doc.data_len))
+            return false;
+        eval_state_t *es = eval_state;
+        bq_error_t scratch;
+        int r = expr_hooks->matches(n->data, &doc, es ? es->env : NULL,
+                                    es && !es->failed ? es->err : &scratch);
+        if (r < 0 && es)
+            es->failed = true;
+        return r > 0;
     }
     case BQ__M_LEAF:
         break;
@@ -366,11 +386,31 @@ bool bq__mnode_eval(const bq__mnode_t *n, const bson_value_t *ctx)
     return matched != n->negate;
 }
 
-bool bq_match_eval(const bq_match_t *m, const bson_t *doc)
+static bool eval_doc(const bq_match_t *m, const bson_t *doc)
 {
     bson_value_t root;
     root.value_type = BSON_TYPE_DOCUMENT;
     root.value.v_doc.data = (uint8_t *)bson_get_data(doc);
     root.value.v_doc.data_len = doc->len;
     return bq__mnode_eval(m->root, &root);
+}
+
+int bq_match_eval_env(const bq_match_t *m, const bson_t *doc, void *expr_env,
+                      bq_error_t *err)
+{
+    eval_state_t es = {.env = expr_env, .err = err, .failed = false};
+    eval_state_t *outer = eval_state; /* a $expr may run a pipeline that matches again */
+    eval_state = &es;
+    bool r = eval_doc(m, doc);
+    eval_state = outer;
+    return es.failed ? -1 : r;
+}
+
+bool bq_match_eval(const bq_match_t *m, const bson_t *doc)
+{
+    eval_state_t *outer = eval_state;
+    eval_state = NULL;
+    bool r = eval_doc(m, doc);
+    eval_state = outer;
+    return r;
 }

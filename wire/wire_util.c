@@ -210,5 +210,6 @@ bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter, bq_err
     bool has_let;
     if (!wire_arg_doc(ctx, "let", &let, &has_let, err))
         return NULL;
-    return bq_match_compile_let(filter, has_let ? &let : NULL, err);
+    bq_match_opts_t opts = {.let = has_let ? &let : NULL};
+    return bq_match_compile_opts(filter, &opts, err);
 }
