@@ -162,7 +162,9 @@ typedef struct bq_match bq_match_t;
  * caller frees with bq_match_destroy(), or NULL with err set:
  *   BadValue (2)        unknown operators ("unknown operator: $foo", "unknown top level
  *                       operator: $foo"), malformed arguments ("$in needs an array", ...)
- *   NotImplemented(238) $expr, $jsonSchema, $text, geo operators (not built yet)
+ *   NotImplemented(238) $text, geo operators (not built yet); $expr before the
+ *                       aggregation layer installed its hooks
+ *   TypeMismatch (14), FailedToParse (9) malformed $jsonSchema (bq_match_schema.c)
  *   other codes as mongod uses them (e.g. 51108 for bad regex options).
  * The matcher copies what it needs: `filter` may be destroyed afterwards. A compiled
  * matcher is immutable and may be shared between threads. */
@@ -195,6 +197,14 @@ int bq_match_eval_env(const bq_match_t *m, const bson_t *doc, void *expr_env,
 
 /* Frees a matcher; NULL is allowed. */
 void bq_match_destroy(bq_match_t *m);
+
+/* Describes why doc does not match, into details (always initialized; the caller destroys
+ * it), in the shape of mongod's errInfo.details for document validation: {operatorName,
+ * specifiedAs, reason, consideredValue, ...}; {operatorName: "$jsonSchema",
+ * schemaRulesNotSatisfied: [...]} for $jsonSchema; {operatorName: "$and",
+ * clausesNotSatisfied: [{index, details}]} for several clauses. Meaningful only for a doc
+ * the matcher rejects (bq_match_schema.c). */
+void bq_match_explain(const bq_match_t *m, const bson_t *doc, bson_t *details);
 
 /* $expr evaluates an aggregation expression, and the expression language lives in
  * aggregation/, a layer above this one. That layer installs these hooks once at startup

@@ -38,6 +38,7 @@ enum bq__mkind {
     BQ__M_TRUE,
     BQ__M_FALSE,
     BQ__M_EXPR,      /* $expr: `data` is the compiled expression (bq_expr_hooks_t) */
+    BQ__M_SCHEMA,    /* $jsonSchema: `data` is the compiled schema (bq_match_schema.c) */
 };
 
 /* Flags of an operator table entry. */
@@ -122,5 +123,18 @@ extern const bq__mop_t bq__match_eq_op;
  * $lte, $gte) and MinKey/MaxKey bounds; NaN equals only NaN. */
 enum bq__cmp_kind { BQ__CMP_EQ, BQ__CMP_LT, BQ__CMP_LTE, BQ__CMP_GT, BQ__CMP_GTE };
 bool bq__cmp_match(const bson_value_t *rhs, const bson_value_t *v, enum bq__cmp_kind k);
+
+/* bq_match_schema.c: $jsonSchema. bq__match_schema_node compiles the operator's argument
+ * into a BQ__M_SCHEMA node (NULL with err set: TypeMismatch, FailedToParse or BadValue as
+ * mongod's parser reports them); bq__schema_match tests a value against the compiled
+ * schema; bq__schema_free frees it (the node's data). */
+bq__mnode_t *bq__match_schema_node(const bson_iter_t *arg, bq_error_t *err);
+bool bq__schema_match(const void *schema, const bson_value_t *v);
+void bq__schema_free(void *schema);
+/* Appends {operatorName: "$jsonSchema", title?, schemaRulesNotSatisfied: [...]} to out. */
+void bq__schema_explain(const void *schema, const bson_value_t *v, bson_t *out);
+/* Describes why doc fails the filter rooted at root into details (initialized here), as
+ * mongod's errInfo.details for document validation. */
+void bq__match_explain_root(const bq__mnode_t *root, const bson_t *doc, bson_t *details);
 
 #endif

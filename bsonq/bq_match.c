@@ -12,8 +12,8 @@
  * bq_match_logic.c ($and $or $nor $not), bq_match_elem.c ($exists $type),
  * bq_match_array.c ($all $elemMatch $size) and bq_match_eval.c ($regex $mod $bits*).
  * $expr runs through hooks the aggregation layer installs (bq.h: bq_expr_hooks_t);
- * $jsonSchema, $text and the geo operators compile to NotImplemented; $where is
- * refused (no JavaScript).
+ * $jsonSchema is compiled and evaluated by bq_match_schema.c; $text and the geo operators
+ * compile to NotImplemented; $where is refused (no JavaScript).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +63,8 @@ void bq__mnode_free(bq__mnode_t *n)
         return;
     if (n->kind == BQ__M_EXPR && n->data)
         expr_hooks->destroy(n->data);
+    if (n->kind == BQ__M_SCHEMA)
+        bq__schema_free(n->data);
     for (size_t i = 0; i < n->nkids; i++)
         bq__mnode_free(n->kids[i]);
     free(n->kids);
@@ -116,6 +118,9 @@ bq__mnode_t *bq__match_leaf(const bq__mop_t *op, const char *path, const bson_it
         bq__mnode_free(n);
         return NULL;
     }
+    /* kept for explanations (bq_match_explain's specifiedAs) when the op did not keep it */
+    if (n->arg.value_type == BSON_TYPE_EOD)
+        bson_value_copy(bson_iter_value((bson_iter_t *)arg), &n->arg);
     return n;
 }
 
@@ -266,8 +271,10 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
                 }
                 if (!add_or_fail(into, n, err))
                     return false;
-            } else if (!strcmp(key, "$expr") || !strcmp(key, "$jsonSchema") ||
-                       !strcmp(key, "$text")) {
+            } else if (!strcmp(key, "$jsonSchema")) {
+                if (!add_or_fail(into, bq__match_schema_node(&it, err), err))
+                    return false;
+            } else if (!strcmp(key, "$expr") || !strcmp(key, "$text")) {
                 bq_error_set(err, BQ_ERR_NotImplemented, "%s is not implemented yet", key);
                 return false;
             } else {
@@ -371,6 +378,8 @@ bool bq__mnode_eval(const bq__mnode_t *n, const bson_value_t *ctx)
             es->failed = true;
         return r > 0;
     }
+    case BQ__M_SCHEMA:
+        return bq__schema_match(n->data, ctx);
     case BQ__M_LEAF:
         break;
     }
@@ -413,4 +422,9 @@ bool bq_match_eval(const bq_match_t *m, const bson_t *doc)
     bool r = eval_doc(m, doc);
     eval_state = outer;
     return r;
+}
+
+void bq_match_explain(const bq_match_t *m, const bson_t *doc, bson_t *details)
+{
+    bq__match_explain_root(m->root, doc, details);
 }

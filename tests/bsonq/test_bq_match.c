@@ -365,7 +365,6 @@ static const bad_row_t bad_rows[] = {
     {"{'a': {'$bitsAnySet': 1.5}}", 9, "64-bit integer"},
     {"{'$where': 'this.a == 1'}", 2, "$where is not supported"},
     {"{'$expr': {'$eq': ['$a', 1]}}", 238, "$expr is not implemented"},
-    {"{'$jsonSchema': {}}", 238, "$jsonSchema is not implemented"},
     {"{'$text': {'$search': 'x'}}", 238, "$text is not implemented"},
     {"{'a': {'$near': [0, 0]}}", 238, "$near is not implemented"},
     {"{'a': {'$ne': " RX("x", "") "}}", 2, "Can't have regex as arg to $ne"},
