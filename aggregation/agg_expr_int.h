@@ -181,4 +181,30 @@ void agg__env_take(agg_env_t *env, int slot, bson_value_t *v);
 bool agg__field_path_parse(const char *text, size_t len, agg_scope_t *scope,
                            agg_expr_t **out, bq_error_t *err);
 
+/* ---------------------------------------------------------------- dates (agg_tz.c) */
+
+/* Proleptic Gregorian calendar on day numbers (days since 1970-01-01). */
+int64_t agg__floor_div(int64_t a, int64_t b);
+int64_t agg__days_from_civil(int64_t y, int64_t m, int64_t d);
+void agg__civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+bool agg__is_leap(int64_t y);
+int agg__days_in_month(int64_t y, int m);
+
+/* A time zone: a loaded Olson zone (cached for the life of the process, shared between
+ * threads) or a fixed offset. Plain value; nothing to release. */
+typedef struct agg__tz {
+    const struct agg__zone *zone; /* NULL: fixed offset */
+    int32_t fixed;                /* seconds east of UTC when zone is NULL */
+    bool utc;                     /* UTC itself (by name or a zero offset) */
+} agg__tz_t;
+
+void agg__tz_utc(agg__tz_t *tz);
+/* "America/New_York", "UTC", "+04:45", "-0530", "+03". Unknown: 40485. */
+bool agg__tz_parse(const char *s, size_t n, agg__tz_t *tz, bq_error_t *err);
+/* Offset (seconds east of UTC) of tz at an instant (ms since the epoch). */
+int32_t agg__tz_offset(const agg__tz_t *tz, int64_t utc_ms);
+/* Instant to local wall-clock ms, and back (gaps move forward, overlaps pick one). */
+int64_t agg__tz_to_local(const agg__tz_t *tz, int64_t utc_ms);
+int64_t agg__tz_to_utc(const agg__tz_t *tz, int64_t local_ms);
+
 #endif

@@ -11,6 +11,7 @@ NEDB_APT_PACKAGES=(
     clang libclang-rt-14-dev
     libbson-dev libmongoc-dev libevent-dev libsodium-dev libpcre2-dev libcriterion-dev
     python3 python3-pymongo
+    tzdata
 )
 
 nedb_log() { printf '==> %s\n' "$*" >&2; }
