@@ -50,7 +50,7 @@ static bool filter_is_id_eq(const bson_t *filter, bson_value_t *id)
 /* Collects the documents of c at snap that match m (all of them when m is NULL), in
  * natural order, into a malloc'd array. */
 size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
-                    eng_doc_t **out)
+                    eng_doc_t **out, bq_error_t *err)
 {
     size_t n = 0, cap = 16;
     eng_doc_t *docs = malloc(cap * sizeof *docs);
@@ -68,7 +68,14 @@ size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson
     eng_scan_init(&scan, c, snap, false);
     while (eng_scan_next(&scan, &d)) {
         bson_t doc;
-        if (m && !(bson_init_static(&doc, d.data, d.len) && bq_match_eval(m, &doc)))
+        int r = m && bson_init_static(&doc, d.data, d.len) ? bq_match_eval_env(m, &doc, NULL, err)
+                                                           : 1;
+        if (r < 0) {
+            free(docs);
+            *out = NULL;
+            return WIRE_COLLECT_ERROR;
+        }
+        if (!r)
             continue;
         if (n == cap) {
             cap *= 2;
@@ -160,12 +167,24 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!c) {
         bq_match_destroy(m);
     } else if (s && !bq_sort_is_natural(s, &natural_dir)) {
-        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs);
+        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs, err);
+        bq_match_destroy(m);
+        if (cur->ndocs == WIRE_COLLECT_ERROR) {
+            cur->ndocs = 0;
+            bq_sort_destroy(s);
+            wire_cursor_destroy(cur);
+            return false;
+        }
         sort_docs(cur->docs, cur->ndocs, s);
-        bq_match_destroy(m);
     } else if (filter_is_id_eq(&filter, &(bson_value_t){0})) {
-        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs);
+        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs, err);
         bq_match_destroy(m);
+        if (cur->ndocs == WIRE_COLLECT_ERROR) {
+            cur->ndocs = 0;
+            bq_sort_destroy(s);
+            wire_cursor_destroy(cur);
+            return false;
+        }
     } else {
         cur->use_scan = true;
         eng_scan_init(&cur->scan, c, snap, natural_dir < 0);
@@ -291,8 +310,12 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
     eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
     if (c) {
         eng_doc_t *docs;
-        size_t total = wire_collect(c, snap, m, &query, &docs);
+        size_t total = wire_collect(c, snap, m, &query, &docs, err);
         free(docs);
+        if (total == WIRE_COLLECT_ERROR) {
+            bq_match_destroy(m);
+            return false;
+        }
         n = (int64_t)total - skip;
         if (n < 0)
             n = 0;
@@ -392,7 +415,13 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
     eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
     if (c) {
         eng_doc_t *docs;
-        size_t n = wire_collect(c, snap, m, &query, &docs);
+        size_t n = wire_collect(c, snap, m, &query, &docs, err);
+        if (n == WIRE_COLLECT_ERROR) {
+            bq_match_destroy(m);
+            bson_destroy(&values);
+            bq_key_cleanup(&d.key);
+            return false;
+        }
         for (size_t i = 0; i < n; i++) {
             bson_t doc;
             bson_init_static(&doc, docs[i].data, docs[i].len);

@@ -585,8 +585,10 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         ok = (s = bq_sort_compile(&a.sort, &e)) != NULL;
     if (ok) {
         eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, st->coll, snap);
-        if (c)
-            ndocs = wire_collect(c, snap, m, &a.q, &docs);
+        if (c && (ndocs = wire_collect(c, snap, m, &a.q, &docs, &e)) == WIRE_COLLECT_ERROR) {
+            ndocs = 0;
+            ok = false;
+        }
         if (s && ndocs > 1) {
             /* only the first in sort order is wanted: a linear pass, stable */
             size_t best = 0;

@@ -37,9 +37,11 @@ bool cmd_kill_cursors(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err);
 /* The documents of c at snap matching m (and filter, for the _id fast path), in natural
- * order, into a malloc'd array; returns how many. */
+ * order, into a malloc'd array; returns how many, or WIRE_COLLECT_ERROR with err set (and
+ * *out NULL) when a $expr in the filter failed to evaluate. */
+#define WIRE_COLLECT_ERROR SIZE_MAX
 size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
-                    eng_doc_t **out);
+                    eng_doc_t **out, bq_error_t *err);
 
 /* cmd_write.c: writes */
 bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err);

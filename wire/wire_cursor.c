@@ -80,33 +80,36 @@ void wire_cursor_add_owned(wire_cursor_t *cur, const bson_t *doc)
     cur->owned[cur->nowned++] = bson_copy(doc);
 }
 
-/* The next source document, or false at the end. */
-static bool cursor_next_raw(wire_cursor_t *cur, eng_doc_t *out)
+/* The next source document: 1 with *out set, 0 at the end, -1 with err set when the
+ * filter's $expr failed to evaluate. */
+static int cursor_next_raw(wire_cursor_t *cur, eng_doc_t *out, bq_error_t *err)
 {
     if (cur->have_held) {
         *out = cur->held;
         cur->have_held = false;
-        return true;
+        return 1;
     }
     if (cur->use_scan) {
         while (eng_scan_next(&cur->scan, out)) {
             bson_t doc;
-            if (!cur->match || (bson_init_static(&doc, out->data, out->len) &&
-                                bq_match_eval(cur->match, &doc)))
-                return true;
+            if (!cur->match || !bson_init_static(&doc, out->data, out->len))
+                return 1;
+            int r = bq_match_eval_env(cur->match, &doc, NULL, err);
+            if (r != 0)
+                return r;
         }
-        return false;
+        return 0;
     }
     if (cur->pos < cur->ndocs) {
         *out = cur->docs[cur->pos++];
-        return true;
+        return 1;
     }
     if (cur->pos - cur->ndocs < cur->nowned) {
         const bson_t *b = cur->owned[cur->pos++ - cur->ndocs];
         *out = (eng_doc_t){bson_get_data(b), b->len, -1};
-        return true;
+        return 1;
     }
-    return false;
+    return 0;
 }
 
 bool wire_cursor_fill(wire_cursor_t *cur, bson_t *arr, int64_t batch, bool *exhausted,
@@ -116,12 +119,15 @@ bool wire_cursor_fill(wire_cursor_t *cur, bson_t *arr, int64_t batch, bool *exha
     int64_t n = 0;
     size_t bytes = 0;
     *exhausted = false;
-    while (cur->skip > 0 && cursor_next_raw(cur, &d))
+    int r;
+    while (cur->skip > 0 && (r = cursor_next_raw(cur, &d, err)) > 0)
         cur->skip--;
+    if (cur->skip > 0 && r < 0)
+        return false;
     while ((batch < 0 || n < batch) && cur->limit != 0) {
-        if (!cursor_next_raw(cur, &d)) {
+        if ((r = cursor_next_raw(cur, &d, err)) <= 0) {
             *exhausted = true;
-            return true;
+            return r == 0;
         }
         bson_t doc, projected;
         const bson_t *out = &doc;
@@ -157,13 +163,13 @@ bool wire_cursor_fill(wire_cursor_t *cur, bson_t *arr, int64_t batch, bool *exha
         return true;
     }
     /* look ahead so a drained cursor reports id 0 now rather than after an empty getMore */
-    if (cursor_next_raw(cur, &d)) {
+    if ((r = cursor_next_raw(cur, &d, err)) > 0) {
         cur->held = d;
         cur->have_held = true;
     } else {
         *exhausted = true;
     }
-    return true;
+    return r >= 0;
 }
 
 static void sweep_locked(struct wire_cursors *t, time_t now)

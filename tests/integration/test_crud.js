@@ -271,6 +271,15 @@ h.test('$expr in find, count and update filters compares fields of the same docu
     const r = await c.updateMany({ $expr: { $gt: ['$spent', '$budget'] } }, { $set: { over: true } });
     assert.equal(r.modifiedCount, 2);
     await assert.rejects(c.find({ $expr: { $nope: 1 } }).toArray(), (e) => e.code === 168);
+    // an evaluation error fails the command, as in mongod, on every read and write path
+    const div0 = { $expr: { $gt: [{ $divide: [1, { $subtract: ['$budget', 100] }] }, 0] } };
+    const isDiv0 = (e) => e.code === 16608;
+    await assert.rejects(c.find(div0).toArray(), isDiv0);
+    await assert.rejects(c.find(div0).sort({ spent: 1 }).toArray(), isDiv0);
+    await assert.rejects(count(c, div0), isDiv0);
+    await assert.rejects(c.distinct('spent', div0), isDiv0);
+    await assert.rejects(c.updateMany(div0, { $set: { x: 1 } }), isDiv0);
+    assert.equal(await count(c, { x: 1 }), 0);
 });
 
 h.test('nedbVerify walks the live chain', async () => {
