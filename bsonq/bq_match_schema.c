@@ -1432,12 +1432,11 @@ static const char *kind_name(enum bq__mkind k)
 static void leaf_explain(const bq__mnode_t *n, const bson_value_t *doc, bson_t *out)
 {
     bson_append_utf8(out, "operatorName", -1, n->op->name, -1);
-    if (n->path) {
+    if (n->path && n->arg.value_type != BSON_TYPE_EOD) {
         bson_t spec, ops;
         bson_append_document_begin(out, "specifiedAs", -1, &spec);
         bson_append_document_begin(&spec, n->path, -1, &ops);
-        if (n->arg.value_type != BSON_TYPE_EOD)
-            bson_append_value(&ops, n->op->name, -1, &n->arg);
+        bson_append_value(&ops, n->op->name, -1, &n->arg);
         bson_append_document_end(&spec, &ops);
         bson_append_document_end(out, &spec);
     }

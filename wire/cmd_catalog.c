@@ -2,13 +2,16 @@
  * cmd_catalog.c: databases and collections: create, drop, dropDatabase, listDatabases,
  * listCollections, listIndexes, renameCollection, collStats, dbStats, collMod, and
  * nedbVerify. Every catalog change is an op in the log ("c"), applied by the committer like
- * any write; the listings read the catalog at the command's snapshot.
+ * any write; the listings read the catalog at the command's snapshot. Collection options
+ * are recorded as given (validator, validationLevel and validationAction checked by
+ * wire_validate_options, enforced by wire_validate.c) and listCollections reports them so.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "wire_cmd.h"
 #include "wire_cursor.h"
+#include "wire_validate.h"
 
 /* Arguments every command may carry that are not collection options. */
 static bool generic_arg(const char *key)
@@ -114,6 +117,8 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
                      "the 'size' field is required when 'capped' is true");
         return false;
     }
+    if (!wire_validate_options("create", &st->op.doc, err))
+        return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
 }
@@ -171,6 +176,8 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_COLLMOD, coll);
     copy_options(ctx, &st->op.doc);
+    if (!wire_validate_options("collMod", &st->op.doc, err))
+        return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
 }

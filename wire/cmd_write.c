@@ -20,6 +20,7 @@
 #include "bq_sort.h"
 #include "bq_update.h"
 #include "wire_cmd.h"
+#include "wire_validate.h"
 
 #define WRITE_MAX_RETRIES 1000
 
@@ -35,9 +36,10 @@ static bool write_durable(const wire_cmd_ctx_t *ctx)
     return true;
 }
 
-/* Appends {index, code, errmsg[, keyPattern, keyValue]} to the writeErrors array. */
-static void write_error_append(bson_t *errors, uint32_t *n, size_t index, const bq_error_t *e,
-                               const bson_value_t *dup_id)
+/* Appends {index, code, errmsg[, keyPattern, keyValue][, errInfo]} to the writeErrors
+ * array; `owner` is the command's state, under which wire_validate keeps errInfo. */
+static void write_error_append(const void *owner, bson_t *errors, uint32_t *n, size_t index,
+                               const bq_error_t *e, const bson_value_t *dup_id)
 {
     char key[16];
     bson_t d;
@@ -54,6 +56,8 @@ static void write_error_append(bson_t *errors, uint32_t *n, size_t index, const 
         bson_append_value(&kv, "_id", 3, dup_id);
         bson_append_document_end(&d, &kv);
     }
+    if (e->code == BQ_ERR_DocumentValidationFailure)
+        wire_validate_errinfo_append(owner, index, &d);
     BSON_APPEND_UTF8(&d, "errmsg", e->message);
     bson_append_document_end(errors, &d);
 }
@@ -202,19 +206,19 @@ static bool insert_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
     for (size_t i = 0; i < st->nops && !stopped; i++) {
         eng_wop_t *w = &st->ops[i];
         while (v < st->nverr && st->verr_index[v] < st->op_index[i]) {
-            write_error_append(&errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
+            write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
             v++;
         }
         if (w->seq >= 0) {
             n++;
             array_append_int64(&seqs, &nseq, w->seq);
         } else if (w->err.code) {
-            write_error_append(&errors, &nerr, st->op_index[i], &w->err, &w->id);
+            write_error_append(st, &errors, &nerr, st->op_index[i], &w->err, &w->id);
             stopped = st->ordered;
         }
     }
     for (; v < st->nverr && !stopped; v++) {
-        write_error_append(&errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
+        write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
         stopped = st->ordered;
     }
     atomic_fetch_add(&ctx->server->opcounters.insert, (uint64_t)n);
@@ -292,7 +296,8 @@ bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bson_destroy(&w->prov);
         bq_error_t e;
         bq_error_clear(&e);
-        if (!doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e)) {
+        if (!doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e) ||
+            !wire_validate(ctx, coll, snap, index, &w->doc, NULL, &e)) {
             eng_wop_cleanup(w);
             st->verr_index[st->nverr] = index;
             st->verr[st->nverr++] = e;
@@ -540,7 +545,7 @@ static bool stmt_next(wire_cmd_ctx_t *ctx, bq_error_t *err);
 /* Records a statement's failure; for an ordered command, stops. */
 static void stmt_fail(stmt_state_t *st, const bq_error_t *e)
 {
-    write_error_append(&st->errors, &st->nerrors, st->i, e, NULL);
+    write_error_append(st, &st->errors, &st->nerrors, st->i, e, NULL);
     st->i = st->ordered ? st->nstmts : st->i + 1;
 }
 
@@ -645,7 +650,8 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
             eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_UPDATE);
             bson_destroy(&w->doc);
             bson_destroy(&w->prov);
-            ok = doc_prepare(ctx, snap, &updated, &doc, &w->doc, &w->prov, &w->id, &e);
+            ok = doc_prepare(ctx, snap, &updated, &doc, &w->doc, &w->prov, &w->id, &e) &&
+                 wire_validate(ctx, st->coll, snap, st->i, &w->doc, &doc, &e);
             w->expect = docs[i].seq;
             if (ok && st->kind == STMT_FAM && a.return_new) {
                 bson_reinit(&st->fam_value);
@@ -661,7 +667,8 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
             eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_INSERT);
             bson_destroy(&w->doc);
             bson_destroy(&w->prov);
-            ok = doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e);
+            ok = doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e) &&
+                 wire_validate(ctx, st->coll, snap, st->i, &w->doc, NULL, &e);
             w->expect = ENG_EXPECT_ABSENT;
             if (ok) {
                 st->cur_upsert = true;
@@ -874,6 +881,14 @@ static bool stmt_start(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *coll,
             const uint8_t *data;
             bson_iter_document(stmts, &len, &data);
             st->stmts[st->nstmts++] = (stmt_raw_t){data, len};
+            /* update statements take `sort` only from MongoDB 8.0 on; 7.0's IDL refuses it */
+            bson_iter_t sort;
+            if (kind == STMT_UPDATE && bson_iter_init_from_data(&sort, data, len) &&
+                bson_iter_find(&sort, "sort")) {
+                bq_error_set(err, BQ_ERR_IDLUnknownField,
+                             "BSON field 'update.updates.sort' is an unknown field.");
+                return false;
+            }
         }
         if (st->nstmts == 0 || st->nstmts > WIRE_MAX_WRITE_BATCH) {
             bq_error_set(err, BQ_ERR_InvalidLength,
