@@ -1,16 +1,32 @@
 /*
- * eng_db.c: the database handle: opening a data directory (log open + replay of every op
- * into the store), closing it, snapshots and cluster times, the catalog entry points, and
- * the validation of provenance fields (DESIGN.md section 7) before a write is queued.
+ * eng_db.c: the database handle: opening a data directory (newest valid checkpoint, then
+ * replay of the log after it into the store), closing it, snapshots and cluster times,
+ * the catalog entry points, and the validation of provenance fields (DESIGN.md section 7)
+ * before a write is queued.
  *
- * Open replays the whole log: there are no checkpoints yet, so a restart takes time in
- * proportion to all history. The replay uses the same eng__store_apply() as the committer.
+ * Open (DESIGN.md section 6): the checkpoints are tried newest first. One that does not
+ * load (checksum, format) is skipped with a warning; one that loads is handed to
+ * eng_log_open as the start of replay, which checks that the log's stored hash at the
+ * checkpoint's seq is the checkpoint's head and then hashes, links and replays every
+ * record after it. If that fails as corruption, the store is thrown away and the previous
+ * checkpoint, then a full replay, is tried: a log that is really corrupt fails the full
+ * replay too, with the error naming the seq, segment and offset. The replay uses the same
+ * eng__store_apply() as the committer.
  */
+#include <inttypes.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eng_store.h"
+
+static eng_db_options_t default_options;
+
+void eng_db_set_default_options(const eng_db_options_t *opts)
+{
+    default_options = *opts;
+}
 
 static bool replay_record(void *ctx, const eng_record_t *rec, bq_error_t *err)
 {
@@ -25,6 +41,63 @@ static bool replay_record(void *ctx, const eng_record_t *rec, bq_error_t *err)
         db->last_ts = op.ts;
     db->last_ct_t = op.ct_t;
     db->last_ct_i = op.ct_i;
+    db->replayed_ops++;
+    return true;
+}
+
+/* Appends a line to a malloc'd warnings string. */
+static void warn(char **w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void warn(char **w, const char *fmt, ...)
+{
+    char line[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t old = *w ? strlen(*w) : 0, n = strlen(line);
+    char *g = realloc(*w, old + n + 2);
+    if (!g)
+        abort();
+    memcpy(g + old, line, n);
+    g[old + n] = '\n';
+    g[old + n + 1] = '\0';
+    *w = g;
+}
+
+/* Loads checkpoint `seq` (if >= 0) and opens the log replaying what follows it. */
+static bool open_from(eng_db_t *db, const char *dbpath, const eng_db_options_t *opts,
+                      int64_t seq, char **warnings, bq_error_t *err)
+{
+    eng__store_init(&db->store);
+    db->last_ts = 0;
+    db->last_ct_t = db->last_ct_i = 0;
+    db->replayed_ops = 0;
+    eng_log_options_t lo = {0};
+    lo.segment_size = opts->segment_size;
+    lo.on_record = replay_record;
+    lo.on_record_ctx = db;
+    if (seq >= 0) {
+        eng__ckpt_info_t info;
+        if (!eng__ckpt_load(dbpath, (uint64_t)seq, &db->store, &info, err)) {
+            warn(warnings, "checkpoint at seq %" PRId64 " skipped: %s", seq, err->message);
+            eng__store_cleanup(&db->store);
+            return false;
+        }
+        lo.verify_from_seq = info.seq + 1;
+        memcpy(lo.verify_from_hash, info.head, ENG_HASH_SIZE);
+        db->last_ts = info.ts;
+        uint64_t ct = eng__vec_get(&db->store.cts, info.seq);
+        db->last_ct_t = (uint32_t)(ct >> 32);
+        db->last_ct_i = (uint32_t)ct;
+    }
+    if (!eng_log_open(dbpath, &lo, &db->log, err)) {
+        if (seq >= 0 && err->code == ENG_ERR_CORRUPT)
+            warn(warnings, "checkpoint at seq %" PRId64 " skipped: the log after it does not "
+                 "replay: %s", seq, err->message);
+        eng__store_cleanup(&db->store);
+        return false;
+    }
     return true;
 }
 
@@ -34,18 +107,37 @@ bool eng_db_open(const char *dbpath, const eng_db_options_t *opts, eng_db_t **ou
     *out = NULL;
     if (warnings)
         *warnings = NULL;
+    if (!opts)
+        opts = &default_options;
     eng_db_t *db = calloc(1, sizeof *db);
     if (!db) {
         bq_error_set(err, BQ_ERR_InternalError, "out of memory");
         return false;
     }
-    eng__store_init(&db->store);
-    eng_log_options_t lo = {0};
-    lo.segment_size = opts ? opts->segment_size : 0;
-    lo.on_record = replay_record;
-    lo.on_record_ctx = db;
-    if (!eng_log_open(dbpath, &lo, &db->log, err)) {
-        eng__store_cleanup(&db->store);
+    char *warn_text = NULL;
+    uint64_t *seqs = NULL;
+    size_t nseqs = 0;
+    bq_error_t lerr;
+    bq_error_clear(&lerr);
+    if (!opts->ignore_checkpoints && !eng__ckpt_list(dbpath, &seqs, &nseqs, &lerr))
+        warn(&warn_text, "checkpoints ignored: %s", lerr.message);
+    int64_t loaded = -1;
+    bool opened = false;
+    for (size_t k = 0; k <= nseqs && !opened; k++) {
+        int64_t seq = k < nseqs ? (int64_t)seqs[k] : -1;
+        bq_error_clear(&lerr);
+        opened = open_from(db, dbpath, opts, seq, &warn_text, &lerr);
+        if (opened) {
+            loaded = seq;
+        } else if (seq < 0 || (lerr.code != ENG_ERR_CORRUPT && lerr.code != ENG_ERR_IO)) {
+            break; /* a full replay failed, or LOCK, options, memory: not the checkpoint */
+        }
+    }
+    free(seqs);
+    if (!opened) {
+        if (err)
+            *err = lerr;
+        free(warn_text);
         free(db);
         return false;
     }
@@ -54,17 +146,31 @@ bool eng_db_open(const char *dbpath, const eng_db_options_t *opts, eng_db_t **ou
     pthread_mutex_init(&db->status_lock, NULL);
     atomic_init(&db->committed, (int64_t)next - 1);
     atomic_init(&db->read_only, false);
+    db->ckpt_at_close = !opts->no_close_checkpoint;
     if (!eng__seq_start(db, err)) {
         eng_log_close(db->log);
         eng__store_cleanup(&db->store);
+        pthread_mutex_destroy(&db->status_lock);
+        free(warn_text);
         free(db);
         return false;
     }
+    if (!eng__ckpt_start(db, dbpath, opts, loaded, err)) {
+        db->ckpt_at_close = false;
+        free(warn_text);
+        eng_db_close(db);
+        return false;
+    }
     if (warnings) {
-        *warnings = strdup(eng_log_warnings(db->log));
+        const char *lw = eng_log_warnings(db->log);
+        size_t a = warn_text ? strlen(warn_text) : 0, b = strlen(lw);
+        *warnings = malloc(a + b + 1);
         if (!*warnings)
             abort();
+        memcpy(*warnings, warn_text ? warn_text : "", a);
+        memcpy(*warnings + a, lw, b + 1);
     }
+    free(warn_text);
     *out = db;
     return true;
 }
@@ -73,7 +179,11 @@ void eng_db_close(eng_db_t *db)
 {
     if (!db)
         return;
+    eng__ckpt_stop(db);
     eng__seq_stop(db);
+    if (db->ckpt && db->ckpt_at_close)
+        eng_db_checkpoint(db, NULL); /* a failure leaves the previous one: still correct */
+    eng__ckpt_free(db);
     eng_log_close(db->log);
     eng__store_cleanup(&db->store);
     pthread_mutex_destroy(&db->status_lock);
@@ -92,6 +202,8 @@ void eng_db_status(eng_db_t *db, eng_db_status_t *out)
     out->max_batch = db->status_max_batch;
     pthread_mutex_unlock(&db->status_lock);
     out->read_only = eng_db_read_only(db);
+    out->replayed_ops = db->replayed_ops;
+    eng__ckpt_status(db, out);
 }
 
 int64_t eng_db_snapshot(const eng_db_t *db)

@@ -32,20 +32,43 @@
 typedef struct eng_db eng_db_t;
 typedef struct eng_coll eng_coll_t;
 
+#define ENG_CKPT_OPS_DEFAULT 100000  /* a checkpoint every 100,000 ops ... */
+#define ENG_CKPT_SECONDS_DEFAULT 60   /* ... or every minute that saw a write */
+
+/* Zero-initialized options are the defaults. */
 typedef struct eng_db_options {
-    uint64_t segment_size; /* 0: default (64 MiB) */
+    uint64_t segment_size;       /* 0: default (64 MiB) */
+    int64_t checkpoint_ops;      /* checkpoint after this many new ops; 0: default, <0: never */
+    int64_t checkpoint_seconds;  /* ... or this many seconds after the last one, when there
+                                    are new ops; 0: default, <0: never */
+    bool no_close_checkpoint;    /* do not write one at eng_db_close */
+    bool ignore_checkpoints;     /* open by replaying the whole log */
 } eng_db_options_t;
 
-/* Opens the data directory (creating it and its log when missing), replays the log into
- * memory and starts the committer. *warnings gets a malloc'd string of recovery warnings
- * ("" when none; free it). Errors: whatever eng_log_open reports (DBPathInUse, corruption
- * naming seq/segment/offset, I/O), or an op the store cannot apply. */
+/* The options eng_db_open uses when it is given NULL (the defaults until this is
+ * called). For nedbd's command line; call it before any open. */
+void eng_db_set_default_options(const eng_db_options_t *opts);
+
+/* Opens the data directory (creating it and its log when missing), loads the newest valid
+ * checkpoint and replays the log after it (or all of the log) into memory, and starts the
+ * committer and the checkpointer (DESIGN.md section 6). A checkpoint that fails its
+ * checksum, does not parse, or whose head is not the log's record at its seq is skipped
+ * with a warning, and the previous one (or a full replay) is used. *warnings gets a
+ * malloc'd string of recovery warnings ("" when none; free it). Errors: whatever
+ * eng_log_open reports (DBPathInUse, corruption naming seq/segment/offset, I/O), or an op
+ * the store cannot apply. */
 bool eng_db_open(const char *dbpath, const eng_db_options_t *opts, eng_db_t **out,
                  char **warnings, bq_error_t *err);
 
-/* Lets queued intents finish, stops the committer, closes the log and frees everything.
- * NULL is a no-op. */
+/* Lets queued intents finish, stops the committer and the checkpointer, writes a last
+ * checkpoint when there are ops since the newest one (unless no_close_checkpoint), closes
+ * the log and frees everything. NULL is a no-op. */
 void eng_db_close(eng_db_t *db);
+
+/* Writes a checkpoint of the committed seq now, on the calling thread (readers and the
+ * committer go on), unless the newest checkpoint already covers it. Returns false with
+ * ENG_ERR_IO (or ENG_ERR_CORRUPT when the log cannot be read back at that seq). */
+bool eng_db_checkpoint(eng_db_t *db, bq_error_t *err);
 
 /* The newest committed seq (-1 when nothing was ever written): a snapshot. */
 int64_t eng_db_snapshot(const eng_db_t *db);
@@ -64,6 +87,13 @@ typedef struct eng_db_status {
     uint64_t batched_ops;        /* ops appended in those batches */
     uint64_t max_batch;          /* most ops in one batch */
     bool read_only;
+    /* recovery and checkpoints */
+    uint64_t replayed_ops;       /* log records replayed at open (after the checkpoint) */
+    int64_t checkpoint_seq;      /* seq the newest checkpoint covers, -1 when none */
+    uint64_t checkpoints;        /* checkpoints written since open */
+    uint64_t checkpoint_failures;
+    double checkpoint_ms;        /* how long the last one took to write */
+    char checkpoint_error[256];  /* why the last attempt failed ("" when it did not) */
 } eng_db_status_t;
 
 void eng_db_status(eng_db_t *db, eng_db_status_t *out);

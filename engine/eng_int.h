@@ -101,6 +101,40 @@ typedef struct eng__scan {
 
 bool eng__scan_run(eng__scan_t *scan, bq_error_t *err);
 
+/*
+ * Checkpoints (eng_ckpt.c; the file format is described there). The open (eng_db.c)
+ * lists them, loads the newest that verifies into a fresh store, and hands its seq and
+ * head to eng_log_open so that only the tail is replayed; the checkpointer writes new
+ * ones in the background once the db runs.
+ */
+struct eng__store;
+typedef struct eng__ckpt eng__ckpt_t;
+
+typedef struct eng__ckpt_info {
+    uint64_t seq;                  /* the newest seq it covers */
+    int64_t ts;                    /* ts of that op */
+    uint8_t head[ENG_HASH_SIZE];   /* the stored hash of that op's log record */
+} eng__ckpt_info_t;
+
+/* The seqs of <dbpath>/checkpoint/ *.ckpt, newest first, into a malloc'd array (free it);
+ * none when there is no such directory. Errors: ENG_ERR_IO. */
+bool eng__ckpt_list(const char *dbpath, uint64_t **seqs, size_t *n, bq_error_t *err);
+
+/* Checks (magic, version, BLAKE2b checksum, every entry) and loads checkpoint `seq` into
+ * `st`, a freshly initialized store. On failure `st` holds part of it: clean it up.
+ * Errors: ENG_ERR_CORRUPT (naming the file and what is wrong), ENG_ERR_IO. */
+bool eng__ckpt_load(const char *dbpath, uint64_t seq, struct eng__store *st,
+                    eng__ckpt_info_t *info, bq_error_t *err);
+
+/* Creates db->ckpt and starts the background thread when opts ask for one (every
+ * checkpoint_ops ops or checkpoint_seconds seconds). loaded_seq: the checkpoint the open
+ * used (-1 when none). eng__ckpt_free stops and frees it (also after a failed start). */
+bool eng__ckpt_start(eng_db_t *db, const char *dbpath, const eng_db_options_t *opts,
+                     int64_t loaded_seq, bq_error_t *err);
+void eng__ckpt_stop(eng_db_t *db);   /* joins the thread; eng_db_checkpoint still works */
+void eng__ckpt_free(eng_db_t *db);
+void eng__ckpt_status(eng_db_t *db, eng_db_status_t *out);
+
 /* Test hooks: make the next file write and/or sync of `log` fail with EIO. */
 enum { ENG__FAULT_WRITE = 1, ENG__FAULT_SYNC = 2 };
 void eng__log_inject_fault(eng_log_t *log, unsigned faults);

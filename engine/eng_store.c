@@ -715,3 +715,45 @@ bool eng__store_apply(eng__store_t *st, const eng_op_t *op, bq_error_t *err)
     }
     return true;
 }
+
+/* ---- restoring from a checkpoint (eng_ckpt.c), before the committer starts ---- */
+
+eng__docs_t *eng__docs_new(void)
+{
+    return docs_new();
+}
+
+void eng__docs_free(eng__docs_t *d)
+{
+    docs_free(d);
+}
+
+void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint32_t keylen,
+                            eng__version_t *head)
+{
+    eng__slot_t *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->key = key;
+    s->keylen = keylen;
+    s->hash = bq_key_hash(key, keylen);
+    s->prev_incarnation = idx_find(d, key, keylen, s->hash);
+    atomic_init(&s->head, head);
+    eng__vec_push(&d->slots, (uint64_t)(uintptr_t)s);
+    idx_put(st, d, s);
+}
+
+eng_coll_t *eng__coll_restore(eng__store_t *st, const char *db, const char *name,
+                              const bson_t *options, int64_t from, int64_t to,
+                              eng__docs_t *docs, bool owns_docs)
+{
+    eng_coll_t *c = coll_new(st, db, name, options, from, docs);
+    c->owns_docs = owns_docs;
+    atomic_store(&c->to, to);
+    return c;
+}
+
+void eng__store_prov_add(eng__store_t *st, int64_t cause, int64_t effect)
+{
+    prov_add(st, cause, effect);
+}

@@ -117,6 +117,20 @@ int64_t eng__store_current(eng_coll_t *c, const bson_value_t *id, eng__slot_t **
 size_t eng__store_prov_effects(eng__store_t *st, int64_t cause, int64_t snap, int64_t *out,
                                size_t max);
 
+/* Rebuilding a store from a checkpoint (eng_ckpt.c), before any reader or the committer
+ * runs. eng__docs_restore_slot appends a slot in insertion order, linking it to the
+ * previous incarnation of its key and indexing it; it takes ownership of `key` (malloc'd)
+ * and of the version chain `head`. eng__coll_restore installs an incarnation as the
+ * newest of its namespace (so restore each namespace's incarnations oldest first). */
+eng__docs_t *eng__docs_new(void);
+void eng__docs_free(eng__docs_t *d);
+void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint32_t keylen,
+                            eng__version_t *head);
+eng_coll_t *eng__coll_restore(eng__store_t *st, const char *db, const char *name,
+                              const bson_t *options, int64_t from, int64_t to,
+                              eng__docs_t *docs, bool owns_docs);
+void eng__store_prov_add(eng__store_t *st, int64_t cause, int64_t effect);
+
 /* The database handle (eng_db.c, eng_seq.c). */
 struct eng_db {
     eng_log_t *log;
@@ -137,6 +151,10 @@ struct eng_db {
     uint8_t status_head[ENG_HASH_SIZE];
     uint64_t status_batches, status_ops, status_max_batch;
     uint32_t last_ct_t, last_ct_i;
+    /* checkpoints (eng_ckpt.c) */
+    eng__ckpt_t *ckpt;
+    uint64_t replayed_ops;        /* log records replayed at open */
+    bool ckpt_at_close;
 };
 
 bool eng__seq_start(eng_db_t *db, bq_error_t *err);
