@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_aggregate.h"
 #include "wire_cmd.h"
 
 #define ADMIN WIRE_CMD_ADMIN_ONLY
@@ -18,7 +19,7 @@
 
 const wire_command_t wire_commands[] = {
     {"abortTransaction", NULL, ADMIN, "abort a multi-document transaction"},
-    {"aggregate", NULL, 0, "run an aggregation pipeline"},
+    {"aggregate", cmd_aggregate, 0, "run an aggregation pipeline"},
     {"buildInfo", cmd_build_info, LEGACY, "version and build details of this server"},
     {"buildinfo", cmd_build_info, LEGACY, "alias of buildInfo"},
     {"collMod", cmd_coll_mod, WRITE, "change a collection's options"},
@@ -36,7 +37,7 @@ const wire_command_t wire_commands[] = {
     {"dropDatabase", cmd_drop_database, WRITE, "drop a database"},
     {"dropIndexes", NULL, WRITE, "drop indexes of a collection"},
     {"endSessions", cmd_end_sessions, 0, "end logical sessions"},
-    {"explain", NULL, 0, "explain how a command would run"},
+    {"explain", cmd_explain, 0, "explain how a command would run"},
     {"find", cmd_find, 0, "query a collection"},
     {"findAndModify", cmd_find_and_modify, WRITE, "update or remove one document and return it"},
     {"getCmdLineOpts", cmd_get_cmd_line_opts, ADMIN, "the server's command line"},

@@ -1,8 +1,10 @@
 /*
- * wire_cursor.c: cursors and the table of open ones. A cursor reads either a collection
- * scan at a fixed snapshot (the snapshot of the command that opened it, kept across every
- * getMore: DESIGN.md section 5) or documents collected beforehand (sorted results,
- * documents a command produced). Batches are cut by count and by bytes.
+ * wire_cursor.c: cursors and the table of open ones. A cursor reads a collection scan at
+ * a fixed snapshot (the snapshot of the command that opened it, kept across every
+ * getMore: DESIGN.md section 5), documents collected beforehand (sorted results,
+ * documents a command produced), or a producer it pulls from as batches need documents
+ * (an aggregation pipeline, which reads at its command's snapshot too). Batches are cut
+ * by count and by bytes.
  *
  * The table is one mutex-guarded array: a cursor is "in use" while a getMore works on it
  * (outside the lock), so two getMores on one cursor cannot interleave. Cursors idle for
@@ -63,6 +65,10 @@ void wire_cursor_destroy(wire_cursor_t *cur)
         bson_destroy(cur->owned[i]);
     free(cur->owned);
     free(cur->docs);
+    if (cur->pulled)
+        bson_destroy(cur->pulled);
+    if (cur->pull_free)
+        cur->pull_free(cur->pull_ctx);
     free(cur);
 }
 
@@ -80,13 +86,33 @@ void wire_cursor_add_owned(wire_cursor_t *cur, const bson_t *doc)
     cur->owned[cur->nowned++] = bson_copy(doc);
 }
 
-/* The next source document: 1 with *out set, 0 at the end, -1 with err set when the
- * filter's $expr failed to evaluate. */
+/* The next source document: 1 with *out set (for a producer, valid until the next
+ * call), 0 at the end, -1 with err set when the filter's $expr failed to evaluate or the
+ * producer failed. */
 static int cursor_next_raw(wire_cursor_t *cur, eng_doc_t *out, bq_error_t *err)
 {
     if (cur->have_held) {
         *out = cur->held;
         cur->have_held = false;
+        return 1;
+    }
+    if (cur->pull) {
+        /* the previous document was copied into a batch, or it was `held` and has just
+         * been handed out above and copied since: it can go */
+        if (cur->pulled) {
+            bson_destroy(cur->pulled);
+            cur->pulled = NULL;
+        }
+        if (cur->have_error) {
+            *err = cur->error;
+            return -1;
+        }
+        bson_t *doc = NULL;
+        int r = cur->pull(cur->pull_ctx, &doc, err);
+        if (r <= 0)
+            return r;
+        cur->pulled = doc;
+        *out = (eng_doc_t){bson_get_data(doc), doc->len, -1};
         return 1;
     }
     if (cur->use_scan) {
@@ -162,14 +188,23 @@ bool wire_cursor_fill(wire_cursor_t *cur, bson_t *arr, int64_t batch, bool *exha
         *exhausted = true;
         return true;
     }
-    /* look ahead so a drained cursor reports id 0 now rather than after an empty getMore */
-    if ((r = cursor_next_raw(cur, &d, err)) > 0) {
+    /* look ahead so a drained cursor reports id 0 now rather than after an empty getMore;
+     * when a producer fails here, this batch is still complete: its error waits for the
+     * next getMore, as it would in mongod */
+    bq_error_t ahead;
+    bq_error_clear(&ahead);
+    if ((r = cursor_next_raw(cur, &d, &ahead)) > 0) {
         cur->held = d;
         cur->have_held = true;
+    } else if (r < 0 && cur->pull) {
+        cur->have_error = true;
+        cur->error = ahead;
     } else {
         *exhausted = true;
+        if (r < 0)
+            *err = ahead;
     }
-    return r >= 0;
+    return r >= 0 || cur->pull;
 }
 
 static void sweep_locked(struct wire_cursors *t, time_t now)

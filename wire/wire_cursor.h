@@ -1,7 +1,7 @@
 /*
- * wire_cursor.h: server-side cursors for find, listCollections, listIndexes (and later
- * aggregate): what a cursor reads from, how batches are cut, and the table of open
- * cursors shared by all connections (drivers may send getMore on any pooled connection).
+ * wire_cursor.h: server-side cursors for find, listCollections, listIndexes and aggregate:
+ * what a cursor reads from, how batches are cut, and the table of open cursors shared by
+ * all connections (drivers may send getMore on any pooled connection).
  */
 #ifndef WIRE_CURSOR_H
 #define WIRE_CURSOR_H
@@ -27,6 +27,16 @@ typedef struct wire_cursor {
     size_t ndocs, pos;
     bson_t **owned;             /* documents this cursor produced itself, owned */
     size_t nowned;
+    /* source 3: a producer pulled on demand (an aggregation pipeline): pull() returns 1
+     * with *doc (owned by the caller), 0 at the end, -1 with err; pull_free() releases
+     * pull_ctx when the cursor is destroyed. Documents are pulled only as batches need
+     * them, so a streaming pipeline never runs ahead of the client. */
+    int (*pull)(void *pull_ctx, bson_t **doc, bq_error_t *err);
+    void (*pull_free)(void *pull_ctx);
+    void *pull_ctx;
+    bson_t *pulled;             /* the last document pulled (it may be `held`), owned */
+    bool have_error;            /* the look-ahead after a full batch failed: the error is */
+    bq_error_t error;           /* reported by the next getMore */
     /* shaping */
     bq_project_t *proj;         /* owned; NULL returns documents as stored */
     bson_t *filter;             /* owned copy of the query, for positional projections */

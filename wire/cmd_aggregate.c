@@ -1,0 +1,643 @@
+/*
+ * cmd_aggregate.c: the aggregate command, explain, the engine's agg_source_t, and cursors
+ * over running pipelines.
+ *
+ * A pipeline is parsed by aggregation/ (agg_pipeline_parse) and runs at one snapshot:
+ * the newest committed op, or the one asOf / readConcern.atClusterTime names
+ * (wire_read_snapshot). The source below reads the store at that snapshot for every
+ * collection the pipeline touches, so getMores of the same cursor, however late, see the
+ * same data (DESIGN.md section 5).
+ *
+ * Results stream: the command opens the iterator chain and hands it to a cursor
+ * (wire_cursor's pull source), which pulls only as many documents as a batch needs; a
+ * getMore pulls the next ones. Blocking stages ($sort, $group) buffer inside aggregation/.
+ * maxTimeMS is a budget for the time spent pulling, across the command and its getMores.
+ *
+ * Pipelines ending in $out / $merge are run to the end here and their documents written
+ * through the sequencer by cmd_aggregate_out.c; the reply's cursor is then empty.
+ *
+ * This file must not write anything itself, nor read the store other than at the
+ * command's snapshot.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "cmd_aggregate.h"
+#include "wire_cursor.h"
+
+/* ================================================================ clocks */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* ================================================================ the engine source */
+
+/* Documents between two deadline checks in a scan. */
+#define SCAN_CHECK_EVERY 256
+
+/* {_id: <plain value>}: answered from the _id index. *id borrows from filter. */
+static bool filter_id_eq(const bson_t *filter, bson_value_t *id)
+{
+    bson_iter_t it;
+    if (!filter || bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
+        return false;
+    bson_type_t t = bson_iter_type(&it);
+    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
+        return false;
+    if (t == BSON_TYPE_DOCUMENT) {
+        bson_iter_t sub;
+        bson_iter_recurse(&it, &sub);
+        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
+            return false;
+    }
+    *id = *bson_iter_value(&it);
+    return true;
+}
+
+typedef struct scan_iter {
+    agg_iter_t base;
+    eng_scan_t scan;
+    const bq_match_t *filter; /* borrowed from the pipeline; NULL: everything */
+    bool by_id;               /* the _id fast path: one lookup */
+    bool id_done;
+    bson_value_t id;          /* owned copy */
+    eng_coll_t *coll;
+    int64_t snap;
+    unsigned since_check;
+} scan_iter_t;
+
+/* 1 with *out a copy of d when it passes the filter, 0 when not, -1 on error. */
+static int scan_offer(scan_iter_t *s, const eng_doc_t *d, bson_t **out, bq_error_t *err)
+{
+    bson_t doc;
+    if (!bson_init_static(&doc, d->data, d->len))
+        return 0;
+    if (s->filter) {
+        int r = bq_match_eval_env(s->filter, &doc, &s->base.run->env, err);
+        if (r <= 0)
+            return r;
+    }
+    *out = bson_new_from_data(d->data, d->len);
+    if (!*out)
+        abort();
+    return 1;
+}
+
+static int scan_next(agg_iter_t *it, bson_t **out, bq_error_t *err)
+{
+    scan_iter_t *s = (scan_iter_t *)it;
+    eng_doc_t d;
+    if (s->by_id) {
+        if (s->id_done)
+            return 0;
+        s->id_done = true;
+        if (!eng_coll_find_id(s->coll, s->snap, &s->id, &d))
+            return 0;
+        return scan_offer(s, &d, out, err);
+    }
+    while (eng_scan_next(&s->scan, &d)) {
+        if (++s->since_check >= SCAN_CHECK_EVERY) {
+            s->since_check = 0;
+            if (agg_run_expired(it->run, err))
+                return -1;
+        }
+        int r = scan_offer(s, &d, out, err);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+static void scan_close(agg_iter_t *it)
+{
+    scan_iter_t *s = (scan_iter_t *)it;
+    if (s->by_id)
+        bson_value_destroy(&s->id);
+    free(s);
+}
+
+static agg_iter_t *source_scan(void *ctx, agg_run_t *run, const char *db, const char *coll,
+                               const bson_t *filter_doc, const bq_match_t *filter,
+                               bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
+    if (!c)
+        return agg_iter_empty(run); /* a missing collection reads as empty */
+    scan_iter_t *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->base.next = scan_next;
+    s->base.close = scan_close;
+    s->base.run = run;
+    s->filter = filter;
+    s->coll = c;
+    s->snap = src->snap;
+    bson_value_t id;
+    if (filter_id_eq(filter_doc, &id)) {
+        s->by_id = true;
+        bson_value_copy(&id, &s->id);
+    } else {
+        eng_scan_init(&s->scan, c, src->snap, false);
+    }
+    return &s->base;
+}
+
+static bool source_count(void *ctx, const char *db, const char *coll, int64_t *n,
+                         bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    *n = 0;
+    eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
+    if (c) {
+        uint64_t count, bytes;
+        eng_coll_stats(c, src->snap, &count, &bytes);
+        *n = (int64_t)count;
+    }
+    return true;
+}
+
+/* Forward links come from the engine's reverse provenance index; backward links need
+ * the op itself, which the engine does not hand out by seq yet. */
+static bool source_prov_links(void *ctx, int64_t seq, bool forward, int64_t **out, size_t *n,
+                              bq_error_t *err)
+{
+    wire_agg_source_t *src = ctx;
+    *out = NULL;
+    *n = 0;
+    if (!forward) {
+        bq_error_set(err, BQ_ERR_NotImplemented,
+                     "backward provenance links are not available to pipelines yet");
+        return false;
+    }
+    size_t cap = 64;
+    for (;;) {
+        int64_t *buf = malloc(cap * sizeof *buf);
+        if (!buf)
+            abort();
+        size_t got = eng_prov_effects(src->db, seq, src->snap, buf, cap);
+        if (got < cap) {
+            *out = buf;
+            *n = got;
+            return true;
+        }
+        free(buf);
+        cap *= 4;
+    }
+}
+
+void wire_agg_source_init(wire_agg_source_t *s, eng_db_t *db, int64_t snap)
+{
+    memset(s, 0, sizeof *s);
+    s->db = db;
+    s->snap = snap;
+    s->src.ctx = s;
+    s->src.scan = source_scan;
+    s->src.count = source_count;
+    s->src.prov_links = source_prov_links;
+    s->src.op_doc = NULL;
+}
+
+/* ================================================================ a running pipeline */
+
+/* Everything a pipeline cursor owns; heap-allocated and never moved (run points at
+ * source, the iterators at run). */
+typedef struct agg_job {
+    wire_agg_source_t source;
+    agg_pipeline_t *p;
+    agg_run_t run;
+    bool run_ready;
+    agg_iter_t *it;
+    char *db;
+    int64_t max_time_ms; /* 0: none */
+    int64_t used_ms;     /* time spent pulling so far */
+} agg_job_t;
+
+static void job_free(void *p)
+{
+    agg_job_t *j = p;
+    if (!j)
+        return;
+    agg_iter_close(j->it);
+    if (j->run_ready)
+        agg_run_cleanup(&j->run);
+    agg_pipeline_destroy(j->p);
+    free(j->db);
+    free(j);
+}
+
+static int job_pull(void *p, bson_t **doc, bq_error_t *err)
+{
+    agg_job_t *j = p;
+    if (!j->it)
+        return 0;
+    int64_t t0 = monotonic_ms();
+    if (j->max_time_ms > 0) {
+        int64_t left = j->max_time_ms - j->used_ms;
+        if (left <= 0) {
+            bq_error_set(err, BQ_ERR_MaxTimeMSExpired, "operation exceeded time limit");
+            return -1;
+        }
+        j->run.deadline_ms = t0 + left;
+    }
+    int r = agg_iter_next(j->it, doc, err);
+    j->used_ms += monotonic_ms() - t0;
+    if (r == 0 && j->max_time_ms > 0 && j->used_ms > j->max_time_ms) {
+        bq_error_set(err, BQ_ERR_MaxTimeMSExpired, "operation exceeded time limit");
+        return -1;
+    }
+    return r;
+}
+
+/* ================================================================ the command's options */
+
+typedef struct agg_args {
+    const char *coll;        /* NULL for aggregate: 1 */
+    bson_t pipeline;         /* borrowed */
+    bool explain;
+    bool has_cursor;
+    int64_t batch;
+    bool allow_disk_use;
+    bool has_let;
+    bson_t let;              /* borrowed */
+    int64_t max_time_ms;
+    int64_t snap;
+} agg_args_t;
+
+/* Fields of the aggregate command besides the generic ones (which start with '$' or are
+ * listed in generic_fields). */
+static const char *const agg_fields[] = {
+    "aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
+    "bypassDocumentValidation", "readConcern", "collation", "hint", "comment", "let",
+    "writeConcern", "asOf", "isMapReduceCommand", "needsMerge", "fromMongos",
+    "collectionUUID", "exchange", "runtimeConstants",
+};
+static const char *const generic_fields[] = {
+    "lsid", "txnNumber", "autocommit", "startTransaction", "readPreference",
+    "apiVersion", "apiStrict", "apiDeprecationErrors", "maxTimeMSOpOnly",
+    "mayBypassWriteBlocking", "clientOperationKey", "databaseVersion", "shardVersion",
+};
+
+static bool name_in(const char *k, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(k, list[i]))
+            return true;
+    return false;
+}
+
+/* The collation option: absent, null, or the simple one ({locale: "simple"}). */
+static bool collation_check(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    bson_t coll;
+    bool present;
+    if (!wire_arg_doc(ctx, "collation", &coll, &present, err))
+        return false;
+    if (!present)
+        return true;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, &coll, "locale") && BSON_ITER_HOLDS_UTF8(&it) &&
+        !strcmp(bson_iter_utf8(&it, NULL), "simple") && bson_count_keys(&coll) == 1)
+        return true;
+    if (bson_empty(&coll)) {
+        bq_error_set(err, BQ_ERR_FailedToParse, "BSON field 'locale' is missing but a "
+                                                "required field");
+        return false;
+    }
+    bq_error_set(err, BQ_ERR_NotImplemented,
+                 "NEDB compares strings by their bytes only: the only collation it supports "
+                 "is {locale: \"simple\"}");
+    return false;
+}
+
+static bool agg_args_read(wire_cmd_ctx_t *ctx, agg_args_t *a, bq_error_t *err)
+{
+    memset(a, 0, sizeof *a);
+    bson_init(&a->pipeline);
+    bson_init(&a->let);
+    bson_iter_t it;
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        if (!wire_arg_coll(ctx, false, &a->coll, err))
+            return false;
+    } else if (!(BSON_ITER_HOLDS_NUMBER(&it) && bson_iter_as_double(&it) == 1.0)) {
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "Invalid command format: the '%s' field must specify a collection name "
+                     "or 1",
+                     ctx->name);
+        return false;
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$' || name_in(k, agg_fields, sizeof agg_fields / sizeof *agg_fields) ||
+            name_in(k, generic_fields, sizeof generic_fields / sizeof *generic_fields))
+            continue;
+        bq_error_set(err, BQ_ERR_IDLUnknownField, "BSON field 'aggregate.%s' is an unknown field.",
+                     k);
+        return false;
+    }
+    if (!bson_iter_init_find(&it, ctx->cmd, "pipeline")) {
+        bq_error_set(err, BQ_ERR_IDLFailedToParse,
+                     "BSON field 'aggregate.pipeline' is missing but a required field");
+        return false;
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'aggregate.pipeline' is the wrong type '%s', expected type "
+                     "'array'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_array(&it, &len, &data);
+    bson_init_static(&a->pipeline, data, len);
+
+    bool bypass;
+    bson_t cursor, hint_doc;
+    bool has_hint;
+    if (!wire_arg_bool(ctx, "explain", false, &a->explain, err) ||
+        !wire_arg_bool(ctx, "allowDiskUse", false, &a->allow_disk_use, err) ||
+        !wire_arg_bool(ctx, "bypassDocumentValidation", false, &bypass, err) ||
+        !wire_arg_doc(ctx, "cursor", &cursor, &a->has_cursor, err) ||
+        !wire_arg_doc(ctx, "let", &a->let, &a->has_let, err) || !collation_check(ctx, err))
+        return false;
+    /* hint: a document or an index name; NEDB plans without it */
+    if (bson_iter_init_find(&it, ctx->cmd, "hint") && !BSON_ITER_HOLDS_UTF8(&it) &&
+        !wire_arg_doc(ctx, "hint", &hint_doc, &has_hint, err))
+        return false;
+    bool has_mt;
+    if (!wire_arg_int64(ctx, "maxTimeMS", &a->max_time_ms, &has_mt, err))
+        return false;
+    if (has_mt && (a->max_time_ms < 0 || a->max_time_ms > INT32_MAX)) {
+        bq_error_set(err, BQ_ERR_BadValue, "%lld value for maxTimeMS is out of range [0, %d]",
+                     (long long)a->max_time_ms, INT32_MAX);
+        return false;
+    }
+    if (!a->has_cursor && !a->explain) {
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "The 'cursor' option is required, except for aggregate with the explain "
+                     "argument");
+        return false;
+    }
+    if (a->explain && bson_iter_init_find(&it, ctx->cmd, "writeConcern")) {
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "Aggregation explain does not support the 'writeConcern' option");
+        return false;
+    }
+    a->batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH;
+    if (a->has_cursor && bson_iter_init_find(&it, &cursor, "batchSize")) {
+        if (!BSON_ITER_HOLDS_NUMBER(&it)) {
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "BSON field 'aggregate.cursor.batchSize' is the wrong type '%s', "
+                         "expected types '[long, int, decimal, double']",
+                         bq_type_name(bson_iter_type(&it)));
+            return false;
+        }
+        a->batch = bson_iter_as_int64(&it);
+        if (a->batch < 0) {
+            bq_error_set(err, 51024,
+                         "BSON field 'batchSize' value must be >= 0, actual value '%lld'",
+                         (long long)a->batch);
+            return false;
+        }
+    }
+    return wire_read_snapshot(ctx, &a->snap, err);
+}
+
+/* ================================================================ explain */
+
+static void explain_append(wire_cmd_ctx_t *ctx, const agg_args_t *a, const agg_pipeline_t *p,
+                           const bson_t *command)
+{
+    bson_t stages, st, cur, qp, wp;
+    char ns[ENG_NS_MAX + 32];
+    snprintf(ns, sizeof ns, "%s.%s", ctx->db, a->coll ? a->coll : "$cmd.aggregate");
+    BSON_APPEND_UTF8(ctx->reply, "explainVersion", "1");
+    BSON_APPEND_ARRAY_BEGIN(ctx->reply, "stages", &stages);
+    int first = 0;
+    if (a->coll && !agg_pipeline_is_generator(p)) {
+        /* the collection read, with a leading $match as its filter */
+        bson_t all = BSON_INITIALIZER, filter = BSON_INITIALIZER;
+        agg_pipeline_explain(p, &all);
+        bson_iter_t it, sit;
+        if (bson_iter_init(&it, &all) && bson_iter_next(&it) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+            bson_iter_recurse(&it, &sit) && bson_iter_find(&sit, "$match") &&
+            BSON_ITER_HOLDS_DOCUMENT(&sit)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t m;
+            bson_iter_document(&sit, &len, &data);
+            bson_init_static(&m, data, len);
+            bson_concat(&filter, &m);
+            first = 1;
+        }
+        BSON_APPEND_DOCUMENT_BEGIN(&stages, "0", &st);
+        BSON_APPEND_DOCUMENT_BEGIN(&st, "$cursor", &cur);
+        BSON_APPEND_DOCUMENT_BEGIN(&cur, "queryPlanner", &qp);
+        BSON_APPEND_UTF8(&qp, "namespace", ns);
+        BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &filter);
+        BSON_APPEND_DOCUMENT_BEGIN(&qp, "winningPlan", &wp);
+        bson_value_t id;
+        BSON_APPEND_UTF8(&wp, "stage", filter_id_eq(&filter, &id) ? "IDHACK" : "COLLSCAN");
+        bson_append_document_end(&qp, &wp);
+        bson_append_document_end(&cur, &qp);
+        bson_append_document_end(&st, &cur);
+        bson_append_document_end(&stages, &st);
+        /* the other stages, renumbered after $cursor */
+        bson_iter_init(&it, &all);
+        int i = 0, k = 1;
+        while (bson_iter_next(&it)) {
+            if (i++ < first)
+                continue;
+            char key[16];
+            snprintf(key, sizeof key, "%d", k++);
+            bson_append_iter(&stages, key, -1, &it);
+        }
+        bson_destroy(&all);
+        bson_destroy(&filter);
+    } else {
+        agg_pipeline_explain(p, &stages);
+    }
+    bson_append_array_end(ctx->reply, &stages);
+    BSON_APPEND_DOCUMENT(ctx->reply, "command", command);
+}
+
+/* ================================================================ the command */
+
+/* Runs a $out / $merge pipeline to its end and hands its documents to the writer. */
+static bool run_out(wire_cmd_ctx_t *ctx, agg_job_t *j, const char *ns, bq_error_t *err)
+{
+    const agg_out_t *out = agg_pipeline_out(j->p);
+    size_t n = 0, cap = 16;
+    bson_t **docs = malloc(cap * sizeof *docs);
+    if (!docs)
+        abort();
+    bool ok = true;
+    for (;;) {
+        bson_t *d;
+        int r = job_pull(j, &d, err);
+        if (r < 0)
+            ok = false;
+        if (r <= 0)
+            break;
+        if (n == cap) {
+            cap *= 2;
+            bson_t **nd = realloc(docs, cap * sizeof *nd);
+            if (!nd)
+                abort();
+            docs = nd;
+        }
+        docs[n++] = d;
+    }
+    int64_t snap = j->source.snap;
+    if (!ok) {
+        for (size_t i = 0; i < n; i++)
+            bson_destroy(docs[i]);
+        free(docs);
+        job_free(j);
+        return false;
+    }
+    /* the pipeline (and with it `out`) must live until the write is done: it goes with
+     * the command's state */
+    ctx->state = j;
+    ctx->state_free = job_free;
+    return wire_agg_out_write(ctx, out, docs, n, snap, ns, err);
+}
+
+/* The aggregate command with ctx->cmd holding it (for explain: the inner command, with
+ * explain forced on). */
+static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *err)
+{
+    agg_args_t a;
+    if (!agg_args_read(ctx, &a, err))
+        return false;
+    if (force_explain)
+        a.explain = true;
+
+    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = a.coll, .let = a.has_let ? &a.let : NULL};
+    agg_pipeline_t *p = agg_pipeline_parse(&a.pipeline, &opts, err);
+    if (!p)
+        return false;
+    if (!a.coll && !agg_pipeline_is_generator(p)) {
+        bson_iter_t it, sit;
+        const char *first = "the empty pipeline";
+        if (bson_iter_init(&it, &a.pipeline) && bson_iter_next(&it) &&
+            BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sit) && bson_iter_next(&sit))
+            first = bson_iter_key(&sit);
+        bq_error_set(err, BQ_ERR_InvalidNamespace,
+                     "{aggregate: 1} is not valid for '%s'; a collection is required.", first);
+        agg_pipeline_destroy(p);
+        return false;
+    }
+    if (a.explain) {
+        explain_append(ctx, &a, p, ctx->cmd);
+        agg_pipeline_destroy(p);
+        return true;
+    }
+
+    agg_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->p = p;
+    j->db = strdup(ctx->db);
+    if (!j->db)
+        abort();
+    j->max_time_ms = a.max_time_ms;
+    wire_agg_source_init(&j->source, ctx->server->db, a.snap);
+    uint32_t ct_t, ct_i;
+    eng_db_cluster_time(ctx->server->db, a.snap, &ct_t, &ct_i);
+    if (!agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i,
+                      a.allow_disk_use, err)) {
+        j->run_ready = true;
+        job_free(j);
+        return false;
+    }
+    j->run_ready = true;
+    agg_run_set_max_time(&j->run, a.max_time_ms);
+    j->it = agg_pipeline_open(p, NULL, &j->run, err);
+    if (!j->it) {
+        job_free(j);
+        return false;
+    }
+    const char *coll = a.coll ? a.coll : "$cmd.aggregate";
+    if (agg_pipeline_out(p)) {
+        char ns[ENG_NS_MAX + 32];
+        snprintf(ns, sizeof ns, "%s.%s", ctx->db, coll);
+        return run_out(ctx, j, ns, err);
+    }
+    wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
+    cur->pull = job_pull;
+    cur->pull_free = job_free;
+    cur->pull_ctx = j;
+    return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", a.batch, false, err);
+}
+
+bool cmd_aggregate(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    return aggregate_run(ctx, false, err);
+}
+
+/* ================================================================ explain */
+
+bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'explain.explain' is the wrong type '%s', expected type "
+                     "'object'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    if (bson_iter_init_find(&it, ctx->cmd, "verbosity")) {
+        const char *v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : "";
+        if (strcmp(v, "queryPlanner") && strcmp(v, "executionStats") &&
+            strcmp(v, "allPlansExecution")) {
+            bq_error_set(err, BQ_ERR_BadValue,
+                         "verbosity string must be one of {'queryPlanner', "
+                         "'executionStats', 'allPlansExecution'}");
+            return false;
+        }
+    }
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    bson_t inner;
+    bson_init_static(&inner, data, len);
+    bson_iter_t iit;
+    if (!bson_iter_init(&iit, &inner) || !bson_iter_next(&iit)) {
+        bq_error_set(err, BQ_ERR_FailedToParse, "explain command requires a nested object");
+        return false;
+    }
+    const char *name = bson_iter_key(&iit);
+    if (strcmp(name, "aggregate") != 0) {
+        bq_error_set(err, BQ_ERR_NotImplemented,
+                     "explain of %s is not implemented yet in NEDB (aggregate is)", name);
+        return false;
+    }
+    wire_cmd_ctx_t sub = *ctx;
+    sub.cmd = &inner;
+    sub.name = "aggregate";
+    return aggregate_run(&sub, true, err);
+}
