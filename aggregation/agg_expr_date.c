@@ -636,10 +636,10 @@ static bool eval_to_string(const agg_expr_t *e, agg_env_t *env, bson_value_t *ou
         goto done;
     if (present(e, TS_FORMAT))
         ok = format_date(f.value.v_utf8.str, f.value.v_utf8.len, ms, &tz, out, err);
-    else if (tz.utc)
-        ok = format_date("%Y-%m-%dT%H:%M:%S.%LZ", 20, ms, &tz, out, err);
-    else
-        ok = format_date("%Y-%m-%dT%H:%M:%S.%L", 19, ms, &tz, out, err);
+    else {
+        const char *def = tz.utc ? "%Y-%m-%dT%H:%M:%S.%LZ" : "%Y-%m-%dT%H:%M:%S.%L";
+        ok = format_date(def, strlen(def), ms, &tz, out, err);
+    }
 done:
     agg_value_cleanup(&f);
     agg_value_cleanup(&d);
