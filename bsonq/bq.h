@@ -154,6 +154,32 @@ bool bq_path_walk_value(const bson_value_t *root, const char *path, int flags,
  * Returns true and fills *out (borrowed) when the path exists. */
 bool bq_path_get(const bson_t *doc, const char *path, bson_value_t *out);
 
+/* ---------------------------------------------------------------- collation (bq_collation.c) */
+
+/* A MongoDB collation ({locale, strength, caseLevel, caseFirst, numericOrdering,
+ * alternate, maxVariable, backwards, normalization}) compiled onto an ICU collator.
+ * Immutable once built; shareable between threads. */
+typedef struct bq_collation bq_collation_t;
+
+/* Compiles a collation document. {locale: "simple"} is the binary comparison: true with
+ * *out NULL. Errors: 40414 missing locale, 40415 unknown field, 14 wrong field types,
+ * 9 FailedToParse bad values, 2 BadValue unknown locale. */
+bool bq_collation_new(const bson_t *spec, bq_collation_t **out, bq_error_t *err);
+/* Collations are reference counted: a matcher or sort compiled with one holds its own
+ * reference, so the caller may destroy its reference right away. ref returns c (NULL
+ * allowed); destroy drops one reference and frees on the last. */
+bq_collation_t *bq_collation_ref(const bq_collation_t *c);
+void bq_collation_destroy(bq_collation_t *c);
+/* The collation with every field filled in, as mongod reports it. */
+const bson_t *bq_collation_spec(const bq_collation_t *c);
+
+/* Makes c the collation of this thread's string comparisons (bq_value_compare) until
+ * bq_collation_leave(previous); returns the previous one. Matchers and sorts compiled with
+ * a collation do this themselves; callers comparing values directly ($group keys,
+ * distinct) use it around their comparisons. */
+const bq_collation_t *bq_collation_enter(const bq_collation_t *c);
+void bq_collation_leave(const bq_collation_t *prev);
+
 /* ---------------------------------------------------------------- match (bq_match*.c) */
 
 typedef struct bq_match bq_match_t;
@@ -180,6 +206,8 @@ bq_match_t *bq_match_compile(const bson_t *filter, bq_error_t *err);
 typedef struct bq_match_opts {
     const bson_t *let;
     void *expr_scope;
+    const struct bq_collation *collation; /* string comparisons; NULL: simple (binary).
+                                             The matcher takes a reference. */
 } bq_match_opts_t;
 
 bq_match_t *bq_match_compile_opts(const bson_t *filter, const bq_match_opts_t *opts,

@@ -132,7 +132,9 @@ int bq_value_compare(const bson_value_t *a, const bson_value_t *b)
                                                          : y->value.v_symbol.symbol;
         size_t lb = y->value_type == BSON_TYPE_UTF8 ? y->value.v_utf8.len
                                                     : y->value.v_symbol.len;
-        return cmp_bytes(sa, la, sb, lb);
+        bool collated;
+        int c = bq__collate_strings(sa, la, sb, lb, &collated);
+        return collated ? c : cmp_bytes(sa, la, sb, lb);
     }
     case BSON_TYPE_DOCUMENT:
     case BSON_TYPE_ARRAY:

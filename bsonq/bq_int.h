@@ -137,4 +137,10 @@ void bq__schema_explain(const void *schema, const bson_value_t *v, bson_t *out);
  * mongod's errInfo.details for document validation. */
 void bq__match_explain_root(const bq__mnode_t *root, const bson_t *doc, bson_t *details);
 
+/* bq_collation.c: string comparison under the thread's active collation (*handled false
+ * when there is none), and a collation sort key (malloc'd) for equality keys. */
+int bq__collate_strings(const char *a, size_t la, const char *b, size_t lb, bool *handled);
+uint8_t *bq__collation_key(const bq_collation_t *c, const char *s, size_t len,
+                           size_t *out_len);
+
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bq_int.h"
 #include "bq_key.h"
 
 void bq_key_init(bq_key_t *key)
@@ -67,6 +68,24 @@ static void put_double(bq_key_t *key, double d)
 
 static void put_value(bq_key_t *key, const bson_value_t *v);
 
+/* The collation string keys are built with (bq_key_build_collated), NULL for bytes. Set
+ * only for the duration of one build on this thread. */
+static __thread const bq_collation_t *key_collation;
+
+static void put_string(bq_key_t *key, const char *s, size_t len)
+{
+    put_tag(key, 'S');
+    if (key_collation) {
+        size_t klen;
+        uint8_t *k = bq__collation_key(key_collation, s, len, &klen);
+        put(key, k, klen);
+        free(k);
+    } else {
+        put(key, s, len);
+    }
+    put_tag(key, '\0');
+}
+
 static void put_doc(bq_key_t *key, const uint8_t *data, uint32_t len, bool array)
 {
     bson_t doc;
@@ -114,14 +133,10 @@ static void put_value(bq_key_t *key, const bson_value_t *v)
         break;
     }
     case BSON_TYPE_UTF8:
-        put_tag(key, 'S');
-        put(key, v->value.v_utf8.str, v->value.v_utf8.len);
-        put_tag(key, '\0');
+        put_string(key, v->value.v_utf8.str, v->value.v_utf8.len);
         break;
     case BSON_TYPE_SYMBOL:
-        put_tag(key, 'S');
-        put(key, v->value.v_symbol.symbol, v->value.v_symbol.len);
-        put_tag(key, '\0');
+        put_string(key, v->value.v_symbol.symbol, v->value.v_symbol.len);
         break;
     case BSON_TYPE_NULL:
     case BSON_TYPE_UNDEFINED:
@@ -151,6 +166,14 @@ void bq_key_build(bq_key_t *key, const bson_value_t *value)
 {
     key->len = 0;
     put_value(key, value);
+}
+
+void bq_key_build_collated(bq_key_t *key, const bson_value_t *value,
+                           const struct bq_collation *c)
+{
+    key_collation = c;
+    bq_key_build(key, value);
+    key_collation = NULL;
 }
 
 uint64_t bq_key_hash(const uint8_t *data, size_t len)

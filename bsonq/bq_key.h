@@ -22,6 +22,12 @@ void bq_key_init(bq_key_t *key);
 void bq_key_cleanup(bq_key_t *key);
 /* Resets key and builds the key of value into it. */
 void bq_key_build(bq_key_t *key, const bson_value_t *value);
+/* bq_key_build where strings are equal when collation c says so (their ICU sort keys);
+ * c NULL is bq_key_build. For distinct, $group and $addToSet under a collation; never for
+ * the _id index. */
+struct bq_collation;
+void bq_key_build_collated(bq_key_t *key, const bson_value_t *value,
+                           const struct bq_collation *c);
 /* 64-bit hash of a key's bytes. */
 uint64_t bq_key_hash(const uint8_t *data, size_t len);
 

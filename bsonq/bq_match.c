@@ -22,6 +22,7 @@
 
 struct bq_match {
     bq__mnode_t *root;
+    bq_collation_t *collation; /* a reference; NULL: binary string comparison */
 };
 
 bq__mnode_t *bq__mnode_new(enum bq__mkind kind)
@@ -309,6 +310,7 @@ bq_match_t *bq_match_compile_opts(const bson_t *filter, const bq_match_opts_t *o
         return NULL;
     }
     parse_opts = opts ? opts : &no_opts;
+    m->collation = bq_collation_ref(parse_opts->collation);
     bool ok = bq__match_parse_doc(m->root, filter, true, err);
     parse_opts = NULL;
     if (!ok) {
@@ -323,6 +325,7 @@ void bq_match_destroy(bq_match_t *m)
     if (!m)
         return;
     bq__mnode_free(m->root);
+    bq_collation_destroy(m->collation);
     free(m);
 }
 
@@ -401,7 +404,12 @@ static bool eval_doc(const bq_match_t *m, const bson_t *doc)
     root.value_type = BSON_TYPE_DOCUMENT;
     root.value.v_doc.data = (uint8_t *)bson_get_data(doc);
     root.value.v_doc.data_len = doc->len;
-    return bq__mnode_eval(m->root, &root);
+    if (!m->collation)
+        return bq__mnode_eval(m->root, &root);
+    const bq_collation_t *prev = bq_collation_enter(m->collation);
+    bool r = bq__mnode_eval(m->root, &root);
+    bq_collation_leave(prev);
+    return r;
 }
 
 int bq_match_eval_env(const bq_match_t *m, const bson_t *doc, void *expr_env,

@@ -23,7 +23,14 @@ struct bq_sort {
     bq_sort_key_t *keys;
     size_t nkeys;
     int natural;   /* 0, or 1/-1 for {$natural: dir} */
+    bq_collation_t *collation; /* a reference; NULL: binary string order */
 };
+
+void bq_sort_set_collation(bq_sort_t *s, const bq_collation_t *c)
+{
+    bq_collation_destroy(s->collation);
+    s->collation = bq_collation_ref(c);
+}
 
 void bq_sort_destroy(bq_sort_t *s)
 {
@@ -32,6 +39,7 @@ void bq_sort_destroy(bq_sort_t *s)
     for (size_t i = 0; i < s->nkeys; i++)
         bson_free(s->keys[i].path);
     bson_free(s->keys);
+    bq_collation_destroy(s->collation);
     bson_free(s);
 }
 
@@ -268,15 +276,19 @@ static int sort_key_compare(const sort_acc_t *x, const sort_acc_t *y)
 
 int bq_sort_compare_values(const bq_sort_t *s, const bson_value_t *a, const bson_value_t *b)
 {
-    for (size_t i = 0; i < s->nkeys; i++) {
+    const bq_collation_t *prev = s->collation ? bq_collation_enter(s->collation) : NULL;
+    int c = 0;
+    for (size_t i = 0; i < s->nkeys && c == 0; i++) {
         sort_acc_t ka = {.dir = s->keys[i].dir}, kb = {.dir = s->keys[i].dir};
         sort_walk(&ka, a, s->keys[i].path);
         sort_walk(&kb, b, s->keys[i].path);
-        int c = sort_key_compare(&ka, &kb);
-        if (c != 0)
-            return s->keys[i].dir > 0 ? c : -c;
+        c = sort_key_compare(&ka, &kb);
+        if (s->keys[i].dir < 0)
+            c = -c;
     }
-    return 0;
+    if (s->collation)
+        bq_collation_leave(prev);
+    return c;
 }
 
 static void sort_doc_value(const bson_t *d, bson_value_t *v)

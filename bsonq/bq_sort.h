@@ -50,4 +50,8 @@ bool bq_sort_docs(const bq_sort_t *s, const bson_t **docs, size_t n);
 /* Frees a sort; NULL is allowed. */
 void bq_sort_destroy(bq_sort_t *s);
 
+struct bq_collation;
+/* Orders strings by collation c (the sort takes a reference); NULL: binary. */
+void bq_sort_set_collation(bq_sort_t *s, const struct bq_collation *c);
+
 #endif

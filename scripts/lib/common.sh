@@ -9,7 +9,7 @@ NEDB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NEDB_APT_PACKAGES=(
     build-essential cmake ninja-build pkg-config git
     clang libclang-rt-14-dev
-    libbson-dev libmongoc-dev libevent-dev libsodium-dev libpcre2-dev libcriterion-dev
+    libbson-dev libmongoc-dev libevent-dev libsodium-dev libpcre2-dev libicu-dev libcriterion-dev
     python3 python3-pymongo
     tzdata
 )
