@@ -1075,3 +1075,15 @@ bool eng_db_checkpoint(eng_db_t *db, bq_error_t *err)
     }
     return ckpt_now(db->ckpt, err);
 }
+
+bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err)
+{
+    if (!db->ckpt || snap < 0 || snap > eng_db_snapshot(db)) {
+        bq_error_set(err, BQ_ERR_BadValue, "no checkpoint at seq %lld", (long long)snap);
+        return false;
+    }
+    pthread_mutex_lock(&db->ckpt->write_lock);
+    bool ok = ckpt_write(db->ckpt, snap, err);
+    pthread_mutex_unlock(&db->ckpt->write_lock);
+    return ok;
+}

@@ -135,6 +135,10 @@ void eng__ckpt_stop(eng_db_t *db);   /* joins the thread; eng_db_checkpoint stil
 void eng__ckpt_free(eng_db_t *db);
 void eng__ckpt_status(eng_db_t *db, eng_db_status_t *out);
 
+/* Test hook: writes a checkpoint of an older snapshot (0 <= snap <= committed), as the
+ * background thread does while the committer has moved on past it. */
+bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err);
+
 /* Test hooks: make the next file write and/or sync of `log` fail with EIO. */
 enum { ENG__FAULT_WRITE = 1, ENG__FAULT_SYNC = 2 };
 void eng__log_inject_fault(eng_log_t *log, unsigned faults);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eng.h"
 #include "wire.h"
 
 static void usage(FILE *out)
@@ -20,8 +21,24 @@ static void usage(FILE *out)
             "  --threads N        I/O threads (default: number of cores)\n"
             "  --log-level 0..3   0 errors and startup, 1 connections and failed commands,\n"
             "                     2 slow operations, 3 every command (NEDBD_DEBUG=1 means 3)\n"
+            "  --checkpointOps N  write a checkpoint after N new ops (default 100000; 0: never)\n"
+            "  --checkpointSeconds N\n"
+            "                     ... or N seconds after the last one, when there are new\n"
+            "                     ops (default 60; 0: never). One is also written at exit.\n"
             "  --version          print the version and exit\n"
             "  --help             print this help and exit\n");
+}
+
+/* Parses a decimal int in [lo, hi] into a long; false on anything else. */
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
 }
 
 /* Parses a decimal int in [lo, hi]; false on anything else. */
@@ -47,6 +64,7 @@ int main(int argc, char **argv)
         .argc = argc,
         .argv = argv,
     };
+    eng_db_options_t eng_opts = {0};
     const char *debug = getenv("NEDBD_DEBUG");
     wire_log_level = debug && strcmp(debug, "1") == 0 ? 3 : 0;
 
@@ -72,7 +90,9 @@ int main(int argc, char **argv)
         }
         bool takes_value = strcmp(arg, "--bind") == 0 || strcmp(arg, "--port") == 0 ||
                            strcmp(arg, "--dbpath") == 0 || strcmp(arg, "--threads") == 0 ||
-                           strcmp(arg, "--log-level") == 0;
+                           strcmp(arg, "--log-level") == 0 ||
+                           strcmp(arg, "--checkpointOps") == 0 ||
+                           strcmp(arg, "--checkpointSeconds") == 0;
         if (!takes_value) {
             fprintf(stderr, "nedbd: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -95,6 +115,16 @@ int main(int argc, char **argv)
             ok = parse_int(val, 0, 65535, &cfg.port);
         else if (strcmp(arg, "--threads") == 0)
             ok = parse_int(val, 1, 256, &cfg.threads);
+        else if (strcmp(arg, "--checkpointOps") == 0 ||
+                 strcmp(arg, "--checkpointSeconds") == 0) {
+            long v = 0;
+            ok = parse_long(val, 0, 1000000000L, &v);
+            /* 0 means never: the engine's "never" is negative, its 0 the default */
+            if (strcmp(arg, "--checkpointOps") == 0)
+                eng_opts.checkpoint_ops = v ? v : -1;
+            else
+                eng_opts.checkpoint_seconds = v ? v : -1;
+        }
         else
             ok = parse_int(val, 0, 3, &wire_log_level);
         if (!ok || (*val == '\0')) {
@@ -104,6 +134,9 @@ int main(int argc, char **argv)
         }
     }
 
+    /* The engine options reach eng_db_open as its defaults (wire_config_t does not
+     * carry them). */
+    eng_db_set_default_options(&eng_opts);
     bq_error_t err;
     bq_error_clear(&err);
     if (!wire_server_run(&cfg, &err)) {
