@@ -105,6 +105,13 @@ struct agg_source {
                        bq_error_t *err);
     bool (*op_doc)(void *ctx, int64_t seq, char *ns, size_t ns_size, bson_t **doc,
                    bq_error_t *err);
+    /* For $trace forward: the seqs of the ops that wrote the versions of the document
+     * with this _id in db.coll up to the snapshot, oldest first, into a malloc'ed array
+     * (*out, *n; the caller frees it); an unknown _id gives none. NULL when unsupported.
+     * prov_links appends the same way: *out is malloc'ed/realloc'ed and freed by the
+     * caller; op_doc's *doc is a new bson_t (NULL for an op without a document). */
+    bool (*doc_versions)(void *ctx, const char *db, const char *coll, const bson_value_t *id,
+                         int64_t **out, size_t *n, bq_error_t *err);
 };
 
 /* ------------------------------------------------------------------ run context */
