@@ -26,6 +26,10 @@
  * the wrong BSON type, FailedToParse (9) for a well-typed but invalid value (empty or
  * duplicated lists, negative lengths, exclusiveMaximum without maximum, unknown or
  * unsupported keywords), BadValue (2) for unknown type aliases and type "integer".
+ * MongoDB's documentation does not list these codes: they are the server's as best we
+ * know them, the least certain being duplicate and empty type lists (FailedToParse here).
+ *   - MongoDB's encryption keywords: encrypt matches only BinData subtype 6 (encrypted
+ *     values; we never decrypt), encryptMetadata is checked to be an object.
  *
  * A compiled schema is immutable: evaluation allocates only its per-call regex match data,
  * so a filter holding one may be shared between threads.
@@ -93,6 +97,7 @@ struct schema {
     schema_t *addl_items_schema;
     int64_t min_items, max_items;
     bool unique_items;
+    bool encrypt;                   /* the value must be BinData subtype 6 */
     /* any type */
     bson_value_t *enums;            /* owned copies */
     size_t nenums;
@@ -360,8 +365,8 @@ static bool kw_schema_list(const bson_iter_t *arr, const char *kw, bool allow_em
     }
     uint32_t count = bson_count_keys(&sub);
     if (count == 0 && !allow_empty) {
-        bq_error_set(err, BQ_ERR_BadValue, "$jsonSchema keyword '%s' must be a non-empty array",
-                     kw);
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "$jsonSchema keyword '%s' must be a non-empty array", kw);
         return false;
     }
     *out = calloc(count ? count : 1, sizeof **out);
@@ -437,9 +442,10 @@ static bool type_add(schema_t *s, const bson_iter_t *it, bool json, bq_error_t *
 static bool parse_type(schema_t *s, const bson_iter_t *it, bool json, bq_error_t *err)
 {
     const char *kw = json ? "type" : "bsonType";
-    if (s->has_type) {
+    if (s->has_type || s->encrypt) {
         bq_error_set(err, BQ_ERR_FailedToParse,
-                     "Cannot specify both $jsonSchema keywords 'type' and 'bsonType'");
+                     "Cannot specify both $jsonSchema keywords '%s' and '%s'",
+                     s->encrypt ? "encrypt" : "type", s->encrypt ? kw : "bsonType");
         return false;
     }
     s->has_type = true;
@@ -724,6 +730,20 @@ static schema_t *schema_parse(const bson_t *doc, bool top, bq_error_t *err)
             } else {
                 ok = (s->not_schema = kw_schema(&it, k, err)) != NULL;
             }
+        } else if (kw_is(k, "encrypt") || kw_is(k, "encryptMetadata")) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+                bq_error_set(err, BQ_ERR_TypeMismatch,
+                             "$jsonSchema keyword '%s' must be an object", k);
+                ok = false;
+            } else if (k[7] == '\0') {
+                if (s->has_type) {
+                    bq_error_set(err, BQ_ERR_FailedToParse,
+                                 "Cannot specify both $jsonSchema keywords 'encrypt' and '%s'",
+                                 s->type_kw);
+                    ok = false;
+                }
+                s->encrypt = true;
+            }
         } else if (kw_is(k, "title") || kw_is(k, "description")) {
             if (!BSON_ITER_HOLDS_UTF8(&it)) {
                 bq_error_set(err, BQ_ERR_TypeMismatch,
@@ -785,6 +805,9 @@ bq__mnode_t *bq__match_schema_node(const bson_iter_t *arg, bq_error_t *err)
 
 static bool check_type(const schema_t *s, const bson_value_t *v)
 {
+    if (s->encrypt && (v->value_type != BSON_TYPE_BINARY ||
+                       v->value.v_binary.subtype != BSON_SUBTYPE_ENCRYPTED))
+        return false;
     if (!s->has_type)
         return true;
     if (s->type_number && bq_num_is_number(v))
@@ -1331,7 +1354,7 @@ static void explain_list(const char *kw, schema_t *const *l, size_t n, const bso
 static void schema_explain(const schema_t *s, const bson_value_t *v, arr_builder_t *rules)
 {
     if (!check_type(s, v))
-        rule_simple(rules, s, s->type_kw, "type did not match", v);
+        rule_simple(rules, s, s->has_type ? s->type_kw : "encrypt", "type did not match", v);
     if (!check_enum(s, v))
         rule_simple(rules, s, "enum", "value was not found in enum", v);
     if (!check_min(s, v))

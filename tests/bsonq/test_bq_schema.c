@@ -235,6 +235,10 @@ static const schema_row_t any_rows[] = {
     {"{'properties': {'a': {'not': {'bsonType': 'string'}}}}", "{'a': 1}", true},
     {"{'properties': {'a': {'not': {'bsonType': 'string'}}}}", "{'a': 'x'}", false},
     {"{'properties': {'a': {'title': 't', 'description': 'd'}}}", "{'a': 1}", true},
+    {"{'properties': {'a': {'encrypt': {}}}}", "{'a': 'plain'}", false},
+    {"{'properties': {'a': {'encrypt': {}}}}",
+     "{'a': {'$binary': {'base64': 'AAAA', 'subType': '06'}}}", true},
+    {"{'properties': {'a': {'encrypt': {}}}, 'encryptMetadata': {}}", "{}", true},
 };
 
 Test(bq_schema, documentation_examples) { RUN("docs", doc_rows); }
@@ -322,7 +326,9 @@ static const bad_row_t bad_rows[] = {
     {"{'additionalProperties': 'x'}", 14,
      "'additionalProperties' must be either an object or a boolean"},
     {"{'uniqueItems': 1}", 14, "'uniqueItems' must be a boolean"},
-    {"{'allOf': []}", 2, "'allOf' must be a non-empty array"},
+    {"{'allOf': []}", 9, "'allOf' must be a non-empty array"},
+    {"{'encrypt': 1}", 14, "'encrypt' must be an object"},
+    {"{'encrypt': {}, 'bsonType': 'string'}", 9, "both $jsonSchema keywords 'encrypt' and 'bsonType'"},
     {"{'anyOf': {}}", 14, "'anyOf' must be an array"},
     {"{'oneOf': [1]}", 14, "must be an array of objects"},
     {"{'not': []}", 14, "'not' must be an object"},
