@@ -7,7 +7,7 @@
  * argument expression(s) compiled against the stage's scope ($topN's output, sortBy and
  * n; $percentile's input and p; ...). Documents are then folded into a per-group state:
  *
- *     st = agg_acc_state_new(acc, env, err)     env's ROOT: the group's first document
+ *     st = agg_acc_state_new(acc, env, err)     env's ROOT: the group key (see below)
  *     for each document of the group:
  *         agg_acc_add_doc(acc, st, env, &mem, err)    (= agg_acc_input + agg_acc_add)
  *     agg_acc_result(acc, st, &value, err)
@@ -28,8 +28,9 @@
  * roughly; the stage charges them with agg_mem_charge() (292 without allowDiskUse).
  *
  * Errors are mongod's codes: 15952 unknown group operator, 40237 ... per accumulator;
- * $firstN family 5787801/5787901/5787902/5787906/5787907/5787908; $top family 5788001...;
- * $mergeObjects 40400; $percentile 7436101... (see agg_acc.c for each message).
+ * $firstN family 5787801/5787900/5787901/5787902/5787903/5787906/5787907/5787908; $top
+ * family 5788001-5788005;
+ * $mergeObjects 40400; $percentile 7429703/7750300-7750303/40414/40415 (see agg_acc.c).
  */
 #ifndef AGG_ACC_H
 #define AGG_ACC_H
@@ -74,8 +75,9 @@ void agg_acc_destroy(agg_acc_t *a);
 const char *agg_acc_name(const agg_acc_t *a);
 
 /* A new empty state for one group. Evaluates what the accumulator evaluates once per
- * group ($firstN's n, $percentile's p ...) with env as it is (ROOT: the group's first
- * document). Returns NULL with err set when such a value is invalid (5787902 n not
+ * group ($firstN's n, $topN's n) with env as it is: mongod evaluates it against the group
+ * key, so $group sets ROOT to the _id when it is a document (else to an empty document),
+ * $bucketAuto to an empty document. Returns NULL with err set when such a value is invalid (5787902 n not
  * integral, 5787908 n <= 0, ...). */
 agg_acc_state_t *agg_acc_state_new(const agg_acc_t *a, agg_env_t *env, bq_error_t *err);
 
@@ -120,10 +122,11 @@ bool agg_acc_result(const agg_acc_t *a, const agg_acc_state_t *st, bson_value_t 
 bool agg_acc_fold(const char *name, const bson_value_t *vals, size_t n, bson_value_t *out,
                   bq_error_t *err);
 
-/* $median / $percentile over n values: p is an array of numbers in [0, 1] for
- * $percentile, NULL for $median (one result, not an array). Non-numeric values are
- * ignored; no numbers gives null (or an array of nulls). */
-bool agg_acc_percentiles(const bson_value_t *vals, size_t n, const bson_value_t *p,
-                         bson_value_t *out, bq_error_t *err);
+/* The expression forms of $median / $percentile: `a` compiled with agg_acc_compile, `input`
+ * the value of its input (agg_acc_input). A number gives that number for every p, an array
+ * the percentiles of its numeric elements, anything else (or no numbers) null / an array of
+ * nulls. Result into *out (owned). */
+bool agg_acc_quantile_value(const agg_acc_t *a, const bson_value_t *input, bson_value_t *out,
+                            bq_error_t *err);
 
 #endif

@@ -585,7 +585,7 @@ void agg__path_eval(const bson_value_t *base, char *const *parts, int nparts,
 static const agg__op_t *const families[] = {
     agg__ops_core, agg__ops_arith, agg__ops_cmp, agg__ops_bool, agg__ops_cond,
     agg__ops_str,  agg__ops_array, agg__ops_type, agg__ops_set,  agg__ops_obj,
-    agg__ops_misc, agg__ops_date,
+    agg__ops_misc, agg__ops_date, agg__ops_acc,
 };
 
 static const agg__op_t *op_find(const char *name)

@@ -71,6 +71,7 @@ extern const agg__op_t agg__ops_type[];
 extern const agg__op_t agg__ops_obj[];
 extern const agg__op_t agg__ops_misc[];
 extern const agg__op_t agg__ops_date[];
+extern const agg__op_t agg__ops_acc[];  /* agg_expr_acc.c */
 
 /* ---------------------------------------------------------------- compile helpers */
 
