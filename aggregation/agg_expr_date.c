@@ -121,7 +121,7 @@ static bool eval_tz(const agg_expr_t *e, int i, agg_env_t *env, agg__tz_t *tz, b
     return ok;
 }
 
-/* Value of an evaluated optional argument: EOD when the argument is absent. */
+/* Whether the optional argument i was given. */
 static bool present(const agg_expr_t *e, int i) { return i < e->nargs && e->args[i]; }
 
 /* ---------------------------------------------------------------- extractors */
@@ -512,7 +512,7 @@ static bool format_date(const char *f, size_t n, int64_t ms, const agg__tz_t *tz
 {
     int32_t off = agg__tz_offset(tz, ms);
     parts_t p;
-    split_local(ms + (int64_t)off * 1000, &p);
+    split_local(agg__tz_to_local(tz, ms), &p);
     int64_t iy;
     int iw;
     iso_week(&p, &iy, &iw);
@@ -1289,8 +1289,8 @@ static int64_t diff_units(int64_t s, int64_t t, enum unit u, const agg__tz_t *tz
 {
     int32_t os = agg__tz_offset(tz, s), ot = agg__tz_offset(tz, t);
     parts_t a, b;
-    split_local(s + os * 1000LL, &a);
-    split_local(t + ot * 1000LL, &b);
+    split_local(agg__tz_to_local(tz, s), &a);
+    split_local(agg__tz_to_local(tz, t), &b);
     switch (u) {
     case U_YEAR:
         return b.year - a.year;
@@ -1409,6 +1409,12 @@ static bool compile_date_trunc(agg_expr_t *e, const bson_value_t *arg, agg_scope
     return true;
 }
 
+/* Day number to milliseconds, false when out of range. */
+static bool days_to_ms(int64_t days, int64_t *ms)
+{
+    return !__builtin_mul_overflow(days, MS_PER_DAY, ms);
+}
+
 /* Start of the bin holding x, bins of `size` counted from ref. */
 static bool bin_floor(int64_t x, int64_t ref, int64_t size, int64_t *out)
 {
@@ -1481,31 +1487,33 @@ static bool eval_date_trunc(const agg_expr_t *e, agg_env_t *env, bson_value_t *o
     if (u == U_WEEK && present(e, DT_SOW) && !(ok = parse_dow(&sowv, "$dateTrunc", &sow, err)))
         goto done;
     int32_t off = agg__tz_offset(&tz, ms);
-    int64_t local = ms + off * 1000LL, res = 0;
+    int64_t local = agg__tz_to_local(&tz, ms), res = 0;
     bool fine = true;
     parts_t p;
     split_local(local, &p);
     if (u >= U_HOUR) {
         int64_t size, tl;
         fine = !__builtin_mul_overflow(bin, unit_ms[u], &size) &&
-               bin_floor(local, MS_2000, size, &tl);
-        res = tl - off * 1000LL;
+               bin_floor(local, MS_2000, size, &tl) &&
+               !__builtin_sub_overflow(tl, off * 1000LL, &res);
     } else if (u == U_DAY || u == U_WEEK) {
         int64_t ref = MS_2000 / MS_PER_DAY, size, td;  /* 2000-01-01 was a Saturday */
         if (u == U_WEEK)
             ref += (sow - 6 + 7) % 7;
         fine = !__builtin_mul_overflow(bin, u == U_WEEK ? 7 : 1, &size) &&
-               bin_floor(p.days, ref, size, &td) && td > -(INT64_MAX / MS_PER_DAY) &&
-               td < INT64_MAX / MS_PER_DAY;
+               bin_floor(p.days, ref, size, &td) && days_to_ms(td, &res);
         if (fine)
-            res = agg__tz_to_utc(&tz, td * MS_PER_DAY);
+            res = agg__tz_to_utc(&tz, res);
     } else {
         int64_t per = u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1, size, tm;
         fine = !__builtin_mul_overflow(bin, per, &size) &&
                bin_floor(p.year * 12 + (p.month - 1), 2000 * 12, size, &tm);
         if (fine) {
             int64_t y = agg__floor_div(tm, 12);
-            res = agg__tz_to_utc(&tz, agg__days_from_civil(y, tm - y * 12 + 1, 1) * MS_PER_DAY);
+            fine = y > -INT64_MAX / 400 && y < INT64_MAX / 400 &&
+                   days_to_ms(agg__days_from_civil(y, tm - y * 12 + 1, 1), &res);
+            if (fine)
+                res = agg__tz_to_utc(&tz, res);
         }
     }
     if (!fine) {

@@ -461,9 +461,18 @@ int32_t agg__tz_offset(const agg__tz_t *tz, int64_t utc_ms)
     return z->type_off[z->idx[lo]];
 }
 
+/* a + b, saturating at the ends of int64 (dates near the ends of the range stay defined). */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 int64_t agg__tz_to_local(const agg__tz_t *tz, int64_t utc_ms)
 {
-    return utc_ms + (int64_t)agg__tz_offset(tz, utc_ms) * 1000;
+    return sat_add(utc_ms, (int64_t)agg__tz_offset(tz, utc_ms) * 1000);
 }
 
 /* A local time that happens twice (clocks going back) gives the instant whose offset is
@@ -472,11 +481,11 @@ int64_t agg__tz_to_local(const agg__tz_t *tz, int64_t utc_ms)
 int64_t agg__tz_to_utc(const agg__tz_t *tz, int64_t local_ms)
 {
     if (!tz->zone)
-        return local_ms - (int64_t)tz->fixed * 1000;
+        return sat_add(local_ms, -(int64_t)tz->fixed * 1000);
     int64_t c = agg__tz_offset(tz, local_ms) * 1000LL;
-    int64_t a = agg__tz_offset(tz, local_ms - c) * 1000LL;
-    if (a == c || agg__tz_offset(tz, local_ms - a) * 1000LL == a)
-        return local_ms - a;
-    int64_t x = local_ms - c, y = local_ms - a;
+    int64_t a = agg__tz_offset(tz, sat_add(local_ms, -c)) * 1000LL;
+    if (a == c || agg__tz_offset(tz, sat_add(local_ms, -a)) * 1000LL == a)
+        return sat_add(local_ms, -a);
+    int64_t x = sat_add(local_ms, -c), y = sat_add(local_ms, -a);
     return x > y ? x : y;
 }
