@@ -140,11 +140,17 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
         batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH;
     atomic_fetch_add(&ctx->server->opcounters.query, 1);
 
-    bq_match_t *m = wire_match_compile(ctx, &filter, err);
-    if (!m)
+    bq_collation_t *co;
+    if (!wire_collation(ctx->cmd, &co, err))
         return false;
+    /* the _id index compares strings bytewise: under a collation every read scans */
+    const bson_t *id_filter = co ? NULL : &filter;
+    bq_match_t *m = wire_match_compile(ctx, &filter, co, err);
     bq_sort_t *s = NULL;
-    if (has_sort && !bson_empty(&sort) && !(s = bq_sort_compile(&sort, err))) {
+    if (m && has_sort && !bson_empty(&sort) && (s = bq_sort_compile(&sort, err)))
+        bq_sort_set_collation(s, co);
+    bq_collation_destroy(co); /* the matcher and the sort hold their own references */
+    if (!m || (has_sort && !bson_empty(&sort) && !s)) {
         bq_match_destroy(m);
         return false;
     }
@@ -167,7 +173,7 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!c) {
         bq_match_destroy(m);
     } else if (s && !bq_sort_is_natural(s, &natural_dir)) {
-        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs, err);
+        cur->ndocs = wire_collect(c, snap, m, id_filter, &cur->docs, err);
         bq_match_destroy(m);
         if (cur->ndocs == WIRE_COLLECT_ERROR) {
             cur->ndocs = 0;
@@ -176,8 +182,8 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
             return false;
         }
         sort_docs(cur->docs, cur->ndocs, s);
-    } else if (filter_is_id_eq(&filter, &(bson_value_t){0})) {
-        cur->ndocs = wire_collect(c, snap, m, &filter, &cur->docs, err);
+    } else if (id_filter && filter_is_id_eq(id_filter, &(bson_value_t){0})) {
+        cur->ndocs = wire_collect(c, snap, m, id_filter, &cur->docs, err);
         bq_match_destroy(m);
         if (cur->ndocs == WIRE_COLLECT_ERROR) {
             cur->ndocs = 0;
@@ -303,14 +309,19 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     if (limit < 0)
         limit = -limit; /* count treats a negative limit as its absolute value */
-    bq_match_t *m = wire_match_compile(ctx, &query, err);
+    bq_collation_t *co;
+    if (!wire_collation(ctx->cmd, &co, err))
+        return false;
+    bq_match_t *m = wire_match_compile(ctx, &query, co, err);
+    bool collated = co != NULL;
+    bq_collation_destroy(co);
     if (!m)
         return false;
     int64_t n = 0;
     eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
     if (c) {
         eng_doc_t *docs;
-        size_t total = wire_collect(c, snap, m, &query, &docs, err);
+        size_t total = wire_collect(c, snap, m, collated ? NULL : &query, &docs, err);
         free(docs);
         if (total == WIRE_COLLECT_ERROR) {
             bq_match_destroy(m);
@@ -334,6 +345,7 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
 typedef struct distinct_ctx {
     bson_t *values;
     uint32_t n;
+    const bq_collation_t *collation; /* values equal under it count once; NULL: binary */
     bq_key_t key;
     /* seen keys: a simple growing array of owned key copies (distinct sets are small) */
     uint8_t **seen;
@@ -343,7 +355,7 @@ typedef struct distinct_ctx {
 
 static void distinct_add(distinct_ctx_t *d, const bson_value_t *v)
 {
-    bq_key_build(&d->key, v);
+    bq_key_build_collated(&d->key, v, d->collation);
     for (size_t i = 0; i < d->nseen; i++)
         if (d->seen_len[i] == d->key.len && memcmp(d->seen[i], d->key.data, d->key.len) == 0)
             return;
@@ -406,18 +418,24 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     }
     const char *key = bson_iter_utf8(&it, NULL);
-    bq_match_t *m = wire_match_compile(ctx, &query, err);
-    if (!m)
+    bq_collation_t *co;
+    if (!wire_collation(ctx->cmd, &co, err))
         return false;
+    bq_match_t *m = wire_match_compile(ctx, &query, co, err);
+    if (!m) {
+        bq_collation_destroy(co);
+        return false;
+    }
     bson_t values = BSON_INITIALIZER;
-    distinct_ctx_t d = {.values = &values};
+    distinct_ctx_t d = {.values = &values, .collation = co};
     bq_key_init(&d.key);
     eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
     if (c) {
         eng_doc_t *docs;
-        size_t n = wire_collect(c, snap, m, &query, &docs, err);
+        size_t n = wire_collect(c, snap, m, co ? NULL : &query, &docs, err);
         if (n == WIRE_COLLECT_ERROR) {
             bq_match_destroy(m);
+            bq_collation_destroy(co);
             bson_destroy(&values);
             bq_key_cleanup(&d.key);
             return false;
@@ -437,5 +455,6 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
     free(d.seen);
     free(d.seen_len);
     bq_key_cleanup(&d.key);
+    bq_collation_destroy(co);
     return true;
 }

@@ -572,7 +572,10 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     }
     int64_t snap = eng_db_snapshot(ctx->server->db);
     st->fam_remove = a.remove;
-    bq_match_t *m = wire_match_compile(ctx, &a.q, &e);
+    bq_collation_t *co = NULL; /* the statement's collation; the matcher and sort hold refs */
+    bq_match_t *m = wire_collation(&stmt, &co, &e) ? wire_match_compile(ctx, &a.q, co, &e)
+                                                   : NULL;
+    const bson_t *id_filter = co ? NULL : &a.q; /* the _id index is binary */
     bq_update_t *u = NULL;
     bq_sort_t *s = NULL;
     eng_doc_t *docs = NULL;
@@ -586,11 +589,15 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
                      "multi update is not supported for replacement-style update");
         ok = false;
     }
-    if (ok && a.has_sort && !bson_empty(&a.sort))
+    if (ok && a.has_sort && !bson_empty(&a.sort)) {
         ok = (s = bq_sort_compile(&a.sort, &e)) != NULL;
+        if (ok)
+            bq_sort_set_collation(s, co);
+    }
+    bq_collation_destroy(co);
     if (ok) {
         eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, st->coll, snap);
-        if (c && (ndocs = wire_collect(c, snap, m, &a.q, &docs, &e)) == WIRE_COLLECT_ERROR) {
+        if (c && (ndocs = wire_collect(c, snap, m, id_filter, &docs, &e)) == WIRE_COLLECT_ERROR) {
             ndocs = 0;
             ok = false;
         }

@@ -198,8 +198,14 @@ bool wire_arg_int64(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *pr
 bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
                    bq_error_t *err);
 
-/* Compiles a query filter with the command's `let` variables visible to $expr. */
-bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter, bq_error_t *err);
+/* Compiles a query filter with the command's `let` variables visible to $expr, comparing
+ * strings by `collation` (NULL: binary). */
+bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,
+                               const bq_collation_t *collation, bq_error_t *err);
+
+/* The `collation` field of holder (the command, or one write statement): *out NULL when
+ * absent or {locale: "simple"}; else a new collation the caller destroys. */
+bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err);
 
 /* The snapshot a read runs at: the newest committed op, or the one chosen by asOf: <seq>
  * or readConcern.atClusterTime (DESIGN.md section 5). */

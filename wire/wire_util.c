@@ -204,12 +204,36 @@ bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
     return true;
 }
 
-bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter, bq_error_t *err)
+bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,
+                               const bq_collation_t *collation, bq_error_t *err)
 {
     bson_t let;
     bool has_let;
     if (!wire_arg_doc(ctx, "let", &let, &has_let, err))
         return NULL;
-    bq_match_opts_t opts = {.let = has_let ? &let : NULL};
+    bq_match_opts_t opts = {.let = has_let ? &let : NULL, .collation = collation};
     return bq_match_compile_opts(filter, &opts, err);
+}
+
+bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err)
+{
+    bson_iter_t it;
+    *out = NULL;
+    if (!bson_iter_init_find(&it, holder, "collation"))
+        return true;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'collation' is the wrong type '%s', expected type 'object'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_t spec;
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&spec, data, len)) {
+        bq_error_set(err, BQ_ERR_FailedToParse, "collation is not valid BSON");
+        return false;
+    }
+    return bq_collation_new(&spec, out, err);
 }

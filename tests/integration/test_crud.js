@@ -20,8 +20,8 @@ let db;
 const dbpath = fs.mkdtempSync(path.join(require('os').tmpdir(), 'nedb-crud-'));
 
 /* countDocuments() runs an aggregation (a later issue): count with the count command. */
-async function count(c, query = {}) {
-    return (await client.db(c.dbName).command({ count: c.collectionName, query })).n;
+async function count(c, query = {}, extra = {}) {
+    return (await client.db(c.dbName).command({ count: c.collectionName, query, ...extra })).n;
 }
 
 async function connect() {
@@ -280,6 +280,27 @@ h.test('$expr in find, count and update filters compares fields of the same docu
     await assert.rejects(c.distinct('spent', div0), isDiv0);
     await assert.rejects(c.updateMany(div0, { $set: { x: 1 } }), isDiv0);
     assert.equal(await count(c, { x: 1 }), 0);
+});
+
+h.test('collation: find, sort, count, distinct, update and delete compare strings by it', async () => {
+    const c = db.collection('collation');
+    await c.insertMany([{ _id: 1, s: 'ping', n: '10' }, { _id: 2, s: 'PING', n: '9' },
+                        { _id: 3, s: 'pong', n: '100' }, { _id: 4, s: 'café', n: '2' }]);
+    const ci = { locale: 'en', strength: 2 };
+    assert.deepEqual((await c.find({ s: 'ping' }).toArray()).map((d) => d._id), [1]);
+    assert.deepEqual((await c.find({ s: 'ping' }, { collation: ci }).toArray()).map((d) => d._id), [1, 2]);
+    assert.deepEqual((await c.find({ s: 'cafe' }, { collation: { locale: 'fr', strength: 1 } }).toArray())
+        .map((d) => d._id), [4]);
+    const byNum = await c.find({}).sort({ n: 1 }).collation({ locale: 'en', numericOrdering: true }).toArray();
+    assert.deepEqual(byNum.map((d) => d.n), ['2', '9', '10', '100']);
+    assert.equal(await count(c, { s: 'PING' }, { collation: ci }), 2);
+    assert.deepEqual((await c.distinct('s', { _id: { $lte: 3 } }, { collation: ci })).length, 2);
+    const u = await c.updateMany({ s: 'Ping' }, { $set: { hit: true } }, { collation: ci });
+    assert.equal(u.modifiedCount, 2);
+    const d = await c.deleteOne({ s: 'PONG' }, { collation: ci });
+    assert.equal(d.deletedCount, 1);
+    await assert.rejects(c.find({}, { collation: { strength: 2 } }).toArray(), (e) => e.code === 40414);
+    await assert.rejects(c.find({}, { collation: { locale: 'xx_NOPE' } }).toArray(), (e) => e.code === 2);
 });
 
 h.test('nedbVerify walks the live chain', async () => {
