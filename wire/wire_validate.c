@@ -11,12 +11,14 @@
  *
  * A refused document gets DocumentValidationFailure (121) with mongod's errInfo
  * {failingDocumentId, details}; details comes from bq_match_explain. The errInfo cannot
- * travel in a bq_error_t, so it is kept here, per I/O thread, under the command state and
+ * travel in a bq_error_t, so it is kept here, per I/O thread (thread-specific data freed
+ * when the thread ends), under the command state and
  * the write's index until the write error is built (wire_validate_errinfo_append). A
  * command runs on one I/O thread from start to reply, so the thread-local list sees every
  * one of its failures; entries a command never reports (findAndModify turns its failure
  * into a command error) are bounded by replacing the oldest.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,9 +76,10 @@ bool wire_validate_options(const char *cmd, const bson_t *opts, bq_error_t *err)
     return m != NULL;
 }
 
-/* ---- compiled validators, per thread ---- */
+/* ---- per-thread state: compiled validators, errInfo kept for write errors ---- */
 
 #define CACHE_SIZE 16
+#define KEPT_MAX 64
 
 typedef struct cached {
     uint8_t *bytes;     /* the validator document, owned */
@@ -84,11 +87,56 @@ typedef struct cached {
     bq_match_t *m;
 } cached_t;
 
-static __thread cached_t cache[CACHE_SIZE];
-static __thread unsigned cache_next;
+typedef struct kept {
+    const void *owner;
+    size_t index;
+    bson_t *info;
+} kept_t;
+
+typedef struct vstate {
+    cached_t cache[CACHE_SIZE];
+    unsigned cache_next;
+    kept_t kept[KEPT_MAX];
+    unsigned kept_next;
+} vstate_t;
+
+static pthread_key_t vstate_key;
+static pthread_once_t vstate_once = PTHREAD_ONCE_INIT;
+
+static void vstate_free(void *p)
+{
+    vstate_t *v = p;
+    for (unsigned i = 0; i < CACHE_SIZE; i++) {
+        bq_match_destroy(v->cache[i].m);
+        free(v->cache[i].bytes);
+    }
+    for (unsigned i = 0; i < KEPT_MAX; i++)
+        if (v->kept[i].info)
+            bson_destroy(v->kept[i].info);
+    free(v);
+}
+
+static void vstate_key_create(void)
+{
+    if (pthread_key_create(&vstate_key, vstate_free) != 0)
+        abort();
+}
+
+static vstate_t *vstate_get(void)
+{
+    pthread_once(&vstate_once, vstate_key_create);
+    vstate_t *v = pthread_getspecific(vstate_key);
+    if (!v) {
+        if (!(v = calloc(1, sizeof *v)) || pthread_setspecific(vstate_key, v) != 0)
+            abort();
+    }
+    return v;
+}
 
 static const bq_match_t *validator_get(const bson_t *filter, bq_error_t *err)
 {
+    vstate_t *vs = vstate_get();
+    cached_t *cache = vs->cache;
     const uint8_t *data = bson_get_data(filter);
     for (unsigned i = 0; i < CACHE_SIZE; i++)
         if (cache[i].m && cache[i].len == filter->len && memcmp(cache[i].bytes, data, filter->len) == 0)
@@ -96,7 +144,7 @@ static const bq_match_t *validator_get(const bson_t *filter, bq_error_t *err)
     bq_match_t *m = bq_match_compile(filter, err);
     if (!m)
         return NULL;
-    cached_t *c = &cache[cache_next++ % CACHE_SIZE];
+    cached_t *c = &cache[vs->cache_next++ % CACHE_SIZE];
     bq_match_destroy(c->m);
     free(c->bytes);
     c->bytes = malloc(filter->len);
@@ -110,25 +158,16 @@ static const bq_match_t *validator_get(const bson_t *filter, bq_error_t *err)
 
 /* ---- errInfo kept until its write error is built ---- */
 
-#define KEPT_MAX 64
-
-typedef struct kept {
-    const void *owner;
-    size_t index;
-    bson_t *info;
-} kept_t;
-
-static __thread kept_t kept[KEPT_MAX];
-static __thread unsigned kept_next;
-
 static void kept_put(const void *owner, size_t index, bson_t *info)
 {
+    vstate_t *vs = vstate_get();
+    kept_t *kept = vs->kept;
     kept_t *slot = NULL;
     for (unsigned i = 0; i < KEPT_MAX && !slot; i++)
         if (kept[i].info && kept[i].owner == owner && kept[i].index == index)
             slot = &kept[i];
     if (!slot)
-        slot = &kept[kept_next++ % KEPT_MAX];
+        slot = &kept[vs->kept_next++ % KEPT_MAX];
     if (slot->info)
         bson_destroy(slot->info);
     slot->owner = owner;
@@ -138,6 +177,7 @@ static void kept_put(const void *owner, size_t index, bson_t *info)
 
 void wire_validate_errinfo_append(const void *owner, size_t index, bson_t *write_error)
 {
+    kept_t *kept = vstate_get()->kept;
     for (unsigned i = 0; i < KEPT_MAX; i++) {
         if (kept[i].info && kept[i].owner == owner && kept[i].index == index) {
             BSON_APPEND_DOCUMENT(write_error, "errInfo", kept[i].info);
