@@ -186,11 +186,16 @@ static void sum_add(sum_t *s, const bson_value_t *v)
             s->widest = w;
         if (s->ioverflow) {
             dd_add(s, (double)x);
-        } else if (__builtin_add_overflow(s->isum, x, &s->isum)) {
-            s->ioverflow = true;
-            dd_add(s, (double)s->isum);
-            dd_add(s, (double)x);
-            s->isum = 0;
+        } else {
+            int64_t r;
+            if (__builtin_add_overflow(s->isum, x, &r)) {
+                s->ioverflow = true;
+                dd_add(s, (double)s->isum);
+                dd_add(s, (double)x);
+                s->isum = 0;
+            } else {
+                s->isum = r;
+            }
         }
         break;
     }
