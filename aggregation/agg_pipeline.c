@@ -30,6 +30,7 @@ struct agg_pipeline {
     agg_expr_t **let_exprs;
     int *let_slots;
     const agg_out_t *out;    /* the state of a final $out/$merge, or NULL */
+    bq_collation_t *collation; /* a reference (top-level pipelines), or NULL */
 };
 
 /* ================================================================ the clock */
@@ -205,7 +206,7 @@ static bool match_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
         bq_error_set(err, BQ_ERR_FailedToParse, "$match filter is not valid BSON");
         return false;
     }
-    bq_match_opts_t opts = {.expr_scope = pc->scope};
+    bq_match_opts_t opts = {.expr_scope = pc->scope, .collation = pc->collation};
     if (!(s->m = bq_match_compile_opts(s->filter, &opts, err))) {
         match_free(s);
         return false;
@@ -296,6 +297,7 @@ void agg_pipeline_destroy(agg_pipeline_t *p)
     free(p->let_slots);
     if (p->own_scope)
         agg_scope_destroy(p->scope);
+    bq_collation_destroy(p->collation);
     free(p->db);
     free(p->coll);
     free(p);
@@ -415,7 +417,9 @@ agg_pipeline_t *agg_pipeline_parse(const bson_t *pipeline, const agg_pipeline_op
         agg_pipeline_destroy(p);
         return NULL;
     }
-    agg_parse_t pc = {.db = p->db, .coll = p->coll, .scope = p->scope};
+    p->collation = bq_collation_ref(opts->collation);
+    agg_parse_t pc = {.db = p->db, .coll = p->coll, .scope = p->scope,
+                      .collation = p->collation};
     if (!parse_stages(p, pipeline, &pc, err)) {
         agg_pipeline_destroy(p);
         return NULL;

@@ -156,6 +156,9 @@ typedef struct agg_parse {
     int depth;             /* 0 for the command's pipeline */
     bool in_facet;         /* inside $facet (some stages are refused there) */
     bool in_lookup;        /* inside $lookup / $unionWith sub-pipelines */
+    const bq_collation_t *collation; /* the command's collation (NULL: binary): stages
+                                        that compare strings ($match, $sort, $group keys,
+                                        ...) use it */
     int index;             /* position of the stage being parsed */
     int count;             /* number of stages in this pipeline */
 } agg_parse_t;
@@ -196,6 +199,8 @@ typedef struct agg_pipeline_opts {
     const char *db;
     const char *coll;   /* NULL for aggregate: 1 */
     const bson_t *let;  /* the command's let, or NULL */
+    const bq_collation_t *collation; /* the command's collation, or NULL; the pipeline
+                                        takes a reference */
 } agg_pipeline_opts_t;
 
 /* Parses the command's pipeline (an array of one-field documents). Errors as mongod:
