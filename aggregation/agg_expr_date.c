@@ -60,12 +60,24 @@ typedef struct parts {
     int dow;  /* 0 = Sunday */
     int doy;  /* 1..366 */
     int64_t days; /* local day number */
+    int64_t tod;  /* milliseconds since local midnight */
 } parts_t;
+
+/* Day number to milliseconds, false when out of range. */
+static bool days_to_ms(int64_t days, int64_t *ms)
+{
+    return !__builtin_mul_overflow(days, MS_PER_DAY, ms);
+}
 
 static void split_local(int64_t local_ms, parts_t *p)
 {
-    p->days = agg__floor_div(local_ms, MS_PER_DAY);
-    int64_t rem = local_ms - p->days * MS_PER_DAY;
+    int64_t rem = local_ms % MS_PER_DAY;  /* no products: safe at the ends of int64 */
+    p->days = local_ms / MS_PER_DAY;
+    if (rem < 0) {
+        rem += MS_PER_DAY;
+        p->days--;
+    }
+    p->tod = rem;
     agg__civil_from_days(p->days, &p->year, &p->month, &p->day);
     p->hour = (int)(rem / 3600000);
     p->minute = (int)(rem / 60000 % 60);
@@ -1143,9 +1155,8 @@ static bool add_months(int64_t local, int64_t n, int64_t *out)
     int dim = agg__days_in_month(y, m);
     if (d > dim)
         d = dim;
-    int64_t tod = local - p.days * MS_PER_DAY;
-    *out = agg__days_from_civil(y, m, d) * MS_PER_DAY + tod;
-    return true;
+    return days_to_ms(agg__days_from_civil(y, m, d), out) &&
+           !__builtin_add_overflow(*out, p.tod, out);
 }
 
 /* ---------------------------------------------------------------- $dateAdd $dateSubtract */
@@ -1285,7 +1296,18 @@ static int64_t week_start(int64_t d, int sow)
     return d - ((dow - sow + 7) % 7);
 }
 
-static int64_t diff_units(int64_t s, int64_t t, enum unit u, const agg__tz_t *tz, int sow)
+/* floor((t + shift) / unit) without overflowing near the ends of int64; |shift| < unit. */
+static int64_t shifted_floor(int64_t t, int64_t shift, int64_t unit)
+{
+    int64_t m = t % unit;
+    if (m < 0)
+        m += unit;
+    return agg__floor_div(t, unit) + agg__floor_div(m + shift, unit);
+}
+
+/* Number of unit boundaries between s and t in zone tz. False when it overflows. */
+static bool diff_units(int64_t s, int64_t t, enum unit u, const agg__tz_t *tz, int sow,
+                       int64_t *out)
 {
     int32_t os = agg__tz_offset(tz, s), ot = agg__tz_offset(tz, t);
     parts_t a, b;
@@ -1293,26 +1315,34 @@ static int64_t diff_units(int64_t s, int64_t t, enum unit u, const agg__tz_t *tz
     split_local(agg__tz_to_local(tz, t), &b);
     switch (u) {
     case U_YEAR:
-        return b.year - a.year;
+        *out = b.year - a.year;
+        return true;
     case U_QUARTER:
-        return (b.year * 4 + (b.month - 1) / 3) - (a.year * 4 + (a.month - 1) / 3);
+        *out = (b.year * 4 + (b.month - 1) / 3) - (a.year * 4 + (a.month - 1) / 3);
+        return true;
     case U_MONTH:
-        return (b.year * 12 + b.month) - (a.year * 12 + a.month);
+        *out = (b.year * 12 + b.month) - (a.year * 12 + a.month);
+        return true;
     case U_WEEK:
-        return (week_start(b.days, sow) - week_start(a.days, sow)) / 7;
+        *out = (week_start(b.days, sow) - week_start(a.days, sow)) / 7;
+        return true;
     case U_DAY:
-        return b.days - a.days;
+        *out = b.days - a.days;
+        return true;
     case U_HOUR:  /* hour boundaries follow the zone's sub-hour offset part */
-        return agg__floor_div(t + (ot % 3600) * 1000LL, 3600000) -
-               agg__floor_div(s + (os % 3600) * 1000LL, 3600000);
+        *out = shifted_floor(t, (ot % 3600) * 1000LL, 3600000) -
+               shifted_floor(s, (os % 3600) * 1000LL, 3600000);
+        return true;
     case U_MINUTE:
-        return agg__floor_div(t + (ot % 60) * 1000LL, 60000) -
-               agg__floor_div(s + (os % 60) * 1000LL, 60000);
+        *out = shifted_floor(t, (ot % 60) * 1000LL, 60000) -
+               shifted_floor(s, (os % 60) * 1000LL, 60000);
+        return true;
     case U_SECOND:
-        return agg__floor_div(t, 1000) - agg__floor_div(s, 1000);
+        *out = agg__floor_div(t, 1000) - agg__floor_div(s, 1000);
+        return true;
     case U_MS:
     default:
-        return t - s;
+        return !__builtin_sub_overflow(t, s, out);
     }
 }
 
@@ -1362,7 +1392,13 @@ static bool eval_date_diff(const agg_expr_t *e, agg_env_t *env, bson_value_t *ou
     int sow = 0;
     if (u == U_WEEK && present(e, DD_SOW) && !(ok = parse_dow(&sowv, "$dateDiff", &sow, err)))
         goto done;
-    agg__set_int64(out, diff_units(s, t, u, &tz, sow));
+    int64_t n;
+    if (!diff_units(s, t, u, &tz, sow, &n)) {
+        bq_error_set(err, 5166308, "dateDiff overflowed");
+        ok = false;
+        goto done;
+    }
+    agg__set_int64(out, n);
 done:
     agg__values_cleanup(v, 3);
     agg_value_cleanup(&sowv);
@@ -1407,12 +1443,6 @@ static bool compile_date_trunc(agg_expr_t *e, const bson_value_t *arg, agg_scope
         return false;
     }
     return true;
-}
-
-/* Day number to milliseconds, false when out of range. */
-static bool days_to_ms(int64_t days, int64_t *ms)
-{
-    return !__builtin_mul_overflow(days, MS_PER_DAY, ms);
 }
 
 /* Start of the bin holding x, bins of `size` counted from ref. */
@@ -1517,7 +1547,9 @@ static bool eval_date_trunc(const agg_expr_t *e, agg_env_t *env, bson_value_t *o
         }
     }
     if (!fine) {
-        bq_error_set(err, 5439018, "$dateTrunc binSize is too large: %lld", (long long)bin);
+        bq_error_set(err, BQ_ERR_Overflow,
+                     "$dateTrunc overflowed: the bin does not fit in a date (binSize %lld)",
+                     (long long)bin);
         ok = false;
         goto done;
     }
