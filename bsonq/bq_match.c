@@ -270,6 +270,7 @@ bool bq__match_parse_doc(bq__mnode_t *into, const bson_t *filter, bool top, bq_e
                     bq__mnode_free(n);
                     return false;
                 }
+                bson_value_copy(bson_iter_value(&it), &n->arg); /* for bq_match_explain */
                 if (!add_or_fail(into, n, err))
                     return false;
             } else if (!strcmp(key, "$jsonSchema")) {

@@ -1537,6 +1537,12 @@ static void node_explain(const bq__mnode_t *n, const bson_value_t *doc, bson_t *
         return;
     case BQ__M_EXPR:
         bson_append_utf8(out, "operatorName", -1, "$expr", -1);
+        if (n->arg.value_type != BSON_TYPE_EOD) {
+            bson_t spec;
+            bson_append_document_begin(out, "specifiedAs", -1, &spec);
+            bson_append_value(&spec, "$expr", -1, &n->arg);
+            bson_append_document_end(out, &spec);
+        }
         bson_append_utf8(out, "reason", -1, "expression did not match", -1);
         bson_append_bool(out, "expressionResult", -1, false);
         return;

@@ -223,6 +223,10 @@ h.test('an $expr validator', async () => {
     await c.insertOne({ _id: 1, price: 5, qty: 3, total: 15 });
     const e = await expectValidationFailure(c.insertOne({ _id: 2, price: 5, qty: 3, total: 16 }));
     assert.equal(e.errInfo.details.operatorName, '$expr');
+    assert.deepEqual(e.errInfo.details.specifiedAs,
+                     { $expr: { $eq: ['$total', { $multiply: ['$price', '$qty'] }] } });
+    assert.equal(e.errInfo.details.reason, 'expression did not match');
+    assert.equal(e.errInfo.details.expressionResult, false);
 });
 
 h.test('bad validation options are refused with mongod codes', async () => {
