@@ -974,6 +974,7 @@ static bool compile_top(agg_acc_t *a, const bson_value_t *arg, agg_scope_t *scop
         return false;
     }
     bson_iter_t it;
+    bson_value_t sort_by_v; /* a copy: iterator values change as it advances */
     const bson_value_t *sort_by = NULL;
     agg__iter_init(&it, arg);
     while (bson_iter_next(&it)) {
@@ -991,7 +992,8 @@ static bool compile_top(agg_acc_t *a, const bson_value_t *arg, agg_scope_t *scop
                 bq_error_set(err, 10065, "invalid parameter: expected an object (sortBy)");
                 return false;
             }
-            sort_by = bson_iter_value(&it);
+            sort_by_v = *bson_iter_value(&it);
+            sort_by = &sort_by_v;
         } else {
             bq_error_set(err, 5788002, "Unknown argument to %s '%s'", a->name, k);
             return false;
@@ -1062,6 +1064,7 @@ static bool compile_quantile(agg_acc_t *a, const bson_value_t *arg, agg_scope_t 
         return false;
     }
     bson_iter_t it;
+    bson_value_t p_v, method_v; /* copies: iterator values change as it advances */
     const bson_value_t *p = NULL, *method = NULL;
     agg__iter_init(&it, arg);
     while (bson_iter_next(&it)) {
@@ -1071,9 +1074,11 @@ static bool compile_quantile(agg_acc_t *a, const bson_value_t *arg, agg_scope_t 
             if (!(a->arg = agg_expr_compile(bson_iter_value(&it), scope, err)))
                 return false;
         } else if (!median && !strcmp(k, "p")) {
-            p = bson_iter_value(&it);
+            p_v = *bson_iter_value(&it);
+            p = &p_v;
         } else if (!strcmp(k, "method")) {
-            method = bson_iter_value(&it);
+            method_v = *bson_iter_value(&it);
+            method = &method_v;
         } else {
             bq_error_set(err, 40415, "BSON field '%s.%s' is an unknown field.", a->name, k);
             return false;

@@ -189,6 +189,7 @@ static bool bucket_parse(const bson_value_t *spec, agg_parse_t *pc, void **state
         return false;
     }
     group_spec_t *s = spec_new(MODE_BUCKET, "$bucket");
+    bson_value_t output_v; /* a copy: iterator values change as it advances */
     const bson_value_t *output = NULL;
     bool have_bounds = false;
     bson_iter_t it;
@@ -281,7 +282,8 @@ static bool bucket_parse(const bson_value_t *spec, agg_parse_t *pc, void **state
                              agg__type_name(v));
                 goto fail;
             }
-            output = v;
+            output_v = *v;
+            output = &output_v;
         } else {
             bq_error_set(err, 40197, "Unrecognized option to $bucket: %s.", k);
             goto fail;
