@@ -116,6 +116,10 @@ static bool eval_tz(const agg_expr_t *e, int i, agg_env_t *env, agg__tz_t *tz, b
     agg__tz_utc(tz);
     if (i >= e->nargs || !e->args[i])
         return true;
+    if (e->data) {  /* a constant zone, resolved while compiling */
+        *tz = *(const agg__tz_t *)e->data;
+        return true;
+    }
     bson_value_t v;
     if (!agg__eval_arg(e, i, env, &v, err))
         return false;
@@ -131,6 +135,31 @@ static bool eval_tz(const agg_expr_t *e, int i, agg_env_t *env, agg__tz_t *tz, b
     }
     agg_value_cleanup(&v);
     return ok;
+}
+
+/* A constant timezone argument i is resolved once, while compiling, into e->data (mongod
+ * does the same when it optimizes, so a bad constant zone fails there); evaluations then
+ * skip the zone cache and its lock. */
+static bool precompile_tz(agg_expr_t *e, int i, bq_error_t *err)
+{
+    if (i >= e->nargs || !e->args[i])
+        return true;
+    const bson_value_t *v = agg_expr_constant(e->args[i]);
+    if (!v || agg__nullish(v))
+        return true;
+    if (v->value_type != BSON_TYPE_UTF8) {
+        bq_error_set(err, 40517, "timezone must evaluate to a string, found %s",
+                     agg__type_name(v));
+        return false;
+    }
+    agg__tz_t *tz = bson_malloc(sizeof *tz);
+    if (!agg__tz_parse(v->value.v_utf8.str, v->value.v_utf8.len, tz, err)) {
+        bson_free(tz);
+        return false;
+    }
+    e->data = tz;
+    e->data_free = bson_free;
+    return true;
 }
 
 /* Whether the optional argument i was given. */
@@ -185,7 +214,7 @@ static bool compile_part(agg_expr_t *e, const bson_value_t *arg, agg_scope_t *sc
             bq_error_set(err, 40539, "missing 'date' argument to %s", e->op->name);
             return false;
         }
-        return true;
+        return precompile_tz(e, 1, err);
     }
     if (arg->value_type == BSON_TYPE_ARRAY) {
         uint32_t n = agg__array_len(arg);
@@ -283,7 +312,7 @@ static bool compile_to_parts(agg_expr_t *e, const bson_value_t *arg, agg_scope_t
         bq_error_set(err, 40522, "Missing 'date' parameter to $dateToParts");
         return false;
     }
-    return true;
+    return precompile_tz(e, 1, err);
 }
 
 static void append_i32(bson_t *b, const char *k, int64_t v)
@@ -377,7 +406,7 @@ static bool compile_from_parts(agg_expr_t *e, const bson_value_t *arg, agg_scope
                                  "dates");
         return false;
     }
-    return true;
+    return precompile_tz(e, FP_TZ, err);
 }
 
 /* Evaluates part i (default `def` when absent). Returns 0 on success, 1 when null/missing,
@@ -591,6 +620,8 @@ static bool compile_to_string(agg_expr_t *e, const bson_value_t *arg, agg_scope_
         bq_error_set(err, 18628, "Missing 'date' parameter to $dateToString");
         return false;
     }
+    if (!precompile_tz(e, TS_TZ, err))
+        return false;
     const bson_value_t *f = e->args[TS_FORMAT] ? agg_expr_constant(e->args[TS_FORMAT]) : NULL;
     if (f && !agg__nullish(f)) {
         if (f->value_type != BSON_TYPE_UTF8) {
@@ -986,6 +1017,8 @@ static bool compile_from_string(agg_expr_t *e, const bson_value_t *arg, agg_scop
         bq_error_set(err, 40542, "Missing 'dateString' parameter to $dateFromString");
         return false;
     }
+    if (!precompile_tz(e, FS_TZ, err))
+        return false;
     const bson_value_t *f = e->args[FS_FORMAT] ? agg_expr_constant(e->args[FS_FORMAT]) : NULL;
     if (f && !agg__nullish(f)) {
         if (f->value_type != BSON_TYPE_UTF8) {
@@ -1179,7 +1212,7 @@ static bool compile_date_add(agg_expr_t *e, const bson_value_t *arg, agg_scope_t
                          names[i]);
             return false;
         }
-    return true;
+    return precompile_tz(e, DA_TZ, err);
 }
 
 static bool eval_date_add_sign(const agg_expr_t *e, agg_env_t *env, bson_value_t *out,
@@ -1286,7 +1319,7 @@ static bool compile_date_diff(agg_expr_t *e, const bson_value_t *arg, agg_scope_
             bq_error_set(err, codes[i], "Missing '%s' parameter to $dateDiff", names[i]);
             return false;
         }
-    return true;
+    return precompile_tz(e, DD_TZ, err);
 }
 
 /* Local day number of the first day of the week containing local day d. */
@@ -1442,7 +1475,7 @@ static bool compile_date_trunc(agg_expr_t *e, const bson_value_t *arg, agg_scope
         bq_error_set(err, 5439010, "Missing 'unit' parameter to $dateTrunc");
         return false;
     }
-    return true;
+    return precompile_tz(e, DT_TZ, err);
 }
 
 /* Start of the bin holding x, bins of `size` counted from ref. */
