@@ -490,6 +490,7 @@ agg_iter_t *agg__facet_open(const void *state, agg_iter_t *input, agg_run_t *run
 
 typedef struct ns_state {
     char *db, *coll;
+    bool count; /* $collStats {count: {}} */
 } ns_state_t;
 
 static void ns_free(void *state)
@@ -523,10 +524,12 @@ bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **sta
                      agg__type_name(spec));
         return false;
     }
+    bool count = false;
     bson_iter_t it;
     agg__iter_init(&it, spec);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
+        count = count || !strcmp(k, "count");
         bool known = !strcmp(k, "count") || !strcmp(k, "latencyStats") ||
                      !strcmp(k, "storageStats") || !strcmp(k, "queryExecStats");
         if (!known) {
@@ -551,7 +554,9 @@ bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **sta
                      "{aggregate: 1} is not valid for '$collStats'; a collection is required.");
         return false;
     }
-    *state = ns_new(pc);
+    ns_state_t *s = ns_new(pc);
+    s->count = count;
+    *state = s;
     return true;
 }
 
@@ -611,12 +616,12 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
 {
     const ns_state_t *s = state;
     int64_t n = 0;
-    if (!run->source || !run->source->count) {
+    if (s->count && (!run->source || !run->source->count)) {
         bq_error_set(err, BQ_ERR_NotImplemented, "$collStats needs a collection source");
         agg_iter_close(input);
         return NULL;
     }
-    if (!run->source->count(run->source->ctx, s->db, s->coll, &n, err)) {
+    if (s->count && !run->source->count(run->source->ctx, s->db, s->coll, &n, err)) {
         agg_iter_close(input);
         return NULL;
     }
@@ -628,9 +633,9 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
     bson_free(ns);
     BSON_APPEND_UTF8(doc, "host", host);
     BSON_APPEND_DATE_TIME(doc, "localTime", run_now(run));
-    if (n <= INT32_MAX)
+    if (s->count && n <= INT32_MAX)
         BSON_APPEND_INT32(doc, "count", (int32_t)n);
-    else
+    else if (s->count)
         BSON_APPEND_INT64(doc, "count", n);
     return once_new(input, run, doc);
 }
