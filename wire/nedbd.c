@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  --checkpointSeconds N\n"
             "                     ... or N seconds after the last one, when there are new\n"
             "                     ops (default 60; 0: never). One is also written at exit.\n"
+            "  --setParameter enableTestCommands=1\n"
+            "                     enable test-only commands (configureFailPoint), as mongod\n"
             "  --version          print the version and exit\n"
             "  --help             print this help and exit\n");
 }
@@ -92,7 +94,8 @@ int main(int argc, char **argv)
                            strcmp(arg, "--dbpath") == 0 || strcmp(arg, "--threads") == 0 ||
                            strcmp(arg, "--log-level") == 0 ||
                            strcmp(arg, "--checkpointOps") == 0 ||
-                           strcmp(arg, "--checkpointSeconds") == 0;
+                           strcmp(arg, "--checkpointSeconds") == 0 ||
+                           strcmp(arg, "--setParameter") == 0;
         if (!takes_value) {
             fprintf(stderr, "nedbd: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -115,6 +118,13 @@ int main(int argc, char **argv)
             ok = parse_int(val, 0, 65535, &cfg.port);
         else if (strcmp(arg, "--threads") == 0)
             ok = parse_int(val, 1, 256, &cfg.threads);
+        else if (strcmp(arg, "--setParameter") == 0) {
+            /* only the parameter drivers' test suites need; others are refused */
+            if (!strcmp(val, "enableTestCommands=1") || !strcmp(val, "enableTestCommands=true"))
+                wire_test_commands_enabled = true;
+            else if (strcmp(val, "enableTestCommands=0") && strcmp(val, "enableTestCommands=false"))
+                ok = false;
+        }
         else if (strcmp(arg, "--checkpointOps") == 0 ||
                  strcmp(arg, "--checkpointSeconds") == 0) {
             long v = 0;

@@ -13,6 +13,10 @@
 
 /* ---- log (wire_log.c) ---- */
 
+/* True when nedbd runs with --setParameter enableTestCommands=1: test-only commands
+ * (configureFailPoint, wire_failpoint.c) exist only then, as in mongod. */
+extern bool wire_test_commands_enabled;
+
 extern int wire_log_level; /* 0..3, set once at startup */
 
 void wire_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

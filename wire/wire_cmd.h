@@ -25,6 +25,9 @@ bool cmd_host_info(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_server_status(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_list_commands(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
+/* wire_failpoint.c: test fail points */
+bool cmd_configure_fail_point(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
 /* cmd_session.c: logical sessions */
 bool cmd_start_session(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_end_sessions(wire_cmd_ctx_t *ctx, bq_error_t *err);

@@ -25,6 +25,8 @@ const wire_command_t wire_commands[] = {
     {"collMod", cmd_coll_mod, WRITE, "change a collection's options"},
     {"collStats", cmd_coll_stats, 0, "storage statistics of a collection"},
     {"commitTransaction", NULL, ADMIN, "commit a multi-document transaction"},
+    {"configureFailPoint", cmd_configure_fail_point, ADMIN | WIRE_CMD_TEST,
+     "test only: make commands fail on purpose (failCommand)"},
     {"connectionStatus", cmd_connection_status, 0,
      "authentication state of this connection"},
     {"count", cmd_count, 0, "count the documents matching a query"},

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "wire_int.h"
 
@@ -85,6 +86,8 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
     }
     ctx->name = bson_iter_key(&it);
     const wire_command_t *cmd = wire_command_find(ctx->name);
+    if (cmd && (cmd->flags & WIRE_CMD_TEST) && !wire_test_commands_enabled)
+        cmd = NULL; /* as mongod: test commands do not exist unless enabled */
     if (!cmd) {
         bq_error_set(err, BQ_ERR_CommandNotFound, "no such command: '%s'", ctx->name);
         return false;
@@ -146,6 +149,12 @@ static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
         bson_append_timestamp(reply, "operationTime", -1, t, i);
     }
 
+    if (req->reply_extra) {
+        bson_concat(reply, req->reply_extra);
+        bson_destroy(req->reply_extra);
+        req->reply_extra = NULL;
+    }
+
     uint64_t us = wire_server_uptime_micros(server) - req->t0;
     if (req->cmd) {
         wire_cmd_stats_t *st = &server->cmd_stats[req->cmd - wire_commands];
@@ -183,6 +192,39 @@ static void request_step(wire_request_t *req, wire_cmd_fn fn)
     request_finish(req, ok, &err);
 }
 
+/* Applies the failCommand fail point's data to a request it fired for: false with err
+ * set when the command must fail without running (errorCode, closeConnection). */
+static bool failpoint_apply(wire_request_t *req, const bson_t *data, bq_error_t *err)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, data, "blockConnection") && bson_iter_as_bool(&it) &&
+        bson_iter_init_find(&it, data, "blockTimeMS") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        int64_t ms = bson_iter_as_int64(&it);
+        if (ms > 0) {
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (bson_iter_init_find(&it, data, "closeConnection") && bson_iter_as_bool(&it)) {
+        /* a closing connection gets no reply and is freed once its output drains */
+        req->ctx.conn->closing = true;
+        bq_error_set(err, BQ_ERR_HostUnreachable, "connection closed by the failCommand "
+                                                  "fail point");
+        return false;
+    }
+    req->reply_extra = bson_new();
+    if (bson_iter_init_find(&it, data, "errorLabels") && BSON_ITER_HOLDS_ARRAY(&it))
+        bson_append_value(req->reply_extra, "errorLabels", -1, bson_iter_value(&it));
+    if (bson_iter_init_find(&it, data, "errorCode") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        bq_error_set(err, (int32_t)bson_iter_as_int64(&it),
+                     "Failing command %s via 'failCommand' failpoint", req->ctx.name);
+        return false;
+    }
+    if (bson_iter_init_find(&it, data, "writeConcernError") && BSON_ITER_HOLDS_DOCUMENT(&it))
+        bson_append_value(req->reply_extra, "writeConcernError", -1, bson_iter_value(&it));
+    return true;
+}
+
 wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wire_msg_t *msg)
 {
     /* it embeds bson_t, which must keep libbson's alignment */
@@ -213,6 +255,15 @@ wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wir
         request_finish(req, false, &err);
         return req;
     }
+    bson_t *fp_data;
+    if (wire_failpoint_hit(req->ctx.name, &fp_data)) {
+        bool run = failpoint_apply(req, fp_data, &err);
+        bson_destroy(fp_data);
+        if (!run) {
+            request_finish(req, false, &err);
+            return req;
+        }
+    }
     request_step(req, req->cmd->fn);
     return req;
 }
@@ -234,6 +285,8 @@ void wire_request_free(wire_request_t *req)
     if (req->ctx.state_free && req->ctx.state)
         req->ctx.state_free(req->ctx.state);
     bson_destroy(&req->reply);
+    if (req->reply_extra)
+        bson_destroy(req->reply_extra);
     wire_msg_cleanup(&req->msg);
     bson_free(req);
 }

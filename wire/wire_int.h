@@ -33,6 +33,7 @@ typedef struct wire_cmd_ctx wire_cmd_ctx_t;
 #define WIRE_CMD_ADMIN_ONLY (1u << 0) /* must run on the admin database */
 #define WIRE_CMD_OP_QUERY (1u << 1)   /* may arrive as legacy OP_QUERY (the handshake) */
 #define WIRE_CMD_WRITE (1u << 2)      /* changes data: refused in read-only mode */
+#define WIRE_CMD_TEST (1u << 3)       /* exists only with enableTestCommands */
 
 /* A handler appends its reply fields to ctx->reply and returns true, or returns false with
  * err set (and whatever it appended is discarded). A handler that must wait for a write
@@ -93,6 +94,8 @@ struct wire_request {
     uint64_t t0;
     char dbbuf[64];
     wire_request_t *next;  /* completion queue of the I/O thread */
+    bson_t *reply_extra;   /* fields appended to the reply (errorLabels, writeConcernError
+                              of a test fail point), or NULL */
 };
 
 /* Starts a request for `msg`, whose contents it takes over (msg is left cleaned up).
@@ -102,6 +105,12 @@ wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wir
 void wire_request_resume(wire_request_t *req);
 bool wire_request_finished(const wire_request_t *req);
 void wire_request_free(wire_request_t *req);
+
+/* ---- test fail points (wire_failpoint.c) ---- */
+
+/* True when the failCommand fail point fires for command `cmd`; *data gets a copy of the
+ * fail point's data (the caller destroys it). */
+bool wire_failpoint_hit(const char *cmd, bson_t **data);
 
 /* Builds the error reply {ok: 0, errmsg, code, codeName} into an initialized document. */
 void wire_reply_error(bson_t *reply, const bq_error_t *err);

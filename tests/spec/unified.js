@@ -63,6 +63,8 @@ function parseArgs(argv) {
 /* ------------------------------------------------------------ expected-failures.txt */
 
 const SEP = '  # ';
+/* The suites configure fail points (configureFailPoint), a test-only command. */
+const TEST_ARGS = ['--setParameter', 'enableTestCommands=1'];
 
 function readExpected() {
     const entries = new Map(); // key -> reason
@@ -155,7 +157,7 @@ async function main() {
     const files = collectFiles(opts.paths.length ? opts.paths : DEFAULT_DIRS, specs);
     const expected = readExpected();
 
-    let srv = await startServer();
+    let srv = await startServer({ args: TEST_ARGS });
     const runner = new Runner({ uri: srv.uri });
     await runner.init();
     console.log(`# nedbd ${runner.version.join('.')} (${runner.topology}) on port ${srv.port}; ` +
@@ -208,7 +210,7 @@ async function main() {
             if (!srv.alive()) {
                 console.log(`# nedbd died (${srv.exit.signal || `code ${srv.exit.code}`}); log tail:`);
                 for (const l of srv.logTail(30).split('\n')) console.log(`#   ${l}`);
-                srv = await startServer();
+                srv = await startServer({ args: TEST_ARGS });
                 await runner.restart(srv.uri);
                 console.log(`# restarted nedbd on port ${srv.port}`);
             }
