@@ -1173,23 +1173,56 @@ static bool parse_dow(const bson_value_t *v, const char *op, int *dow, bq_error_
     return false;
 }
 
-/* Adds n months to a local time, clamping the day to the end of the target month. */
-static bool add_months(int64_t local, int64_t n, int64_t *out)
+/* mongod's $dateAdd, in three steps:
+ *  1. months (year, quarter, month units): when the day of month of the start (read in the
+ *     zone) does not exist in the target month, the addition becomes a number of days that
+ *     lands on the target month's last day ("last day adjustment");
+ *  2. the addition is done on the UTC calendar fields (a month past the 28th that needs no
+ *     adjustment rolls over as the calendar does);
+ *  3. for day and larger units in an Olson zone, the result moves by the change of UTC
+ *     offset between the start and the result, so the wall-clock time is kept across DST.
+ * False on overflow. */
+static bool date_add(int64_t start, enum unit u, int64_t amount, const agg__tz_t *tz,
+                     int64_t *res)
 {
-    parts_t p;
-    split_local(local, &p);
-    int64_t mi;
-    if (n > 12 * 300000LL || n < -12 * 300000LL ||
-        __builtin_add_overflow(p.year * 12 + (p.month - 1), n, &mi))
+    int64_t delta;
+    if (u >= U_HOUR)
+        return !__builtin_mul_overflow(amount, unit_ms[u], &delta) &&
+               !__builtin_add_overflow(start, delta, res);
+    parts_t utc;
+    split_local(start, &utc);
+    int64_t days = 0, months = 0;
+    if (u <= U_MONTH) {
+        if (__builtin_mul_overflow(amount, u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1, &months) ||
+            months > 12 * 300000000LL || months < -12 * 300000000LL)
+            return false;
+        parts_t loc;
+        split_local(agg__tz_to_local(tz, start), &loc);
+        int64_t mi = loc.year * 12 + (loc.month - 1) + months;
+        int64_t ty = agg__floor_div(mi, 12);
+        int tm = (int)(mi - ty * 12) + 1, dim = agg__days_in_month(ty, tm);
+        if (loc.day > dim) {
+            days = agg__days_from_civil(ty, tm, dim) - loc.days;
+            months = 0;
+        }
+    } else if (__builtin_mul_overflow(amount, u == U_WEEK ? 7 : 1, &days)) {
         return false;
-    int64_t y = agg__floor_div(mi, 12);
-    int m = (int)(mi - y * 12) + 1;
-    int d = p.day;
-    int dim = agg__days_in_month(y, m);
-    if (d > dim)
-        d = dim;
-    return days_to_ms(agg__days_from_civil(y, m, d), out) &&
-           !__builtin_add_overflow(*out, p.tod, out);
+    }
+    int64_t day;
+    if (months) {
+        int64_t mi = utc.year * 12 + (utc.month - 1) + months;
+        int64_t ty = agg__floor_div(mi, 12);
+        day = agg__days_from_civil(ty, mi - ty * 12 + 1, 1) + utc.day - 1;
+    } else if (__builtin_add_overflow(utc.days, days, &day)) {
+        return false;
+    }
+    if (!days_to_ms(day, res) || __builtin_add_overflow(*res, utc.tod, res))
+        return false;
+    if (tz->zone && (days || months)) {
+        int64_t corr = ((int64_t)agg__tz_offset(tz, start) - agg__tz_offset(tz, *res)) * 1000;
+        return !__builtin_add_overflow(*res, corr, res);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- $dateAdd $dateSubtract */
@@ -1257,28 +1290,7 @@ static bool eval_date_add_sign(const agg_expr_t *e, agg_env_t *env, bson_value_t
         }
         amount = -amount;
     }
-    bool over = false;
-    if (u <= U_MONTH) {
-        int64_t months = amount;
-        over = __builtin_mul_overflow(amount, u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1,
-                                      &months);
-        int64_t local = agg__tz_to_local(&tz, start), nl;
-        if (!over && add_months(local, months, &nl))
-            res = agg__tz_to_utc(&tz, nl);
-        else
-            over = true;
-    } else if (u <= U_DAY) {
-        int64_t delta, nl;
-        int64_t local = agg__tz_to_local(&tz, start);
-        over = __builtin_mul_overflow(amount, unit_ms[u], &delta) ||
-               __builtin_add_overflow(local, delta, &nl);
-        if (!over)
-            res = agg__tz_to_utc(&tz, nl);
-    } else {
-        int64_t delta;
-        over = __builtin_mul_overflow(amount, unit_ms[u], &delta) ||
-               __builtin_add_overflow(start, delta, &res);
-    }
+    bool over = !date_add(start, u, amount, &tz, &res);
     if (over) {
         bq_error_set(err, 5166406, "%s overflowed", op);
         ok = false;
