@@ -711,6 +711,13 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     }
     if (!ok) {
         if (st->kind == STMT_FAM) {
+            /* findAndModify reports a validation failure as a command error whose reply
+             * carries errInfo beside code and errmsg */
+            if (e.code == BQ_ERR_DocumentValidationFailure) {
+                if (!ctx->req->reply_extra)
+                    ctx->req->reply_extra = bson_new();
+                wire_validate_errinfo_append(ctx->state, st->i, ctx->req->reply_extra);
+            }
             *err = e;
             return -1;
         }
