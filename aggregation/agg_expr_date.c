@@ -1173,56 +1173,54 @@ static bool parse_dow(const bson_value_t *v, const char *op, int *dow, bq_error_
     return false;
 }
 
-/* mongod's $dateAdd, in three steps:
- *  1. months (year, quarter, month units): when the day of month of the start (read in the
- *     zone) does not exist in the target month, the addition becomes a number of days that
- *     lands on the target month's last day ("last day adjustment");
- *  2. the addition is done on the UTC calendar fields (a month past the 28th that needs no
- *     adjustment rolls over as the calendar does);
- *  3. for day and larger units in an Olson zone, the result moves by the change of UTC
- *     offset between the start and the result, so the wall-clock time is kept across DST.
- * False on overflow. */
+/* Whether |amount| units roughly fit the range of a date, as mongod checks before adding
+ * (5976500); the exact overflow check comes after the addition. */
+static bool amount_valid(int64_t amount, enum unit u)
+{
+    const int64_t max_days = (int64_t)(UINT64_MAX / (uint64_t)MS_PER_DAY) + 1;
+    const int64_t max_years = max_days / 365 + 1;
+    int64_t max;
+    switch (u) {
+    case U_YEAR: max = max_years; break;
+    case U_QUARTER: max = max_years * 4; break;
+    case U_MONTH: max = max_years * 12; break;
+    case U_WEEK: max = max_days / 7; break;
+    case U_DAY: max = max_days; break;
+    case U_HOUR: max = max_days * 24; break;
+    case U_MINUTE: max = max_days * 1440; break;
+    case U_SECOND: max = max_days * 86400; break;
+    default: return true;
+    }
+    return -max < amount && amount < max;
+}
+
+/* $dateAdd's arithmetic. Units of a day or more work on the wall clock of the zone: months
+ * keep the day of month unless the target month is shorter (then its last day), days keep
+ * the time of day across DST changes, and the local result goes back to an instant (a time
+ * in a DST gap moves forward). Smaller units add a duration. The amount must have passed
+ * amount_valid(). False when the result is not a date. */
 static bool date_add(int64_t start, enum unit u, int64_t amount, const agg__tz_t *tz,
                      int64_t *res)
 {
-    int64_t delta;
+    int64_t delta, local;
     if (u >= U_HOUR)
         return !__builtin_mul_overflow(amount, unit_ms[u], &delta) &&
                !__builtin_add_overflow(start, delta, res);
-    parts_t utc;
-    split_local(start, &utc);
-    int64_t days = 0, months = 0;
+    parts_t p;
+    split_local(agg__tz_to_local(tz, start), &p);
     if (u <= U_MONTH) {
-        if (__builtin_mul_overflow(amount, u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1, &months) ||
-            months > 12 * 300000000LL || months < -12 * 300000000LL)
-            return false;
-        parts_t loc;
-        split_local(agg__tz_to_local(tz, start), &loc);
-        int64_t mi = loc.year * 12 + (loc.month - 1) + months;
+        int64_t mi = p.year * 12 + (p.month - 1) + amount * (u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1);
         int64_t ty = agg__floor_div(mi, 12);
         int tm = (int)(mi - ty * 12) + 1, dim = agg__days_in_month(ty, tm);
-        if (loc.day > dim) {
-            days = agg__days_from_civil(ty, tm, dim) - loc.days;
-            months = 0;
-        }
-    } else if (__builtin_mul_overflow(amount, u == U_WEEK ? 7 : 1, &days)) {
+        if (!days_to_ms(agg__days_from_civil(ty, tm, p.day < dim ? p.day : dim), &local))
+            return false;
+    } else if (!days_to_ms(p.days + amount * (u == U_WEEK ? 7 : 1), &local)) {
         return false;
     }
-    int64_t day;
-    if (months) {
-        int64_t mi = utc.year * 12 + (utc.month - 1) + months;
-        int64_t ty = agg__floor_div(mi, 12);
-        day = agg__days_from_civil(ty, mi - ty * 12 + 1, 1) + utc.day - 1;
-    } else if (__builtin_add_overflow(utc.days, days, &day)) {
+    if (__builtin_add_overflow(local, p.tod, &local))
         return false;
-    }
-    if (!days_to_ms(day, res) || __builtin_add_overflow(*res, utc.tod, res))
-        return false;
-    if (tz->zone && (days || months)) {
-        int64_t corr = ((int64_t)agg__tz_offset(tz, start) - agg__tz_offset(tz, *res)) * 1000;
-        return !__builtin_add_overflow(*res, corr, res);
-    }
-    return true;
+    *res = agg__tz_to_utc(tz, local);
+    return *res != INT64_MIN && *res != INT64_MAX;
 }
 
 /* ---------------------------------------------------------------- $dateAdd $dateSubtract */
@@ -1289,6 +1287,12 @@ static bool eval_date_add_sign(const agg_expr_t *e, agg_env_t *env, bson_value_t
             goto done;
         }
         amount = -amount;
+    }
+    if (!amount_valid(amount, u)) {
+        bq_error_set(err, 5976500, "invalid %s 'amount' parameter value: %lld %s", op,
+                     (long long)amount, unit_names[u]);
+        ok = false;
+        goto done;
     }
     bool over = !date_add(start, u, amount, &tz, &res);
     if (over) {
@@ -1490,16 +1494,6 @@ static bool compile_date_trunc(agg_expr_t *e, const bson_value_t *arg, agg_scope
     return precompile_tz(e, DT_TZ, err);
 }
 
-/* Start of the bin holding x, bins of `size` counted from ref. */
-static bool bin_floor(int64_t x, int64_t ref, int64_t size, int64_t *out)
-{
-    int64_t d, q, r;
-    if (__builtin_sub_overflow(x, ref, &d))
-        return false;
-    q = agg__floor_div(d, size);
-    return !__builtin_mul_overflow(q, size, &r) && !__builtin_add_overflow(ref, r, out);
-}
-
 static bool eval_date_trunc(const agg_expr_t *e, agg_env_t *env, bson_value_t *out,
                             bq_error_t *err)
 {
@@ -1561,40 +1555,58 @@ static bool eval_date_trunc(const agg_expr_t *e, agg_env_t *env, bson_value_t *o
     int sow = 0;
     if (u == U_WEEK && present(e, DT_SOW) && !(ok = parse_dow(&sowv, "$dateTrunc", &sow, err)))
         goto done;
-    int32_t off = agg__tz_offset(&tz, ms);
-    int64_t local = agg__tz_to_local(&tz, ms), res = 0;
-    bool fine = true;
-    parts_t p;
-    split_local(local, &p);
-    if (u >= U_HOUR) {
-        int64_t size, tl;
-        fine = !__builtin_mul_overflow(bin, unit_ms[u], &size) &&
-               bin_floor(local, MS_2000, size, &tl) &&
-               !__builtin_sub_overflow(tl, off * 1000LL, &res);
-    } else if (u == U_DAY || u == U_WEEK) {
-        int64_t ref = MS_2000 / MS_PER_DAY, size, td;  /* 2000-01-01 was a Saturday */
-        if (u == U_WEEK)
-            ref += (sow - 6 + 7) % 7;
-        fine = !__builtin_mul_overflow(bin, u == U_WEEK ? 7 : 1, &size) &&
-               bin_floor(p.days, ref, size, &td) && days_to_ms(td, &res);
-        if (fine)
-            res = agg__tz_to_utc(&tz, res);
-    } else {
-        int64_t per = u == U_YEAR ? 12 : u == U_QUARTER ? 3 : 1, size, tm;
-        fine = !__builtin_mul_overflow(bin, per, &size) &&
-               bin_floor(p.year * 12 + (p.month - 1), 2000 * 12, size, &tm);
-        if (fine) {
-            int64_t y = agg__floor_div(tm, 12);
-            fine = y > -INT64_MAX / 400 && y < INT64_MAX / 400 &&
-                   days_to_ms(agg__days_from_civil(y, tm - y * 12 + 1, 1), &res);
-            if (fine)
-                res = agg__tz_to_utc(&tz, res);
-        }
+    /* The reference point: 2000-01-01T00:00 in the zone (for weeks, the first startOfWeek
+     * day on or after it; 2000-01-01 was a Saturday). Sub-day bins are uniform in time
+     * from it; larger bins count calendar units from it, as $dateDiff does. */
+    int64_t ref = MS_2000 - agg__tz_offset(&tz, MS_2000) * 1000LL, res = 0, rem;
+    int64_t ref_day = MS_2000 / MS_PER_DAY;
+    if (u == U_WEEK) {
+        ref += (int64_t)((sow - 6 + 7) % 7) * MS_PER_DAY;
+        ref_day += (sow - 6 + 7) % 7;
     }
-    if (!fine) {
-        bq_error_set(err, BQ_ERR_Overflow,
-                     "$dateTrunc overflowed: the bin does not fit in a date (binSize %lld)",
-                     (long long)bin);
+    int code = 0;
+    if (u >= U_HOUR) {
+        int64_t size, shifted;
+        if (__builtin_mul_overflow(bin, unit_ms[u], &size)) {
+            code = 5439002;
+        } else if (__builtin_sub_overflow(ms, ref, &shifted)) {
+            code = 5439000;
+        } else {
+            rem = shifted % size;
+            if (rem < 0)
+                rem += size;
+            if (__builtin_sub_overflow(ms, rem, &res))
+                code = 5439001;
+        }
+    } else if (bin > 100000000000LL) {
+        bq_error_set(err, 5439006, "dateTrunc unsupported binSize value");
+        ok = false;
+        goto done;
+    } else {
+        parts_t p;
+        split_local(agg__tz_to_local(&tz, ms), &p);
+        int64_t dist;
+        switch (u) {
+        case U_DAY: dist = p.days - ref_day; break;
+        case U_WEEK: dist = (week_start(p.days, sow) - ref_day) / 7; break;
+        case U_MONTH: dist = (p.year - 2000) * 12 + (p.month - 1); break;
+        case U_QUARTER: dist = (p.year - 2000) * 4 + (p.month - 1) / 3; break;
+        default: dist = p.year - 2000; break;
+        }
+        rem = dist % bin;
+        if (rem < 0)
+            rem += bin;
+        if (!amount_valid(dist - rem, u)) {
+            bq_error_set(err, 5976500, "invalid dateAdd 'amount' parameter value: %lld %s",
+                         (long long)(dist - rem), unit_names[u]);
+            ok = false;
+            goto done;
+        }
+        if (!date_add(ref, u, dist - rem, &tz, &res))
+            code = 5166406;
+    }
+    if (code) {
+        bq_error_set(err, code, code == 5166406 ? "dateAdd overflowed" : "dateTrunc overflowed");
         ok = false;
         goto done;
     }
