@@ -751,16 +751,15 @@ static void unwind_close(agg_iter_t *it)
     if (ui->doc)
         bson_destroy(ui->doc);
     agg_iter_close(it->input);
-    free(ui);
+    bson_free(ui);
 }
 
 static agg_iter_t *unwind_open(const void *state, agg_iter_t *input, agg_run_t *run,
                                bq_error_t *err)
 {
     (void)err;
-    unwind_iter_t *ui = calloc(1, sizeof *ui);
-    if (!ui)
-        abort();
+    /* bson_iter_t is over-aligned: not calloc */
+    unwind_iter_t *ui = BSON_ALIGNED_ALLOC0(unwind_iter_t);
     ui->base.next = unwind_next;
     ui->base.close = unwind_close;
     ui->base.input = input;

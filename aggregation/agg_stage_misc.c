@@ -70,7 +70,7 @@ static void docs_gen_close(agg_iter_t *it)
     docs_gen_t *g = (docs_gen_t *)it;
     agg_value_cleanup(&g->arr);
     agg_iter_close(it->input);
-    free(g);
+    bson_free(g);
 }
 
 agg_iter_t *agg__documents_open(const void *state, agg_iter_t *input, agg_run_t *run,
@@ -91,9 +91,7 @@ agg_iter_t *agg__documents_open(const void *state, agg_iter_t *input, agg_run_t 
         agg_iter_close(input);
         return NULL;
     }
-    docs_gen_t *g = calloc(1, sizeof *g);
-    if (!g)
-        abort();
+    docs_gen_t *g = BSON_ALIGNED_ALLOC0(docs_gen_t); /* bson_iter_t is over-aligned */
     g->base.next = docs_gen_next;
     g->base.close = docs_gen_close;
     g->base.input = input;
