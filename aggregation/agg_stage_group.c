@@ -613,7 +613,8 @@ static bool group_build(group_iter_t *gi, bq_error_t *err)
         }
         for (size_t i = 0; i < n; i++)
             tmp[i] = gi->groups[idx[i]];
-        memcpy(gi->groups, tmp, n * sizeof *tmp);
+        if (n) /* groups is NULL when there are none */
+            memcpy(gi->groups, tmp, n * sizeof *tmp);
         free(tmp);
         free(idx);
         free(tidx);
