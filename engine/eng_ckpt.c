@@ -33,8 +33,10 @@
  * Entries, in this order:
  *
  *   'T' u64 n (= S + 1), then n u64 cluster times (t << 32 | i), indexed by seq
- *   'D' u32 k: a document set (eng__docs) begins; k = 0, 1, 2, ... in order
- *   'S' one document incarnation of the current set, in insertion order:
+ *   'D' u32 k, u64 n: a document set (eng__docs) begins; k = 0, 1, 2, ... in order; n is
+ *       how many incarnations it had when written (a size hint: at most n 'S'/'R' follow)
+ *   'S' one document incarnation of the current set, in insertion order ('R' instead when
+ *       an earlier incarnation of the same _id precedes it in the set):
  *       u32 keylen, key bytes (bq_key of the _id), u32 nver, then nver versions oldest
  *       first: i64 from, i64 to (INT64_MAX while current), u32 len (0xFFFFFFFF for a
  *       deletion), len bytes of BSON
@@ -43,7 +45,7 @@
  *       i64 to, u32 len + database name, u32 len + collection name, u32 len + options BSON
  *   'P' one cause of the provenance reverse index: i64 cause, u32 n, n i64 effects in
  *       seq order
- *   'E' u64 incarnations 'S', u64 collections 'C', u64 causes 'P': the end
+ *   'E' u64 incarnations ('S' and 'R'), u64 collections 'C', u64 causes 'P': the end
  *
  * The key bytes are bq_key's encoding: a change to it needs a new format version.
  *
@@ -272,7 +274,7 @@ static uint64_t write_docs(wbuf_t *w, eng__docs_t *d, int64_t snap)
         }
         if (nv == 0)
             continue; /* inserted after snap */
-        wb_u8(w, 'S');
+        wb_u8(w, s->prev_incarnation ? 'R' : 'S');
         wb_str(w, s->key, s->keylen);
         wb_u32(w, (uint32_t)nv);
         for (size_t k = nv; k-- > 0;) {
@@ -510,6 +512,7 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
         owner[i] = true;
         wb_u8(&w, 'D');
         wb_u32(&w, (uint32_t)k);
+        wb_u64(&w, eng__vec_len(&colls.v[i]->docs->slots));
         nslots += write_docs(&w, colls.v[i]->docs, snap);
     }
     for (size_t i = 0; i < colls.n; i++) {
@@ -723,8 +726,9 @@ static void versions_free(eng__version_t *v)
     }
 }
 
-/* One 'S' entry into docs set d. */
-static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap)
+/* One 'S' or 'R' entry into docs set d. */
+static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap,
+                      bool reincarnation)
 {
     uint32_t keylen = rb_u32(r);
     const uint8_t *key = rb_bytes(r, keylen);
@@ -778,7 +782,7 @@ static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap)
     if (!k)
         abort();
     memcpy(k, key, keylen);
-    eng__docs_restore_slot(st, d, k, keylen, head);
+    eng__docs_restore_slot(st, d, k, keylen, head, reincarnation);
 }
 
 /* A string field: u32 length and bytes, copied NUL-terminated into out[size]. */
@@ -821,12 +825,17 @@ static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u)
         switch (tag) {
         case 'D': {
             uint32_t k = rb_u32(r);
-            if (k != docs.n) {
+            uint64_t hint = rb_u64(r);
+            if (k != docs.n || ncolls) {
                 rb_fail(r, "document sets out of order");
                 break;
             }
             bool is_new;
             cur = eng__docs_new();
+            /* a hint from a checksummed file, but keep a wrong one from asking for more
+             * memory than the rest of the file could fill */
+            if (hint <= (uint64_t)(r->end - r->p) / 16)
+                eng__docs_reserve(cur, hint);
             docs_index(&docs, cur, &is_new);
             if (docs.n > owned_cap) {
                 owned_cap = docs.n * 2;
@@ -838,11 +847,12 @@ static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u)
             break;
         }
         case 'S':
+        case 'R':
             if (!cur || ncolls) {
                 rb_fail(r, "a document outside a document set");
                 break;
             }
-            load_slot(r, st, cur, snap);
+            load_slot(r, st, cur, snap, tag == 'R');
             nslots++;
             break;
         case 'C': {

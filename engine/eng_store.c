@@ -728,8 +728,24 @@ void eng__docs_free(eng__docs_t *d)
     docs_free(d);
 }
 
+void eng__docs_reserve(eng__docs_t *d, uint64_t n)
+{
+    eng__idtab_t *t = atomic_load_explicit(&d->idx, memory_order_relaxed);
+    size_t cap = t->cap;
+    while (cap < 2 * n + 2 && cap < ((size_t)1 << 40))
+        cap *= 2;
+    if (cap == t->cap || d->idx_used)
+        return;
+    eng__idtab_t *nt = calloc(1, sizeof *nt + cap * sizeof(nt->slots[0]));
+    if (!nt)
+        abort();
+    nt->cap = cap;
+    atomic_store_explicit(&d->idx, nt, memory_order_release);
+    free(t);
+}
+
 void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint32_t keylen,
-                            eng__version_t *head)
+                            eng__version_t *head, bool reincarnation)
 {
     eng__slot_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -737,7 +753,7 @@ void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint
     s->key = key;
     s->keylen = keylen;
     s->hash = bq_key_hash(key, keylen);
-    s->prev_incarnation = idx_find(d, key, keylen, s->hash);
+    s->prev_incarnation = reincarnation ? idx_find(d, key, keylen, s->hash) : NULL;
     atomic_init(&s->head, head);
     eng__vec_push(&d->slots, (uint64_t)(uintptr_t)s);
     idx_put(st, d, s);

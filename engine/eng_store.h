@@ -119,13 +119,16 @@ size_t eng__store_prov_effects(eng__store_t *st, int64_t cause, int64_t snap, in
 
 /* Rebuilding a store from a checkpoint (eng_ckpt.c), before any reader or the committer
  * runs. eng__docs_restore_slot appends a slot in insertion order, linking it to the
- * previous incarnation of its key and indexing it; it takes ownership of `key` (malloc'd)
+ * previous incarnation of its key (when `reincarnation`: the _id had an earlier slot) and
+ * indexing it; it takes ownership of `key` (malloc'd)
  * and of the version chain `head`. eng__coll_restore installs an incarnation as the
  * newest of its namespace (so restore each namespace's incarnations oldest first). */
 eng__docs_t *eng__docs_new(void);
 void eng__docs_free(eng__docs_t *d);
 void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint32_t keylen,
-                            eng__version_t *head);
+                            eng__version_t *head, bool reincarnation);
+/* Sizes the empty _id index of d for about n keys (a hint; it still grows as needed). */
+void eng__docs_reserve(eng__docs_t *d, uint64_t n);
 eng_coll_t *eng__coll_restore(eng__store_t *st, const char *db, const char *name,
                               const bson_t *options, int64_t from, int64_t to,
                               eng__docs_t *docs, bool owns_docs);
