@@ -248,6 +248,16 @@ bool cmd_server_status(wire_cmd_ctx_t *ctx, bq_error_t *err)
                        es.batches ? (double)es.batched_ops / (double)es.batches : 0.0);
     BSON_APPEND_INT64(&seq, "maxBatch", (int64_t)es.max_batch);
     bson_append_document_end(&d, &seq);
+    bson_t ck;
+    BSON_APPEND_DOCUMENT_BEGIN(&d, "checkpoints", &ck);
+    BSON_APPEND_INT64(&ck, "seq", es.checkpoint_seq);
+    BSON_APPEND_INT64(&ck, "written", (int64_t)es.checkpoints);
+    BSON_APPEND_INT64(&ck, "failed", (int64_t)es.checkpoint_failures);
+    BSON_APPEND_DOUBLE(&ck, "lastMillis", es.checkpoint_ms);
+    if (es.checkpoint_error[0])
+        BSON_APPEND_UTF8(&ck, "lastError", es.checkpoint_error);
+    BSON_APPEND_INT64(&ck, "replayedAtOpen", (int64_t)es.replayed_ops);
+    bson_append_document_end(&d, &ck);
     bson_append_document_end(r, &d);
 
     BSON_APPEND_DOCUMENT_BEGIN(r, "logicalSessionRecordCache", &d);

@@ -259,6 +259,10 @@ h.test('serverStatus reports the committed seq, chain head and sequencer batches
     assert.ok(Number(st.nedb.sequencer.batches) > 0);
     assert.ok(Number(st.nedb.sequencer.ops) >= Number(st.nedb.sequencer.batches));
     assert.equal(st.nedb.readOnly, false);
+    assert.equal(typeof st.nedb.checkpoints, 'object');
+    assert.ok(Number(st.nedb.checkpoints.failed) === 0);
+    assert.ok(Number(st.nedb.checkpoints.seq) <= Number(st.nedb.committedSeq));
+    assert.ok(Number(st.nedb.checkpoints.replayedAtOpen) <= Number(st.nedb.committedSeq) + 1);
 });
 
 h.test('$expr in find, count and update filters compares fields of the same document', async () => {
