@@ -209,7 +209,8 @@ typedef struct wf_out {
     agg_acc_t *acc;
     agg_expr_t *input, *input2;
     bool has_window, range;
-    int unit;               /* range unit, or $derivative/$integral unit; -1 none */
+    int range_unit;         /* the window's range unit; -1 none */
+    int fn_unit;            /* $derivative / $integral unit; -1 none */
     bound_t lo, hi;
     int64_t shift_by;
     bson_value_t shift_default;
@@ -332,7 +333,7 @@ static bool parse_window(const bson_value_t *w, const swf_spec_t *s, wf_out_t *o
                      "Window bounds can only specify 'unit' with range-based bounds.");
         return false;
     }
-    o->unit = -1;
+    o->range_unit = -1;
     if (!has_docs && !has_range) {
         /* {}: the default, the whole partition */
         o->lo.k = o->hi.k = B_UNBOUNDED;
@@ -348,7 +349,7 @@ static bool parse_window(const bson_value_t *w, const swf_spec_t *s, wf_out_t *o
             bq_error_set(err, BQ_ERR_FailedToParse, "'unit' must be a string");
             return false;
         }
-        if ((o->unit = agg__window_unit_parse(unit.value.v_utf8.str)) < 0) {
+        if ((o->range_unit = agg__window_unit_parse(unit.value.v_utf8.str)) < 0) {
             bq_error_set(err, BQ_ERR_FailedToParse, "unknown time unit value: %s",
                          unit.value.v_utf8.str);
             return false;
@@ -448,7 +449,7 @@ static bool parse_input_unit(wf_out_t *o, const bson_value_t *arg, agg_scope_t *
                 bq_error_set(err, 5490704, "unit must be 'week' or smaller");
                 return false;
             }
-            o->unit = u;
+            o->fn_unit = u;
         } else {
             bq_error_set(err, BQ_ERR_FailedToParse, "%s got unexpected argument: %s",
                          o->fname, k);
@@ -576,7 +577,7 @@ static bool parse_ema(wf_out_t *o, const bson_value_t *arg, agg_scope_t *scope,
 static bool parse_output(const char *field, const bson_value_t *spec, swf_spec_t *s,
                          wf_out_t *o, agg_scope_t *scope, bq_error_t *err)
 {
-    o->unit = -1;
+    o->range_unit = o->fn_unit = -1;
     if (spec->value_type != BSON_TYPE_DOCUMENT) {
         bq_error_set(err, BQ_ERR_FailedToParse, "The field '%s' must be an object", field);
         return false;
@@ -725,23 +726,8 @@ static bool parse_output(const char *field, const bson_value_t *spec, swf_spec_t
             return false;
         return true;
     }
-    if (has_window) {
-        int save_unit = o->unit;
-        if (!parse_window(&window, s, o, scope, err))
-            return false;
-        if (o->kind == WF_DERIV || o->kind == WF_INTEGRAL) {
-            /* their unit is the function's; the window's is the range's */
-            if (o->range && o->unit >= 0) {
-                /* keep the range unit separately: store it in alpha as an index */
-                o->alpha = o->unit;
-            } else {
-                o->alpha = -1;
-            }
-            o->unit = save_unit;
-        }
-    } else if (o->kind == WF_DERIV || o->kind == WF_INTEGRAL) {
-        o->alpha = -1;
-    }
+    if (has_window && !parse_window(&window, s, o, scope, err))
+        return false;
     return true;
 }
 
@@ -938,7 +924,7 @@ static bool window_of(const wf_out_t *o, const swf_spec_t *s, row_t **r, size_t 
             *hi = (int64_t)n - 1;
         return true;
     }
-    int unit = o->kind == WF_DERIV || o->kind == WF_INTEGRAL ? (int)o->alpha : o->unit;
+    int unit = o->range_unit;
     if (o->lo.k == B_UNBOUNDED && o->hi.k == B_UNBOUNDED) {
         *lo = 0;
         *hi = (int64_t)n - 1;
@@ -1152,12 +1138,12 @@ static bool xy_at(swf_iter_t *si, const wf_out_t *o, row_t *row, double *x, doub
     const bson_value_t *k = &row->key;
     bool knum = key_num(k, x, &ms, &is_date);
     bool deriv = o->kind == WF_DERIV;
-    if (o->unit >= 0 && (!knum || !is_date)) {
+    if (o->fn_unit >= 0 && (!knum || !is_date)) {
         bq_error_set(err, deriv ? 5624900 : 5423901,
                      "%s with unit expects the sortBy field to be a Date", o->fname);
         return false;
     }
-    if (o->unit < 0 && knum && is_date) {
+    if (o->fn_unit < 0 && knum && is_date) {
         bq_error_set(err, deriv ? 5624901 : 5423902,
                      "%s where the sortBy is a Date requires an 'unit'", o->fname);
         return false;
@@ -1168,8 +1154,8 @@ static bool xy_at(swf_iter_t *si, const wf_out_t *o, row_t *row, double *x, doub
                      o->fname, k->value_type == BSON_TYPE_EOD ? "missing" : agg__type_name(k));
         return false;
     }
-    if (o->unit >= 0)
-        *x = (double)ms / (double)units[o->unit].ms;
+    if (o->fn_unit >= 0)
+        *x = (double)ms / (double)units[o->fn_unit].ms;
     bson_value_t v;
     if (!eval_on(si->base.run, o->input, row->doc, &v, err))
         return false;
