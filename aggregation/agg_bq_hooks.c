@@ -11,8 +11,15 @@
  *    pipeline's scope and evaluated in the run's env, so it sees $lookup's let variables
  *    and the command's $$NOW.
  * An evaluation error fails the match with the error (bq_match_eval_env reports it).
+ *
+ * The same compiled form serves find's projection expressions ({total: {$add: [...]}},
+ * bq_project_expr_hooks_t): compiled in a scope of its own with the command's `let`,
+ * evaluated against the whole document in a fresh env, the result appended under the
+ * field's name (nothing when missing, e.g. $$REMOVE).
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agg.h"
 #include "agg_expr.h"
@@ -126,7 +133,68 @@ static void hook_destroy(void *compiled)
 
 static const bq_expr_hooks_t hooks = {hook_compile, hook_matches, hook_destroy};
 
+/* Evaluates a filter-style compiled expression against doc in a fresh env. */
+static bool eval_own(const match_expr_t *m, const bson_t *doc, bson_value_t *out,
+                     bq_error_t *err)
+{
+    agg_env_t env;
+    agg_env_init(&env);
+    for (int i = 0; i < m->nlet; i++)
+        agg_env_set_var_borrowed(&env, m->let_slots[i], &m->let_values[i]);
+    agg_env_set_root(&env, doc);
+    bool ok = agg_expr_eval(m->expr, &env, out, err);
+    agg_env_cleanup(&env);
+    return ok;
+}
+
+/* A projected {$name: ...} whose top-level name is no operator is 31325 in a projection
+ * (mongod: "Unknown expression"), not the expression language's 168. */
+static bool unknown_top_level(const bson_value_t *spec, const bq_error_t *e,
+                              const char **name)
+{
+    if (spec->value_type != BSON_TYPE_DOCUMENT || e->code != BQ_ERR_InvalidPipelineOperator)
+        return false;
+    bson_t d;
+    bson_iter_t it;
+    if (!bson_init_static(&d, spec->value.v_doc.data, spec->value.v_doc.data_len) ||
+        !bson_iter_init(&it, &d) || !bson_iter_next(&it))
+        return false;
+    char want[BQ_ERROR_MSG_MAX];
+    snprintf(want, sizeof want, "Unrecognized expression '%s'", bson_iter_key(&it));
+    *name = bson_iter_key(&it);
+    return strcmp(e->message, want) == 0;
+}
+
+static void *proj_compile(const bson_value_t *spec, const bson_t *let, bq_error_t *err)
+{
+    bq_match_opts_t opts = {.let = let};
+    bq_error_t e;
+    bq_error_clear(&e);
+    void *m = hook_compile(spec, &opts, &e);
+    const char *name;
+    if (!m && unknown_top_level(spec, &e, &name))
+        bq_error_set(err, 31325, "Unknown expression %s", name);
+    else if (!m && err)
+        *err = e;
+    return m;
+}
+
+static bool proj_append(const void *compiled, const bson_t *root, const char *key,
+                        bson_t *out, bq_error_t *err)
+{
+    bson_value_t v;
+    bool ok = eval_own(compiled, root, &v, err);
+    if (ok)
+        agg_value_append(out, key, -1, &v);
+    agg_value_cleanup(&v);
+    return ok;
+}
+
+static const bq_project_expr_hooks_t project_hooks = {proj_compile, proj_append,
+                                                      hook_destroy};
+
 void agg_install_bq_hooks(void)
 {
     bq_expr_hooks_install(&hooks);
+    bq_project_expr_hooks_install(&project_hooks);
 }

@@ -251,4 +251,24 @@ typedef struct bq_expr_hooks {
 
 void bq_expr_hooks_install(const bq_expr_hooks_t *hooks);
 
+/* Expressions in find projections ({total: {$add: ["$a", "$b"]}}, {n: "$name"}) come from
+ * the same layer: agg_install_bq_hooks installs these too; until then such projections
+ * compile to NotImplemented (bq_project.h).
+ *   compile  compiles one projected value (an operator document, a "$path" string, an
+ *            array) with the command's `let` variables (or NULL) visible as $$name; NULL
+ *            with err set on a bad expression, 31325 ("Unknown expression $foo") when the
+ *            top-level operator name is not an expression
+ *   append   evaluates it against root (the whole document) and appends the result to out
+ *            under key; appends nothing when the result is missing ($$REMOVE, a missing
+ *            field); false with err set when evaluation fails
+ *   destroy  frees what compile returned */
+typedef struct bq_project_expr_hooks {
+    void *(*compile)(const bson_value_t *spec, const bson_t *let, bq_error_t *err);
+    bool (*append)(const void *compiled, const bson_t *root, const char *key, bson_t *out,
+                   bq_error_t *err);
+    void (*destroy)(void *compiled);
+} bq_project_expr_hooks_t;
+
+void bq_project_expr_hooks_install(const bq_project_expr_hooks_t *hooks);
+
 #endif

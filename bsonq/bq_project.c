@@ -6,7 +6,16 @@
  * dotted paths reach into arrays of documents element by element. $slice trims arrays;
  * $elemMatch keeps the first matching element, evaluated with bq_match (bq.h).
  *
- * Must not: evaluate aggregation expressions (aggregation/ will own them), do I/O.
+ * Computed fields (MongoDB 4.4+): a projected value that is not a number or a boolean is
+ * an aggregation expression evaluated against the whole document. Plain literals ("x",
+ * null, dates) are kept as values here; operator documents ({$add: ...}), "$path"
+ * strings and arrays are compiled and evaluated through the hooks the aggregation layer
+ * installs (bq.h: bq_project_expr_hooks_t), as $expr is for filters. Like mongod, a
+ * computed field is added after the fields kept from the document (in projection order),
+ * replaces a scalar it lands on with a document, is added to every document of an array
+ * it reaches, and is dropped when its value is missing ($$REMOVE).
+ *
+ * Must not: evaluate aggregation expressions itself (aggregation/ owns them), do I/O.
  */
 #include <string.h>
 
@@ -23,6 +32,7 @@ enum pkind {
     P_LITERAL,
     P_POSITIONAL, /* a.$: the element the query matched */
     P_META,       /* {$meta: "seq"} */
+    P_EXPR,       /* an aggregation expression (compiled by the hooks) */
 };
 
 typedef struct pnode pnode_t;
@@ -35,7 +45,15 @@ struct pnode {
     int64_t skip, limit;
     bq_match_t *match;      /* $elemMatch: {name: {$elemMatch: cond}} */
     bson_value_t lit;       /* literal value (owned) */
+    void *expr;             /* P_EXPR: what the hooks compiled (owned) */
 };
+
+static const bq_project_expr_hooks_t *expr_hooks;
+
+void bq_project_expr_hooks_install(const bq_project_expr_hooks_t *hooks)
+{
+    expr_hooks = hooks;
+}
 
 struct bq_project {
     pnode_t *root;
@@ -55,6 +73,8 @@ static void pnode_free(pnode_t *n)
     bq_match_destroy(n->match);
     if (n->kind == P_LITERAL)
         bson_value_destroy(&n->lit);
+    if (n->expr && expr_hooks)
+        expr_hooks->destroy(n->expr);
     bson_free(n);
 }
 
@@ -102,6 +122,7 @@ typedef struct pctx {
     int id;                 /* explicit top-level _id: 1 / -1, 0 none */
     bool slice;             /* a $slice was seen */
     bool elem;              /* an $elemMatch was seen */
+    const bson_t *let;      /* the command's let variables, for expressions */
     bq_error_t *err;
 } pctx_t;
 
@@ -230,26 +251,83 @@ static bool compile_slice(pctx_t *c, const char *path, const bson_iter_t *arg, p
     return false;
 }
 
+static void error_copy(bq_error_t *dst, const bq_error_t *src)
+{
+    if (dst)
+        *dst = *src;
+}
+
+/* Adds a computed field: value (an operator document, a "$path" string or an array)
+ * compiled by the aggregation layer's hooks. `op` says value is an operator document
+ * ({$add: ...}): in an exclusion projection that is 31252, checked before the expression
+ * is parsed; any other expression there is 31310, checked after (mongod's order). */
+static bool compile_expr(pctx_t *c, const char *path, const bson_value_t *value, bool op)
+{
+    if (!expr_hooks) {
+        bq_error_set(c->err, BQ_ERR_NotImplemented,
+                     "projection expressions (field %s) need the aggregation layer", path);
+        return false;
+    }
+    bq_error_t e;
+    bq_error_clear(&e);
+    void *compiled = expr_hooks->compile(value, c->let, &e);
+    if (op && c->mode < 0 && e.code != 31325) {
+        if (compiled)
+            expr_hooks->destroy(compiled);
+        bq_error_set(c->err, 31252,
+                     "Cannot use expression other than $meta in exclusion projection");
+        return false;
+    }
+    if (!compiled) {
+        error_copy(c->err, &e);
+        return false;
+    }
+    if (c->mode < 0) {
+        expr_hooks->destroy(compiled);
+        bq_error_set(c->err, 31310, "Cannot use an expression %s in an exclusion projection",
+                     path);
+        return false;
+    }
+    c->mode = 1;
+    pnode_t *n = pnode_new(path, strlen(path), P_EXPR);
+    n->expr = compiled;
+    if (!tree_add(c, path, n)) {
+        pnode_free(n);
+        return false;
+    }
+    return true;
+}
+
 static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
 {
     bson_iter_t op;
     bson_iter_recurse(it, &op);
     bson_iter_next(&op);
     const char *name = bson_iter_key(&op);
-    bson_iter_t extra = op;
-    if (bson_iter_next(&extra)) {
-        bq_error_set(c->err, BQ_ERR_NotImplemented,
-                     "projection expressions (field %s) are not supported yet", path);
-        return false;
-    }
+    const bson_value_t *whole = bson_iter_value((bson_iter_t *)it);
     if (strcmp(name, "$slice") == 0) {
         pnode_t *n = pnode_new(path, strlen(path), P_SLICE);
-        if (!compile_slice(c, path, &op, n) || !tree_add(c, path, n)) {
-            pnode_free(n);
+        bq_error_t e, *outer = c->err;
+        bq_error_clear(&e);
+        c->err = &e;
+        bool find_syntax = compile_slice(c, path, &op, n);
+        c->err = outer;
+        if (find_syntax) {
+            if (!tree_add(c, path, n)) {
+                pnode_free(n);
+                return false;
+            }
+            c->slice = true;
+            return true;
+        }
+        pnode_free(n);
+        if (!expr_hooks) {
+            error_copy(c->err, &e);
             return false;
         }
-        c->slice = true;
-        return true;
+        /* not find's {$slice: n | [skip, limit]}: the $slice expression, as mongod tries
+         * next ({$slice: ["$a", 2]}) */
+        return compile_expr(c, path, whole, true);
     }
     if (strcmp(name, "$elemMatch") == 0) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&op)) {
@@ -294,10 +372,7 @@ static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
         }
         return true;
     }
-    bq_error_set(c->err, BQ_ERR_NotImplemented,
-                 "projection expressions (field %s: {%s: ...}) are not supported yet", path,
-                 name);
-    return false;
+    return compile_expr(c, path, whole, true);
 }
 
 static bool compile_positional(pctx_t *c, const char *path, const bson_iter_t *it)
@@ -307,7 +382,12 @@ static bool compile_positional(pctx_t *c, const char *path, const bson_iter_t *i
     const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
     double d = 0;
     bool ok = false;
-    if (c->p->pos_path) {
+    if (v->value_type == BSON_TYPE_DOCUMENT) {
+        bq_error_set(c->err, 31271,
+                     "positional projection cannot be used with an expression or sub object");
+    } else if (v->value_type != BSON_TYPE_BOOL && !bq_num_to_double(v, &d)) {
+        bq_error_set(c->err, 31308, "positional projection cannot be used with a literal");
+    } else if (c->p->pos_path) {
         bq_error_set(c->err, 31276,
                      "Cannot specify more than one positional projection per query.");
     } else if (!(v->value_type == BSON_TYPE_BOOL ? v->value.v_bool
@@ -356,7 +436,10 @@ static bool compile_field(pctx_t *c, const char *path, const bson_iter_t *it)
                          "path");
             return false;
         }
-        if (bson_iter_key(&sub)[0] == '$')
+        bson_iter_t extra = sub;
+        /* {$op: arg} is an operator; with more fields it is a sub-projection whose '$'
+         * field name fails below (16410), as in mongod */
+        if (bson_iter_key(&sub)[0] == '$' && !bson_iter_next(&extra))
             return compile_operator(c, path, it);
         uint32_t len;
         const uint8_t *data;
@@ -366,14 +449,15 @@ static bool compile_field(pctx_t *c, const char *path, const bson_iter_t *it)
         return compile_doc(c, &d2, path);
     }
     if ((v->value_type == BSON_TYPE_UTF8 && v->value.v_utf8.str[0] == '$') ||
-        v->value_type == BSON_TYPE_ARRAY) {
-        bq_error_set(c->err, BQ_ERR_NotImplemented,
-                     "projection expressions (field %s) are not supported yet", path);
+        v->value_type == BSON_TYPE_ARRAY)
+        return compile_expr(c, path, v, false);
+    /* a literal: the field is set to the value (a computed field, even for _id) */
+    if (c->mode < 0) {
+        bq_error_set(c->err, 31310, "Cannot use an expression %s in an exclusion projection",
+                     path);
         return false;
     }
-    /* a literal: the field is set to the value */
-    if (!set_mode(c, path, true))
-        return false;
+    c->mode = 1;
     pnode_t *n = pnode_new(path, strlen(path), P_LITERAL);
     bson_value_copy(v, &n->lit);
     if (!tree_add(c, path, n)) {
@@ -401,13 +485,19 @@ static bool compile_doc(pctx_t *c, const bson_t *spec, const char *prefix)
 
 bq_project_t *bq_project_compile(const bson_t *projection, bq_error_t *err)
 {
+    return bq_project_compile_let(projection, NULL, err);
+}
+
+bq_project_t *bq_project_compile_let(const bson_t *projection, const bson_t *let,
+                                     bq_error_t *err)
+{
     bq_project_t *p = bson_malloc0(sizeof *p);
     p->root = pnode_new("", 0, P_INNER);
     if (!projection || bson_empty(projection)) {
         p->whole = true;
         return p;
     }
-    pctx_t c = {.p = p, .err = err};
+    pctx_t c = {.p = p, .let = let, .err = err};
     if (!compile_doc(&c, projection, NULL)) {
         bq_project_destroy(p);
         return NULL;
@@ -428,6 +518,9 @@ bq_project_t *bq_project_compile(const bson_t *projection, bq_error_t *err)
 typedef struct actx {
     const bq_project_opts_t *o;
     int64_t pos;            /* matched index for P_POSITIONAL */
+    const bson_t *root;     /* the whole document: what expressions see */
+    bq_error_t *err;
+    bool failed;            /* an expression failed (err holds the first error) */
 } actx_t;
 
 static void view(const bson_value_t *v, bson_t *b)
@@ -498,22 +591,40 @@ static void append_elemmatch(const pnode_t *n, const bson_value_t *v, bson_t *ou
     }
 }
 
+static bool is_computed(const pnode_t *n)
+{
+    return n->kind == P_LITERAL || n->kind == P_EXPR;
+}
+
 static bool has_literal(const pnode_t *n)
 {
-    if (n->kind == P_LITERAL)
+    if (is_computed(n))
         return true;
     for (size_t i = 0; i < n->n; i++)
-        if (n->kids[i]->kind == P_INNER ? has_literal(n->kids[i])
-                                        : n->kids[i]->kind == P_LITERAL)
+        if (n->kids[i]->kind == P_INNER ? has_literal(n->kids[i]) : is_computed(n->kids[i]))
             return true;
     return false;
 }
 
-static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
+/* Appends the value of a computed field (nothing when an expression yields missing).
+ * After a failed evaluation nothing more is evaluated: the apply fails with that error. */
+static void append_computed(actx_t *x, const pnode_t *k, bson_t *out)
+{
+    if (k->kind == P_LITERAL) {
+        bson_append_value(out, k->name, -1, &k->lit);
+        return;
+    }
+    if (x->failed)
+        return;
+    if (!expr_hooks->append(k->expr, x->root, k->name, out, x->err))
+        x->failed = true;
+}
+
+static void project_doc(actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
                         bson_t *out);
 
 /* Projects the elements of an array reached by an inner node. */
-static void project_array(const actx_t *x, const pnode_t *node, bool incl,
+static void project_array(actx_t *x, const pnode_t *node, bool incl,
                           const bson_value_t *v, bson_t *out)
 {
     bson_t a;
@@ -546,22 +657,22 @@ static void project_array(const actx_t *x, const pnode_t *node, bool incl,
 }
 
 /* Adds the literal fields under node that the document did not have. */
-static void add_literals(const pnode_t *node, bson_t *out)
+static void add_literals(actx_t *x, const pnode_t *node, bson_t *out)
 {
     for (size_t i = 0; i < node->n; i++) {
         const pnode_t *k = node->kids[i];
-        if (k->kind == P_LITERAL) {
-            bson_append_value(out, k->name, -1, &k->lit);
+        if (is_computed(k)) {
+            append_computed(x, k, out);
         } else if (k->kind == P_INNER && has_literal(k)) {
             bson_t child;
             bson_append_document_begin(out, k->name, -1, &child);
-            add_literals(k, &child);
+            add_literals(x, k, &child);
             bson_append_document_end(out, &child);
         }
     }
 }
 
-static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
+static void project_doc(actx_t *x, const pnode_t *node, bool incl, const bson_t *doc,
                         bson_t *out)
 {
     bson_iter_t it;
@@ -589,6 +700,7 @@ static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const b
             break;
         case P_EXCLUDE:
         case P_LITERAL:
+        case P_EXPR:
         case P_ELEMMATCH:
         case P_META:
             break;
@@ -628,7 +740,7 @@ static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const b
                 /* a scalar replaced by a document holding the computed fields */
                 bson_t child;
                 bson_append_document_begin(out, key, -1, &child);
-                add_literals(k, &child);
+                add_literals(x, k, &child);
                 bson_append_document_end(out, &child);
             }
             break;
@@ -637,8 +749,8 @@ static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const b
     /* computed fields and $elemMatch come after the fields kept from the document */
     for (size_t i = 0; i < node->n; i++) {
         const pnode_t *k = node->kids[i];
-        if (k->kind == P_LITERAL) {
-            bson_append_value(out, k->name, -1, &k->lit);
+        if (is_computed(k)) {
+            append_computed(x, k, out);
         } else if (k->kind == P_META) {
             if (x->o && x->o->has_seq)
                 bson_append_int64(out, k->name, -1, x->o->seq);
@@ -649,7 +761,7 @@ static void project_doc(const actx_t *x, const pnode_t *node, bool incl, const b
         } else if (k->kind == P_INNER && !seen[i] && incl && has_literal(k)) {
             bson_t child;
             bson_append_document_begin(out, k->name, -1, &child);
-            add_literals(k, &child);
+            add_literals(x, k, &child);
             bson_append_document_end(out, &child);
         }
     }
@@ -669,7 +781,7 @@ bool bq_project_apply_ex(const bq_project_t *p, const bson_t *doc, const bq_proj
         return true;
     }
     bson_init(out);
-    actx_t x = {.o = o, .pos = -1};
+    actx_t x = {.o = o, .pos = -1, .root = doc, .err = err};
     if (p->pos_path) {
         bson_value_t v;
         /* a missing or non-array field is projected as it is, as mongod does */
@@ -682,7 +794,7 @@ bool bq_project_apply_ex(const bq_project_t *p, const bson_t *doc, const bq_proj
         }
     }
     project_doc(&x, p->root, p->inclusion, doc, out);
-    return true;
+    return !x.failed;
 }
 
 bool bq_project_apply(const bq_project_t *p, const bson_t *doc, bson_t *out, bq_error_t *err)

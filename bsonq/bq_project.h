@@ -9,10 +9,12 @@
  * [skip, limit]; alone it keeps the other fields), $elemMatch (alone it keeps only _id
  * and the first matching element, placed after the other kept fields), the positional
  * projection "a.$" (the element the query matched; needs the filter at apply time),
- * {$meta: "seq"} (NEDB's version seq, given at apply time) and literal values (strings
- * not starting with '$', null, dates, ...) which set the field to the value. Not yet:
- * aggregation expressions ({$add: ...}, "$field") and other $meta names: these fail to
- * compile with NotImplemented (238).
+ * {$meta: "seq"} (NEDB's version seq, given at apply time), literal values (strings
+ * not starting with '$', null, dates, ...) which set the field to the value, and
+ * aggregation expressions ({$add: [...]}, "$field", arrays, $$REMOVE) evaluated against
+ * the whole document through the hooks the aggregation layer installs (bq.h:
+ * bq_project_expr_hooks_t; without them expressions fail with NotImplemented (238)).
+ * Not yet: $meta names other than "seq" (NotImplemented).
  */
 #ifndef BQ_PROJECT_H
 #define BQ_PROJECT_H
@@ -26,15 +28,25 @@ typedef struct bq_project bq_project_t;
 /* Compiles a projection document (NULL or empty: the whole document). Returns a new
  * projection the caller frees with bq_project_destroy(), or NULL with err set:
  *   31253  "Cannot do inclusion on field a in exclusion projection"
+ *   31252  an operator expression in an exclusion projection; 31310 another computed
+ *          value (literal, "$path") there; 31325 "Unknown expression $foo"
+ *   31271 / 31308  a positional projection given a document / a literal
+ *   the expression's own code for a bad expression (15983, 16020, 17276 ...)
  *   31254  "Cannot do exclusion on field b in inclusion projection"
  *   31249  "Path collision at a.b remaining portion b" (a path below an existing leaf)
  *   31250  "Path collision at a" (a path that already has sub-paths or is repeated)
  *   51270  an empty sub-projection {a: {}}
  *   BadValue (2)  malformed $slice / $elemMatch arguments, '$' field names
  *   31276  more than one positional projection; 31395 a positional exclusion
- *   NotImplemented (238)  expressions, $meta other than "seq"
+ *   NotImplemented (238)  $meta other than "seq"; expressions before the aggregation
+ *                         layer installed its hooks
  * The projection copies what it needs. */
 bq_project_t *bq_project_compile(const bson_t *projection, bq_error_t *err);
+
+/* The same with the command's `let` variables ({name: expression}, or NULL) visible to
+ * the projection's expressions as $$name. */
+bq_project_t *bq_project_compile_let(const bson_t *projection, const bson_t *let,
+                                     bq_error_t *err);
 
 /* What an apply may need besides the document. Zero-initialise. */
 typedef struct bq_project_opts {
@@ -44,9 +56,11 @@ typedef struct bq_project_opts {
 } bq_project_opts_t;
 
 /* Applies the projection to doc. *out is always initialised (the caller destroys it).
- * Returns false with err set only for the positional projection when no array element
+ * Returns false with err set for the positional projection when no array element
  * matched the filter (51246, "positional operator '.$' couldn't find a matching element
- * in the array"). bq_project_apply is bq_project_apply_ex with no options. */
+ * in the array") and when an expression fails to evaluate (its error, e.g. 16554 for a
+ * non-numeric $add); out is then incomplete. bq_project_apply is bq_project_apply_ex
+ * with no options. */
 bool bq_project_apply(const bq_project_t *p, const bson_t *doc, bson_t *out, bq_error_t *err);
 bool bq_project_apply_ex(const bq_project_t *p, const bson_t *doc, const bq_project_opts_t *o,
                          bson_t *out, bq_error_t *err);

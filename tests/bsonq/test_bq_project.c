@@ -90,7 +90,12 @@ static const proj_row_t rows[] = {
     /* errors */
     {INV, "{'item': 1, 'status': 0}", NULL, 31254},
     {INV, "{'item': 0, 'status': 1}", NULL, 31253},
-    {INV, "{'item': 0, 'x': 'lit'}", NULL, 31253},
+    {INV, "{'item': 0, 'x': 'lit'}", NULL, 31310},
+    {INV, "{'x': 'lit', 'item': 0}", NULL, 31254},
+    {INV, "{'_id': 'lit', 'item': 0}", NULL, 31254},
+    {INV, "{'instock.$': {'a': 1}}", NULL, 31271},
+    {INV, "{'instock.$': 'x'}", NULL, 31308},
+    {INV, "{'item': {'#slice': 1, 'x': 1}}", NULL, 16410},
     {INV, "{'size': 1, 'size.uom': 1}", NULL, 31249},
     {INV, "{'size.uom': 1, 'size': 1}", NULL, 31250},
     {INV, "{'size': {}}", NULL, 51270},
