@@ -817,7 +817,8 @@ static bool state_result(const agg_acc_state_t *st, bson_value_t *out, bq_error_
         double *copy = malloc((st->nnums ? st->nnums : 1) * sizeof *copy);
         if (!copy)
             abort();
-        memcpy(copy, st->nums, st->nnums * sizeof *copy);
+        if (st->nnums) /* nums is NULL before the first value */
+            memcpy(copy, st->nums, st->nnums * sizeof *copy);
         pct_result(copy, st->nnums, a->ps, a->nps, a->kind == K_MEDIAN, out);
         free(copy);
         return true;
