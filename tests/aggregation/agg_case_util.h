@@ -69,7 +69,8 @@ static inline char *value_json(const bson_value_t *v)
 
 #define TYPE_ALIAS "$__agg_type"
 
-/* Copies src into dst, renaming TYPE_ALIAS keys back to "$type" at every level. */
+/* Copies src into dst, renaming TYPE_ALIAS keys and string values back to "$type" at
+ * every level. */
 static inline void rename_type_keys(const bson_t *src, bson_t *dst, bool array)
 {
     bson_iter_t it;
@@ -97,6 +98,9 @@ static inline void rename_type_keys(const bson_t *src, bson_t *dst, bool array)
                 bson_append_array_end(dst, &child);
             else
                 bson_append_document_end(dst, &child);
+        } else if (BSON_ITER_HOLDS_UTF8(&it) && !strcmp(bson_iter_utf8(&it, NULL), TYPE_ALIAS)) {
+            /* the string value "$type" (a field path) was hidden too: restore it */
+            BSON_APPEND_UTF8(dst, k, "$type");
         } else {
             bson_append_value(dst, k, -1, bson_iter_value(&it));
         }
