@@ -19,6 +19,7 @@
 #include "bq_project.h"
 #include "bq_sort.h"
 #include "bq_update.h"
+#include "cmd_aggregate.h"
 #include "wire_cmd.h"
 #include "wire_validate.h"
 
@@ -501,12 +502,27 @@ static bool stmt_args_read(stmt_state_t *st, const bson_t *stmt, stmt_args_t *a,
             return false;
         }
     }
-    if (a->u_is_pipeline) {
-        bq_error_set(err, BQ_ERR_NotImplemented,
-                     "pipeline-style updates are not implemented yet in NEDB");
+    if (a->u_is_pipeline && a->has_array_filters) {
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "arrayFilters may not be specified for pipeline-syle updates");
         return false;
     }
     return true;
+}
+
+/* The document a pipeline-style upsert inserts: the pipeline run over the filter's
+ * equality seed (cmd_aggregate_update.c). */
+static bool upsert_doc_pipeline(wire_cmd_ctx_t *ctx, const stmt_args_t *a, bson_t *out,
+                                bq_error_t *err)
+{
+    bson_t seed;
+    bool ok = bq_upsert_seed(&a->q, &seed, err);
+    if (ok)
+        ok = wire_agg_update_apply(ctx, &a->u, &seed, true, out, err);
+    else
+        bson_init(out);
+    bson_destroy(&seed);
+    return ok;
 }
 
 /* The document an upsert inserts. */
@@ -581,7 +597,9 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     eng_doc_t *docs = NULL;
     size_t ndocs = 0;
     bool ok = m != NULL;
-    if (ok && a.has_u)
+    if (ok && a.has_u && a.u_is_pipeline)
+        ok = wire_agg_update_check(ctx, &a.u, &e);
+    else if (ok && a.has_u)
         ok = (u = bq_update_compile(&a.u, a.has_array_filters ? &a.array_filters : NULL, &e)) !=
              NULL;
     if (ok && u && a.multi && bq_update_is_replacement(u)) {
@@ -639,15 +657,25 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         bson_t updated;
         bool changed = false;
         bq_update_opts_t uo = {0};
-        if (bq_update_uses_positional(u)) {
-            uo.has_positional = true;
-            if (!bq_update_positional_index(u, &a.q, &doc, &uo.positional_index))
-                uo.positional_index = -1; /* the update then fails as mongod's does */
-        }
-        if (!bq_update_apply_ex(u, &doc, &uo, &updated, &changed, &e)) {
-            bson_destroy(&updated);
-            ok = false;
-            break;
+        if (a.u_is_pipeline) {
+            if (!wire_agg_update_apply(ctx, &a.u, &doc, false, &updated, &e)) {
+                bson_destroy(&updated);
+                ok = false;
+                break;
+            }
+            changed = updated.len != doc.len ||
+                      memcmp(bson_get_data(&updated), bson_get_data(&doc), doc.len) != 0;
+        } else {
+            if (bq_update_uses_positional(u)) {
+                uo.has_positional = true;
+                if (!bq_update_positional_index(u, &a.q, &doc, &uo.positional_index))
+                    uo.positional_index = -1; /* the update then fails as mongod's does */
+            }
+            if (!bq_update_apply_ex(u, &doc, &uo, &updated, &changed, &e)) {
+                bson_destroy(&updated);
+                ok = false;
+                break;
+            }
         }
         if (st->kind == STMT_FAM) {
             bson_concat(&st->fam_value, a.return_new ? &updated : &doc);
@@ -667,9 +695,9 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         }
         bson_destroy(&updated);
     }
-    if (ok && ndocs == 0 && a.upsert && u) {
+    if (ok && ndocs == 0 && a.upsert && (u || a.u_is_pipeline)) {
         bson_t doc;
-        ok = upsert_doc(&a, u, &doc, &e);
+        ok = a.u_is_pipeline ? upsert_doc_pipeline(ctx, &a, &doc, &e) : upsert_doc(&a, u, &doc, &e);
         if (ok) {
             eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_INSERT);
             bson_destroy(&w->doc);
