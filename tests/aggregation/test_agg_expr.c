@@ -6,7 +6,8 @@
  *   {"expr": <expression>, "doc": <input document, default {}>, "result": <value>}
  *   {"expr": ..., "doc": ..., "missing": true}      the result is missing (e.g. $$REMOVE)
  *   {"expr": ..., "doc": ..., "error": <code>}      compiling or evaluating fails with code
- * Optional "note" fields are ignored. libbson's JSON reader takes any {"$type": ...} for
+ * Optional "note" fields are ignored; "inProcessOnly": "<why>" keeps a case out of the
+ * live-server run (tests/integration/test_aggregate.js), e.g. one that needs $$NOW fixed. libbson's JSON reader takes any {"$type": ...} for
  * legacy binary syntax, so the file text's "$type" keys are hidden from it and restored in
  * the parsed BSON (rename_type_keys). Results are compared strictly: same BSON type at
  * every level (int32 is not int64 is not double), same value (NaN equals NaN), same field

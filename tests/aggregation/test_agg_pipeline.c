@@ -13,8 +13,11 @@
  *    "result": [...]                the documents expected, in order
  *    "unordered": true              compare as a multiset instead (optional)
  *    "error": <code>                instead of result: parsing or running fails with code
- *    "serverOnly": true}            only tests/integration/test_aggregate.js runs it
+ *    "serverOnly": true,            only tests/integration/test_aggregate.js runs it
  *                                   ($out/$merge, which the server writes)
+ *    "expectCollections": {...}     with serverOnly: those collections' contents after
+ *    "inProcessOnly": "why"}        only this runner runs it (the live server cannot
+ *                                   reproduce the setup: $$NOW, documents as given)
  * The same files run against a live nedbd through tests/integration/test_aggregate.js.
  * Comparison is strict (agg_case_util.h). $$NOW is 2020-01-01T00:00:00Z.
  */
