@@ -494,9 +494,11 @@ agg_iter_t *agg_pipeline_open(const agg_pipeline_t *p, agg_iter_t *input, agg_ru
                 lead = p->stages[0].state;
                 first = 1;
             }
+            /* under a collation the filter document is not handed over: the source's
+             * _id index compares strings bytewise */
             input = run->source->scan(run->source->ctx, run, p->db, p->coll,
-                                      lead ? lead->filter : NULL, lead ? lead->m : NULL,
-                                      err);
+                                      lead && !p->collation ? lead->filter : NULL,
+                                      lead ? lead->m : NULL, err);
             if (!input)
                 return NULL;
         }

@@ -90,7 +90,8 @@ struct agg_source {
     void *ctx;
     /* A scan of db.coll at the command's snapshot, yielding copies of the documents that
      * match `filter` (NULL: all) in natural order. filter_doc is the filter as given (for
-     * index use, e.g. an _id equality); evaluate `filter` with
+     * index use, e.g. an _id equality; NULL under a collation, which the binary _id index
+     * cannot honour); evaluate `filter` with
      * bq_match_eval_env(filter, doc, &run->env, err) since a $expr in it may use the
      * run's variables. The iterator's run is `run`. */
     agg_iter_t *(*scan)(void *ctx, agg_run_t *run, const char *db, const char *coll,

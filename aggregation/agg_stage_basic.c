@@ -315,6 +315,7 @@ static bool sort_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
     bq_sort_t *s = bq_sort_compile(&doc, err);
     if (!s)
         return false;
+    bq_sort_set_collation(s, pc->collation);
     *state = s;
     return true;
 }

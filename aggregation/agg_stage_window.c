@@ -931,8 +931,8 @@ static bool window_of(const wf_out_t *o, const swf_spec_t *s, row_t **r, size_t 
         return true;
     }
     /* every key must be of the right type */
-    double x;
-    int64_t xms;
+    double x = 0;
+    int64_t xms = 0;
     bool is_date;
     const bson_value_t *kx = &r[i]->key;
     if (!key_num(kx, &x, &xms, &is_date) || is_date != (unit >= 0)) {

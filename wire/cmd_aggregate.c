@@ -277,6 +277,7 @@ typedef struct agg_args {
     bson_t let;              /* borrowed */
     int64_t max_time_ms;
     int64_t snap;
+    bq_collation_t *collation; /* NULL: binary; the parsed pipeline takes a reference */
 } agg_args_t;
 
 /* Fields of the aggregate command besides the generic ones (which start with '$' or are
@@ -298,30 +299,6 @@ static bool name_in(const char *k, const char *const *list, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!strcmp(k, list[i]))
             return true;
-    return false;
-}
-
-/* The collation option: absent, null, or the simple one ({locale: "simple"}). */
-static bool collation_check(wire_cmd_ctx_t *ctx, bq_error_t *err)
-{
-    bson_t coll;
-    bool present;
-    if (!wire_arg_doc(ctx, "collation", &coll, &present, err))
-        return false;
-    if (!present)
-        return true;
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, &coll, "locale") && BSON_ITER_HOLDS_UTF8(&it) &&
-        !strcmp(bson_iter_utf8(&it, NULL), "simple") && bson_count_keys(&coll) == 1)
-        return true;
-    if (bson_empty(&coll)) {
-        bq_error_set(err, BQ_ERR_FailedToParse, "BSON field 'locale' is missing but a "
-                                                "required field");
-        return false;
-    }
-    bq_error_set(err, BQ_ERR_NotImplemented,
-                 "NEDB compares strings by their bytes only: the only collation it supports "
-                 "is {locale: \"simple\"}");
     return false;
 }
 
@@ -376,7 +353,7 @@ static bool agg_args_read(wire_cmd_ctx_t *ctx, agg_args_t *a, bq_error_t *err)
         !wire_arg_bool(ctx, "allowDiskUse", false, &a->allow_disk_use, err) ||
         !wire_arg_bool(ctx, "bypassDocumentValidation", false, &bypass, err) ||
         !wire_arg_doc(ctx, "cursor", &cursor, &a->has_cursor, err) ||
-        !wire_arg_doc(ctx, "let", &a->let, &a->has_let, err) || !collation_check(ctx, err))
+        !wire_arg_doc(ctx, "let", &a->let, &a->has_let, err))
         return false;
     /* hint: a document or an index name; NEDB plans without it */
     if (bson_iter_init_find(&it, ctx->cmd, "hint") && !BSON_ITER_HOLDS_UTF8(&it) &&
@@ -418,7 +395,8 @@ static bool agg_args_read(wire_cmd_ctx_t *ctx, agg_args_t *a, bq_error_t *err)
             return false;
         }
     }
-    return wire_read_snapshot(ctx, &a->snap, err);
+    /* last, so that no earlier failure leaves it to free */
+    return wire_read_snapshot(ctx, &a->snap, err) && wire_collation(ctx->cmd, &a->collation, err);
 }
 
 /* ================================================================ explain */
@@ -531,8 +509,10 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *e
     if (force_explain)
         a.explain = true;
 
-    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = a.coll, .let = a.has_let ? &a.let : NULL};
+    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = a.coll, .let = a.has_let ? &a.let : NULL,
+                                .collation = a.collation};
     agg_pipeline_t *p = agg_pipeline_parse(&a.pipeline, &opts, err);
+    bq_collation_destroy(a.collation);
     if (!p)
         return false;
     if (!a.coll && !agg_pipeline_is_generator(p)) {
