@@ -155,7 +155,7 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     }
     wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
-    if (has_proj && !bson_empty(&proj) && !(cur->proj = bq_project_compile(&proj, err))) {
+    if (has_proj && !bson_empty(&proj) && !(cur->proj = wire_project_compile(ctx, &proj, err))) {
         bq_match_destroy(m);
         if (s)
             bq_sort_destroy(s);

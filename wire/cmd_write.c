@@ -724,7 +724,7 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         bq_sort_destroy(s);
     if (ok && st->kind == STMT_FAM && st->fam_has_value && a.has_fields &&
         !bson_empty(&a.fields)) {
-        bq_project_t *p = bq_project_compile(&a.fields, &e);
+        bq_project_t *p = wire_project_compile(ctx, &a.fields, &e);
         bson_t projected;
         bq_project_opts_t po = {.filter = &a.q};
         ok = p && bq_project_apply_ex(p, &st->fam_value, &po, &projected, &e);

@@ -144,7 +144,6 @@ struct wire_conn {
     char peer[64];                     /* "127.0.0.1:54321" */
     char local[64];
     bool hello_seen;
-    struct bufferevent *bev;
     struct wire_io_thread *thread;
     bool closing;                      /* close once the output buffer drains */
     wire_request_t *inflight;          /* a command waiting for its write, or NULL */
@@ -211,6 +210,11 @@ bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
  * strings by `collation` (NULL: binary). */
 bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,
                                const bq_collation_t *collation, bq_error_t *err);
+
+/* Compiles a projection with the command's `let` variables visible to its expressions. */
+struct bq_project;
+struct bq_project *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *projection,
+                                        bq_error_t *err);
 
 /* The `collation` field of holder (the command, or one write statement): *out NULL when
  * absent or {locale: "simple"}; else a new collation the caller destroys. */

@@ -103,7 +103,7 @@ uint64_t wire_server_uptime_micros(const wire_server_t *server)
 #define WIRE_RBUF_SIZE ((size_t)256 * 1024)
 
 /* A connection as this file sees it: the shared part first (wire_int.h), then the socket
- * state that only this file touches. wire_conn_t's `bev` stays NULL. */
+ * state that only this file touches. */
 typedef struct conn_io {
     wire_conn_t c;
     evutil_socket_t fd;

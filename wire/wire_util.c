@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "bq_project.h"
 #include "wire_int.h"
 
 void wire_append_now(bson_t *doc, const char *key)
@@ -213,6 +214,16 @@ bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,
         return NULL;
     bq_match_opts_t opts = {.let = has_let ? &let : NULL, .collation = collation};
     return bq_match_compile_opts(filter, &opts, err);
+}
+
+bq_project_t *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *projection,
+                                   bq_error_t *err)
+{
+    bson_t let;
+    bool has_let;
+    if (!wire_arg_doc(ctx, "let", &let, &has_let, err))
+        return NULL;
+    return bq_project_compile_let(projection, has_let ? &let : NULL, err);
 }
 
 bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err)

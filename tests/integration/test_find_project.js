@@ -97,6 +97,17 @@ h.test('findOneAndUpdate returns the projected expressions too', async () => {
     assert.deepEqual(doc, { label: 'notebook/B' });
 });
 
+h.test('the command\'s let variables are visible to projection expressions', async () => {
+    const docs = await db.collection('inventory')
+        .find({ _id: 2 }, { projection: { _id: 0, tagged: { $concat: ['$$prefix', '$item'] } }, let: { prefix: 'x-' } })
+        .toArray();
+    assert.deepEqual(docs, [{ tagged: 'x-notebook' }]);
+    const r = await db.collection('inventory').findOneAndUpdate({ _id: 2 }, { $set: { n: 1 } },
+        { projection: { _id: 0, v: '$$v' }, let: { v: 7 }, returnDocument: 'after' });
+    const doc = r && r.value !== undefined ? r.value : r;
+    assert.deepEqual(doc, { v: 7 });
+});
+
 h.test('mongod\'s codes: expressions in an exclusion projection, unknown operators', async () => {
     assert.equal((await findErr({ item: 0, x: { $add: [1, 2] } })).code, 31252);
     assert.equal((await findErr({ x: { $add: [1, 2] }, item: 0 })).code, 31254);
