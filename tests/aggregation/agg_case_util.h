@@ -7,6 +7,7 @@
 #ifndef AGG_CASE_UTIL_H
 #define AGG_CASE_UTIL_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,90 @@ static inline bool strict_doc_equal(const bson_t *a, const bson_t *b)
     vb.value.v_doc.data = (uint8_t *)bson_get_data(b);
     vb.value.v_doc.data_len = b->len;
     return strict_equal(&va, &vb);
+}
+
+/* Case statistics of one file or of a whole folder. */
+typedef struct case_stats {
+    int run, failed, skipped;
+} case_stats_t;
+
+/* Runs one case: counts it in *st (run, failed or skipped). idx counts from 1. */
+typedef void (*case_fn)(const char *file, int idx, const bson_t *c, case_stats_t *st);
+
+static inline int case_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs fn over every case of every .json file of the folder `sub` next to the source
+ * file `src` (pass __FILE__), files in name order, printing a line per file; a JSON
+ * syntax error counts as a failed case. Returns the folder's totals; run is -1 when the
+ * folder cannot be read. */
+static inline case_stats_t run_case_folder(const char *src, const char *sub, case_fn fn)
+{
+    case_stats_t total = {0, 0, 0};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", src);
+    char *slash = strrchr(dir, '/');
+    DIR *d = NULL;
+    if (slash) {
+        snprintf(slash + 1, sizeof dir - (size_t)(slash + 1 - dir), "%s", sub);
+        d = opendir(dir);
+    }
+    if (!d) {
+        fprintf(stderr, "cannot open the case folder %s next to %s\n", sub, src);
+        total.run = -1;
+        return total;
+    }
+    char *names[512];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512) {
+        size_t l = strlen(de->d_name);
+        if (l > 5 && strcmp(de->d_name + l - 5, ".json") == 0)
+            names[n++] = bson_strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], case_name_cmp);
+    for (int i = 0; i < n; i++) {
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        case_stats_t st = {0, 0, 0};
+        size_t len;
+        char *text = read_case_file(path, &len);
+        if (!text) {
+            fprintf(stderr, "FAIL cannot read %s\n", path);
+            st.failed++;
+        } else {
+            bson_json_reader_t *r = bson_json_data_reader_new(false, 0);
+            bson_json_data_reader_ingest(r, (const uint8_t *)text, len);
+            bson_t raw = BSON_INITIALIZER;
+            bson_error_t jerr;
+            int rc, idx = 0;
+            while ((rc = bson_json_reader_read(r, &raw, &jerr)) == 1) {
+                bson_t c = BSON_INITIALIZER;
+                rename_type_keys(&raw, &c, false);
+                fn(names[i], ++idx, &c, &st);
+                bson_destroy(&c);
+                bson_reinit(&raw);
+            }
+            if (rc < 0) {
+                fprintf(stderr, "FAIL %s: JSON error after case %d: %s\n", names[i], idx,
+                        jerr.message);
+                st.failed++;
+            }
+            bson_destroy(&raw);
+            bson_json_reader_destroy(r);
+            bson_free(text);
+        }
+        printf("%-28s %5d cases, %d failed, %d skipped\n", names[i], st.run, st.failed,
+               st.skipped);
+        total.run += st.run;
+        total.failed += st.failed;
+        total.skipped += st.skipped;
+        bson_free(names[i]);
+    }
+    return total;
 }
 
 #endif

@@ -14,7 +14,6 @@
  * names in order. $$NOW is fixed at 2020-01-01T00:00:00Z. A run with no cases fails.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +24,7 @@
 
 #define NOW_MS 1577836800000LL
 
-typedef struct stats {
-    int run, failed;
-} stats_t;
-
-static void run_case(const char *file, int idx, const bson_t *c, stats_t *st)
+static void run_case(const char *file, int idx, const bson_t *c, case_stats_t *st)
 {
     bson_iter_t it;
     bson_value_t expr = {.value_type = BSON_TYPE_EOD}, result = {.value_type = BSON_TYPE_EOD};
@@ -98,65 +93,11 @@ static void run_case(const char *file, int idx, const bson_t *c, stats_t *st)
     bson_free(cj);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 Test(agg_expr, cases_from_expr_dir)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", __FILE__);
-    char *slash = strrchr(dir, '/');
-    cr_assert(slash, "cannot locate the test source directory from %s", __FILE__);
-    snprintf(slash + 1, sizeof dir - (size_t)(slash + 1 - dir), "expr");
-    DIR *d = opendir(dir);
-    cr_assert(d, "cannot open %s", dir);
-    char *names[512];
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < 512) {
-        size_t l = strlen(de->d_name);
-        if (l > 5 && strcmp(de->d_name + l - 5, ".json") == 0)
-            names[n++] = bson_strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_names);
-    stats_t total = {0, 0};
-    for (int f = 0; f < n; f++) {
-        char path[8192];
-        snprintf(path, sizeof path, "%s/%s", dir, names[f]);
-        bson_error_t jerr;
-        size_t tlen;
-        char *text = read_case_file(path, &tlen);
-        cr_assert(text, "cannot read %s", path);
-        bson_json_reader_t *r = bson_json_data_reader_new(false, 0);
-        bson_json_data_reader_ingest(r, (const uint8_t *)text, tlen);
-        stats_t st = {0, 0};
-        bson_t c = BSON_INITIALIZER;
-        int rc, idx = 0;
-        while ((rc = bson_json_reader_read(r, &c, &jerr)) == 1) {
-            bson_t fixed = BSON_INITIALIZER;
-            rename_type_keys(&c, &fixed, false);
-            run_case(names[f], idx++, &fixed, &st);
-            bson_destroy(&fixed);
-            bson_reinit(&c);
-        }
-        if (rc < 0) {
-            fprintf(stderr, "FAIL %s: JSON error after case %d: %s\n", names[f], idx,
-                    jerr.message);
-            st.failed++;
-        }
-        bson_destroy(&c);
-        bson_json_reader_destroy(r);
-        bson_free(text);
-        fprintf(stderr, "%-28s %4d cases, %d failed\n", names[f], st.run, st.failed);
-        total.run += st.run;
-        total.failed += st.failed;
-        bson_free(names[f]);
-    }
-    fprintf(stderr, "agg_expr: %d cases run, %d failed\n", total.run, total.failed);
-    cr_assert_gt(total.run, 0, "no expression cases found in %s", dir);
+    case_stats_t total = run_case_folder(__FILE__, "expr", run_case);
+    printf("agg_expr: %d cases run, %d failed\n", total.run, total.failed);
+    cr_assert_gt(total.run, 0, "no expression cases found");
     cr_assert_eq(total.failed, 0, "%d of %d expression cases failed", total.failed, total.run);
 }
 

@@ -22,7 +22,6 @@
  * Comparison is strict (agg_case_util.h). $$NOW is 2020-01-01T00:00:00Z.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 
 #include "agg.h"
 #include "agg_case_util.h"
@@ -117,9 +116,6 @@ static bool mem_count(void *ctx, const char *db, const char *coll, int64_t *n,
 
 /* ------------------------------------------------------------ running one case */
 
-typedef struct stats {
-    int run, failed, skipped;
-} stats_t;
 
 /* Runs the pipeline; fills results (owned) or err. */
 static bool run_pipeline(const bson_t *pipeline, const bson_t *let, bool has_coll,
@@ -164,7 +160,7 @@ static bool doc_in_list(const bson_t *d, bson_t **list, bool *used, size_t n)
     return false;
 }
 
-static void run_case(const char *file, int idx, const bson_t *c, stats_t *st)
+static void run_case(const char *file, int idx, const bson_t *c, case_stats_t *st)
 {
     bson_iter_t it;
     bson_t pipeline = BSON_INITIALIZER, let, expected;
@@ -277,68 +273,13 @@ static void run_case(const char *file, int idx, const bson_t *c, stats_t *st)
     mem_free(&ms);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 Test(agg_pipeline, cases_from_stages_dir)
 {
     agg_install_bq_hooks();
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", __FILE__);
-    char *slash = strrchr(dir, '/');
-    cr_assert(slash, "cannot locate the test source directory from %s", __FILE__);
-    snprintf(slash + 1, sizeof dir - (size_t)(slash + 1 - dir), "stages");
-    DIR *d = opendir(dir);
-    cr_assert(d, "cannot open %s", dir);
-    char *names[512];
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < 512) {
-        size_t l = strlen(de->d_name);
-        if (l > 5 && strcmp(de->d_name + l - 5, ".json") == 0)
-            names[n++] = bson_strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_names);
-    stats_t total = {0, 0, 0};
-    for (int i = 0; i < n; i++) {
-        char path[8192];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        size_t len;
-        char *text = read_case_file(path, &len);
-        cr_assert(text, "cannot read %s", path);
-        bson_json_reader_t *r = bson_json_data_reader_new(false, 0);
-        bson_json_data_reader_ingest(r, (const uint8_t *)text, len);
-        stats_t st = {0, 0, 0};
-        bson_t raw = BSON_INITIALIZER;
-        bson_error_t jerr;
-        int rc, idx = 0;
-        while ((rc = bson_json_reader_read(r, &raw, &jerr)) == 1) {
-            bson_t c = BSON_INITIALIZER;
-            rename_type_keys(&raw, &c, false);
-            run_case(names[i], ++idx, &c, &st);
-            bson_destroy(&c);
-            bson_reinit(&raw);
-        }
-        if (rc < 0) {
-            fprintf(stderr, "%s: JSON error after case %d: %s\n", names[i], idx, jerr.message);
-            st.failed++;
-        }
-        bson_destroy(&raw);
-        bson_json_reader_destroy(r);
-        bson_free(text);
-        printf("%-28s %5d cases, %d failed, %d server-only\n", names[i], st.run, st.failed,
-               st.skipped);
-        total.run += st.run;
-        total.failed += st.failed;
-        total.skipped += st.skipped;
-        bson_free(names[i]);
-    }
-    printf("agg_pipeline: %d cases run, %d failed, %d server-only\n", total.run, total.failed,
-           total.skipped);
-    cr_expect(total.run > 0, "no pipeline cases found in %s", dir);
+    case_stats_t total = run_case_folder(__FILE__, "stages", run_case);
+    printf("agg_pipeline: %d cases run, %d failed, %d skipped (server only)\n", total.run,
+           total.failed, total.skipped);
+    cr_expect(total.run > 0, "no pipeline cases found");
     cr_expect(total.failed == 0, "%d pipeline case(s) failed (see above)", total.failed);
 }
 
