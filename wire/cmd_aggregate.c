@@ -496,7 +496,7 @@ static bool run_out(wire_cmd_ctx_t *ctx, agg_job_t *j, const char *ns, bq_error_
      * the command's state */
     ctx->state = j;
     ctx->state_free = job_free;
-    return wire_agg_out_write(ctx, out, docs, n, snap, ns, err);
+    return wire_agg_out_write(ctx, out, &j->run, docs, n, snap, ns, err);
 }
 
 /* The aggregate command with ctx->cmd holding it (for explain: the inner command, with

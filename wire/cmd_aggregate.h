@@ -30,11 +30,13 @@ void wire_agg_source_init(wire_agg_source_t *s, eng_db_t *db, int64_t snap);
  * of the array passes to the callee) into out's target through the sequencer, as ordinary
  * ops, with the command's writeConcern. Submits and returns true (the command is then
  * pending and replies with an empty cursor on `ns`), or fails at once with err (nothing
- * written): 11000 for two documents with one _id, 73 for a bad target name, 238 for a
- * $merge mode that is not supported.
+ * written): 11000 for two documents with one _id ($out), 73 for a bad target name, the
+ * errors of $merge (51132, 11000, 13113, 66: see cmd_aggregate_out.c). run is the
+ * command's run, used by $merge's whenMatched pipeline; it and the pipeline must outlive
+ * the write (they go with the command's state).
  */
-bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs, size_t n,
-                        int64_t snap, const char *ns, bq_error_t *err);
+bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *run,
+                        bson_t **docs, size_t n, int64_t snap, const char *ns, bq_error_t *err);
 
 /*
  * Pipeline-style updates (update / findAndModify given an array): parses `pipeline`

@@ -17,10 +17,29 @@
  *
  * Nothing is written when a produced document cannot be stored (two with one _id: 11000;
  * a bad _id; too large): mongod's $out leaves the target untouched then too.
+ *
+ * $merge goes through the same machinery. For every produced document (in the order the
+ * pipeline yielded them) agg_merge_prepare() gives the document and the filter of its
+ * `on` fields; the matching target document is looked up in the target as of the snapshot
+ * the intent is computed at, overlaid with what earlier documents of the same $merge
+ * already wrote (an overlay keyed by _id pointing at the op that wrote it, so a second
+ * document matching the same target document sees the first one's result); and
+ * agg_merge_apply() decides: an insert (expected absent), an update (full post-image,
+ * expected at the version read) or nothing. A document the overlay already has an op for
+ * rewrites that op instead of adding a second one.
+ *
+ * Deliberate difference: mongod's $merge is not atomic (documents written before a
+ * failing one stay written). Ours is one all-or-none intent: whenMatched "fail" (11000,
+ * with keyPattern and keyValue in the reply as mongod gives them), whenNotMatched "fail"
+ * (13113), a missing `on` field (51132), an _id change (66) or a duplicate _id on insert
+ * (11000) leave the target exactly as it was. A missing target is created only when the
+ * $merge writes something to it.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg_merge.h"
+#include "bq_key.h"
 #include "cmd_aggregate.h"
 
 #define OUT_MAX_RETRIES 1000
@@ -36,6 +55,10 @@ typedef struct out_state {
     size_t n;
     bool durable;
     int retries;
+    /* $merge only */
+    const agg_out_t *out;   /* borrowed from the pipeline, which outlives the write */
+    agg_run_t *run;         /* the command's run (borrowed likewise) */
+    bson_t **filters;       /* the `on` filter of every document, owned */
     char ns[ENG_NS_MAX + 32]; /* the reply cursor's ns */
 } out_state_t;
 
@@ -60,8 +83,12 @@ static void out_state_free(out_state_t *st)
     out_ops_clear(st);
     for (size_t i = 0; i < st->n; i++) {
         bson_destroy(st->docs[i]);
-        bson_destroy(st->provs[i]);
+        if (st->provs[i])
+            bson_destroy(st->provs[i]);
+        if (st->filters && st->filters[i])
+            bson_destroy(st->filters[i]);
     }
+    free(st->filters);
     free(st->docs);
     free(st->provs);
     free(st->ids);
@@ -209,11 +236,287 @@ static void out_compute(wire_cmd_ctx_t *ctx, out_state_t *st)
     }
 }
 
+
+/* ---------------------------------------------------------------- $merge */
+
+/* The overlay: _id (as a bq_key) -> the index of the op of this intent that wrote it. An
+ * open-addressing table sized for every produced document, so it never fills. */
+typedef struct merge_slot {
+    uint8_t *key; /* owned; NULL: empty slot */
+    size_t len;
+    uint64_t hash;
+    size_t op;
+} merge_slot_t;
+
+typedef struct merge_overlay {
+    merge_slot_t *slots;
+    size_t mask;
+    bq_key_t k;
+} merge_overlay_t;
+
+static void overlay_init(merge_overlay_t *o, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n + 16)
+        cap *= 2;
+    o->slots = calloc(cap, sizeof *o->slots);
+    if (!o->slots)
+        abort();
+    o->mask = cap - 1;
+    bq_key_init(&o->k);
+}
+
+static void overlay_cleanup(merge_overlay_t *o)
+{
+    for (size_t i = 0; i <= o->mask; i++)
+        free(o->slots[i].key);
+    free(o->slots);
+    bq_key_cleanup(&o->k);
+}
+
+/* The slot holding id, or the empty one where it would go. */
+static merge_slot_t *overlay_slot(merge_overlay_t *o, const bson_value_t *id)
+{
+    bq_key_build(&o->k, id);
+    uint64_t h = bq_key_hash(o->k.data, o->k.len);
+    for (size_t i = (size_t)h & o->mask;; i = (i + 1) & o->mask) {
+        merge_slot_t *s = &o->slots[i];
+        if (!s->key ||
+            (s->hash == h && s->len == o->k.len && memcmp(s->key, o->k.data, s->len) == 0))
+            return s;
+    }
+}
+
+/* The op index that wrote id in this intent, or -1. */
+static long overlay_get(merge_overlay_t *o, const bson_value_t *id)
+{
+    merge_slot_t *s = overlay_slot(o, id);
+    return s->key ? (long)s->op : -1;
+}
+
+static void overlay_put(merge_overlay_t *o, const bson_value_t *id, size_t op)
+{
+    merge_slot_t *s = overlay_slot(o, id);
+    if (!s->key) {
+        s->key = malloc(o->k.len ? o->k.len : 1);
+        if (!s->key)
+            abort();
+        memcpy(s->key, o->k.data, o->k.len);
+        s->len = o->k.len;
+        s->hash = bq_key_hash(o->k.data, o->k.len);
+    }
+    s->op = op;
+}
+
+/* The value v of a filter {_id: {$eq: v}} (the default `on`), borrowed. */
+static bool filter_on_id(const bson_t *filter, bson_value_t *v)
+{
+    bson_iter_t it, sub;
+    if (bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub) ||
+        !bson_iter_find(&sub, "$eq"))
+        return false;
+    *v = *bson_iter_value(&sub);
+    return true;
+}
+
+/* Finds the target document `filter` matches: this intent's own writes first, then the
+ * store at snap (skipping documents the intent rewrote). Returns 1 with *ex (borrowed from
+ * an op, or from the store through *stored) and *op (the op's index, or -1 with *seq the
+ * stored version's seq), 0 when nothing matches, -1 with err. */
+static int merge_lookup(out_state_t *st, eng_coll_t *c, int64_t snap, merge_overlay_t *ov,
+                        const bson_t *filter, const bson_t **ex, bson_t *stored, long *op,
+                        int64_t *seq, bq_error_t *err)
+{
+    eng_doc_t d;
+    bson_value_t id;
+    *op = -1;
+    if (filter_on_id(filter, &id)) {
+        long k = overlay_get(ov, &id);
+        if (k >= 0) {
+            *ex = &st->ops[k].doc;
+            *op = k;
+            return 1;
+        }
+        if (c && eng_coll_find_id(c, snap, &id, &d) && bson_init_static(stored, d.data, d.len)) {
+            *ex = stored;
+            *seq = d.seq;
+            return 1;
+        }
+        return 0;
+    }
+    bq_match_t *m = bq_match_compile(filter, err);
+    if (!m)
+        return -1;
+    int found = 0;
+    for (size_t k = 0; k < st->nops && !found; k++) {
+        if (st->ops[k].kind != ENG_WOP_INSERT && st->ops[k].kind != ENG_WOP_UPDATE)
+            continue;
+        found = bq_match_eval_env(m, &st->ops[k].doc, NULL, err);
+        if (found > 0) {
+            *ex = &st->ops[k].doc;
+            *op = (long)k;
+        }
+    }
+    if (!found && c) {
+        eng_scan_t scan;
+        eng_scan_init(&scan, c, snap, false);
+        while (!found && eng_scan_next(&scan, &d)) {
+            bson_iter_t it;
+            if (!bson_init_static(stored, d.data, d.len) ||
+                !bson_iter_init_find(&it, stored, "_id") ||
+                overlay_get(ov, bson_iter_value(&it)) >= 0)
+                continue;
+            found = bq_match_eval_env(m, stored, NULL, err);
+            if (found > 0) {
+                *ex = stored;
+                *seq = d.seq;
+            }
+        }
+    }
+    bq_match_destroy(m);
+    return found;
+}
+
+/* A DuplicateKey error's keyPattern and keyValue, which mongod puts in its reply. */
+static void merge_dup_extra(wire_cmd_ctx_t *ctx, const agg_out_t *out, const bson_t *doc)
+{
+    if (!ctx->req)
+        return;
+    if (!ctx->req->reply_extra)
+        ctx->req->reply_extra = bson_new();
+    bson_t kp, kv, id_only = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&id_only, "0", "_id");
+    bson_iter_t it;
+    BSON_APPEND_DOCUMENT_BEGIN(ctx->req->reply_extra, "keyPattern", &kp);
+    bson_iter_init(&it, out->on ? out->on : &id_only);
+    while (bson_iter_next(&it))
+        if (BSON_ITER_HOLDS_UTF8(&it))
+            BSON_APPEND_INT32(&kp, bson_iter_utf8(&it, NULL), 1);
+    bson_append_document_end(ctx->req->reply_extra, &kp);
+    BSON_APPEND_DOCUMENT_BEGIN(ctx->req->reply_extra, "keyValue", &kv);
+    bson_iter_init(&it, out->on ? out->on : &id_only);
+    while (bson_iter_next(&it)) {
+        bson_value_t v;
+        if (BSON_ITER_HOLDS_UTF8(&it) && bq_path_get(doc, bson_iter_utf8(&it, NULL), &v))
+            bson_append_value(&kv, bson_iter_utf8(&it, NULL), -1, &v);
+    }
+    bson_append_document_end(ctx->req->reply_extra, &kv);
+    bson_destroy(&id_only);
+}
+
+static void merge_dup_id_error(wire_cmd_ctx_t *ctx, const out_state_t *st,
+                               const bson_value_t *id, bq_error_t *err)
+{
+    bson_t kv = BSON_INITIALIZER;
+    bson_append_value(&kv, "_id", 3, id);
+    char *j = bson_as_relaxed_extended_json(&kv, NULL);
+    bq_error_set(err, BQ_ERR_DuplicateKey,
+                 "E11000 duplicate key error collection: %s.%s index: _id_ dup key: %s", st->db,
+                 st->coll, j ? j : "");
+    bson_free(j);
+    if (ctx->req) {
+        if (!ctx->req->reply_extra)
+            ctx->req->reply_extra = bson_new();
+        bson_t kp;
+        BSON_APPEND_DOCUMENT_BEGIN(ctx->req->reply_extra, "keyPattern", &kp);
+        BSON_APPEND_INT32(&kp, "_id", 1);
+        bson_append_document_end(ctx->req->reply_extra, &kp);
+        BSON_APPEND_DOCUMENT(ctx->req->reply_extra, "keyValue", &kv);
+    }
+    bson_destroy(&kv);
+}
+
+/* One produced document's write into the ops: an insert, or the new post-image of the
+ * document at op index k (-1: an update of the stored version `seq`). */
+static bool merge_emit(wire_cmd_ctx_t *ctx, out_state_t *st, eng_coll_t *c, int64_t snap,
+                       merge_overlay_t *ov, int act, const bson_t *result, long k, int64_t seq,
+                       bq_error_t *err)
+{
+    bson_t *doc, prov;
+    if (!out_doc_prepare(ctx, snap, result, &doc, &prov, err)) {
+        bson_destroy(&prov);
+        return false;
+    }
+    bson_iter_t it;
+    bson_iter_init_find(&it, doc, "_id");
+    const bson_value_t *id = bson_iter_value(&it);
+    eng_doc_t d;
+    bool ok = true;
+    if (act == AGG_MERGE_ACT_INSERT &&
+        (overlay_get(ov, id) >= 0 || (c && eng_coll_find_id(c, snap, id, &d)))) {
+        merge_dup_id_error(ctx, st, id, err);
+        ok = false;
+    } else if (act == AGG_MERGE_ACT_REPLACE && k >= 0) {
+        eng_wop_t *w = &st->ops[k];
+        bson_reinit(&w->doc);
+        bson_concat(&w->doc, doc);
+        bson_reinit(&w->prov);
+        bson_concat(&w->prov, &prov);
+    } else {
+        size_t at = st->nops;
+        eng_wop_t *w = out_op_add(st, act == AGG_MERGE_ACT_INSERT ? ENG_WOP_INSERT
+                                                                  : ENG_WOP_UPDATE);
+        bson_concat(&w->doc, doc);
+        bson_concat(&w->prov, &prov);
+        bson_value_copy(id, &w->id);
+        w->expect = act == AGG_MERGE_ACT_INSERT ? ENG_EXPECT_ABSENT : seq;
+        overlay_put(ov, &w->id, at);
+    }
+    bson_destroy(doc);
+    bson_destroy(&prov);
+    return ok;
+}
+
+/* Computes the ops of a $merge against the target as of now. */
+static bool merge_compute(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
+{
+    out_ops_clear(st);
+    int64_t snap = eng_db_snapshot(ctx->server->db);
+    eng_coll_t *c = eng_coll_get(ctx->server->db, st->db, st->coll, snap);
+    st->cap = st->n + 1;
+    st->ops = bson_aligned_alloc0(BSON_ALIGNOF(eng_wop_t), st->cap * sizeof *st->ops);
+    if (!st->ops)
+        abort();
+    if (!c)
+        out_op_add(st, ENG_WOP_CREATE);
+    merge_overlay_t ov;
+    overlay_init(&ov, st->n);
+    bool ok = true;
+    for (size_t i = 0; ok && i < st->n; i++) {
+        const bson_t *ex = NULL;
+        bson_t stored, result;
+        long k = -1;
+        int64_t seq = 0;
+        int r = merge_lookup(st, c, snap, &ov, st->filters[i], &ex, &stored, &k, &seq, err);
+        if (r < 0) {
+            ok = false;
+            break;
+        }
+        int act = agg_merge_apply(st->out, st->run, r ? ex : NULL, st->docs[i], &result, err);
+        if (act < 0) {
+            if (err && err->code == BQ_ERR_DuplicateKey)
+                merge_dup_extra(ctx, st->out, st->docs[i]);
+            ok = false;
+        } else if (act == AGG_MERGE_ACT_INSERT || act == AGG_MERGE_ACT_REPLACE) {
+            ok = merge_emit(ctx, st, c, snap, &ov, act, &result, k, seq, err);
+        }
+        bson_destroy(&result);
+    }
+    overlay_cleanup(&ov);
+    if (ok && !c && st->nops == 1)
+        out_ops_clear(st); /* nothing written: the target is not created either */
+    return ok;
+}
+
 static bool out_resume(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
-static bool out_submit(wire_cmd_ctx_t *ctx, out_state_t *st)
+static bool out_submit(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
 {
-    out_compute(ctx, st);
+    if (!st->out)
+        out_compute(ctx, st);
+    else if (!merge_compute(ctx, st, err))
+        return false;
     if (st->nops == 0) {
         /* nothing to change: reply at once */
         bson_t c, arr;
@@ -245,12 +548,12 @@ static bool out_resume(wire_cmd_ctx_t *ctx, bq_error_t *err)
     }
     if (in->conflict) {
         if (++st->retries > OUT_MAX_RETRIES) {
-            bq_error_set(err, BQ_ERR_WriteConflict, "$out: write conflict: gave up after %d "
+            bq_error_set(err, BQ_ERR_WriteConflict, "%s: write conflict: gave up after %d "
                                                     "attempts",
-                         OUT_MAX_RETRIES);
+                         st->out ? "$merge" : "$out", OUT_MAX_RETRIES);
             return false;
         }
-        return out_submit(ctx, st);
+        return out_submit(ctx, st, err);
     }
     for (size_t i = 0; i < st->nops; i++) {
         const eng_wop_t *w = &st->ops[i];
@@ -269,8 +572,8 @@ static bool out_resume(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
-bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs, size_t n,
-                        int64_t snap, const char *ns, bq_error_t *err)
+bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *run,
+                        bson_t **docs, size_t n, int64_t snap, const char *ns, bq_error_t *err)
 {
     out_state_t *st = BSON_ALIGNED_ALLOC0(out_state_t); /* embeds an intent */
     st->docs = calloc(n ? n : 1, sizeof *st->docs);
@@ -288,15 +591,19 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs
     if (tdb_len >= sizeof st->db) {
         bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid database name: '%s'", tdb);
         ok = false;
-    } else if (out->merge) {
-        bq_error_set(err, BQ_ERR_NotImplemented, "$merge is not implemented yet in NEDB");
-        ok = false;
     } else if (!wire_ns_check(st->db, st->coll, err)) {
         ok = false;
     } else if (!strncmp(st->coll, "system.", 7)) {
-        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid $out target namespace, %s.%s",
-                     st->db, st->coll);
+        bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid %s target namespace, %s.%s",
+                     out->merge ? "$merge" : "$out", st->db, st->coll);
         ok = false;
+    }
+    if (ok && out->merge) {
+        st->out = out;
+        st->run = run;
+        st->filters = calloc(n ? n : 1, sizeof *st->filters);
+        if (!st->filters)
+            abort();
     }
     if (ok && eng_db_read_only(ctx->server->db)) {
         bq_error_set(err, BQ_ERR_NotWritablePrimary,
@@ -304,7 +611,18 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs
         ok = false;
     }
     for (size_t i = 0; i < n; i++) {
-        if (ok) {
+        if (ok && st->out) {
+            /* $merge: each document as it will be matched; written when computed */
+            bson_t doc, filter;
+            ok = agg_merge_prepare(out, docs[i], &doc, &filter, err);
+            if (ok) {
+                st->docs[st->n] = bson_copy(&doc);
+                st->filters[st->n] = bson_copy(&filter);
+                st->n++;
+            }
+            bson_destroy(&doc);
+            bson_destroy(&filter);
+        } else if (ok) {
             bson_t prov;
             ok = out_doc_prepare(ctx, snap, docs[i], &st->docs[st->n], &prov, err);
             if (ok)
@@ -320,7 +638,7 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs
         bson_destroy(docs[i]);
     }
     free(docs);
-    if (ok && st->n > 1) {
+    if (ok && !st->out && st->n > 1) {
         qsort(st->ids, st->n, sizeof *st->ids, id_cmp);
         for (size_t i = 1; i < st->n; i++) {
             if (bq_value_compare(&st->ids[i - 1], &st->ids[i]) == 0) {
@@ -350,5 +668,5 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, bson_t **docs
     h->prev_free = ctx->state_free;
     ctx->state = h;
     ctx->state_free = out_hold_free;
-    return out_submit(ctx, st);
+    return out_submit(ctx, st, err);
 }
