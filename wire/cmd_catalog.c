@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_view.h"
 #include "wire_cmd.h"
 #include "wire_cursor.h"
 #include "wire_validate.h"
@@ -81,6 +82,22 @@ static void copy_options(const wire_cmd_ctx_t *ctx, bson_t *out)
             bson_append_iter(out, bson_iter_key(&it), -1, &it);
 }
 
+/* create of a view: the definition checked (cmd_view.c), recorded as the options of a
+ * catalog entry, with pipeline [] when none was given. */
+static bool create_view(wire_cmd_ctx_t *ctx, catalog_state_t *st, const char *coll,
+                        bq_error_t *err)
+{
+    if (!wire_view_create_check(ctx, coll, &st->op.doc, err))
+        return false;
+    if (!bson_has_field(&st->op.doc, "pipeline")) {
+        bson_t empty = BSON_INITIALIZER;
+        BSON_APPEND_ARRAY(&st->op.doc, "pipeline", &empty);
+        bson_destroy(&empty);
+    }
+    wire_cmd_submit(ctx, &st->intent, catalog_done);
+    return true;
+}
+
 bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
@@ -89,6 +106,8 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_CREATE, coll);
     copy_options(ctx, &st->op.doc);
     bson_iter_t it;
+    if (bson_has_field(&st->op.doc, "viewOn") || bson_has_field(&st->op.doc, "pipeline"))
+        return create_view(ctx, st, coll, err);
     bson_iter_init(&it, &st->op.doc);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
@@ -98,10 +117,6 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
                          "BSON field 'create.capped' is the wrong type '%s', expected type "
                          "'bool'",
                          bq_type_name(bson_iter_type(&it)));
-            return false;
-        }
-        if (strcmp(k, "viewOn") == 0 || strcmp(k, "pipeline") == 0) {
-            bq_error_set(err, BQ_ERR_NotImplemented, "views are not implemented yet in NEDB");
             return false;
         }
         if (strcmp(k, "timeseries") == 0 || strcmp(k, "clusteredIndex") == 0 ||
@@ -176,7 +191,8 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_COLLMOD, coll);
     copy_options(ctx, &st->op.doc);
-    if (!wire_validate_options("collMod", &st->op.doc, err))
+    if (!wire_view_coll_mod_check(ctx, coll, &st->op.doc, err) ||
+        !wire_validate_options("collMod", &st->op.doc, err))
         return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
@@ -260,6 +276,25 @@ static bool cursor_batch_size(wire_cmd_ctx_t *ctx, int64_t *batch, bq_error_t *e
     return true;
 }
 
+/* The listCollections entry of a view, as mongod gives it; false when c is not one. */
+static bool list_view(bson_t *d, const eng_coll_info_t *c, bool name_only)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->options, "viewOn") || !BSON_ITER_HOLDS_UTF8(&it))
+        return false;
+    BSON_APPEND_UTF8(d, "name", c->name);
+    BSON_APPEND_UTF8(d, "type", "view");
+    if (!name_only) {
+        bson_t info;
+        BSON_APPEND_DOCUMENT(d, "options", c->options);
+        BSON_APPEND_DOCUMENT_BEGIN(d, "info", &info);
+        BSON_APPEND_BOOL(&info, "readOnly", true);
+        BSON_APPEND_INT64(&info, "createdSeq", c->created_seq);
+        bson_append_document_end(d, &info);
+    }
+    return true;
+}
+
 bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     bson_t filter;
@@ -277,9 +312,10 @@ bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err)
     wire_cursor_t *cur = wire_cursor_new(ctx->db, "$cmd.listCollections");
     for (size_t i = 0; i < n; i++) {
         bson_t d = BSON_INITIALIZER, info;
-        BSON_APPEND_UTF8(&d, "name", colls[i].name);
-        BSON_APPEND_UTF8(&d, "type", "collection");
-        if (!name_only) {
+        if (list_view(&d, &colls[i], name_only)) {
+            /* a view: its own entry */
+        } else if (BSON_APPEND_UTF8(&d, "name", colls[i].name) &&
+                   BSON_APPEND_UTF8(&d, "type", "collection") && !name_only) {
             BSON_APPEND_DOCUMENT(&d, "options", colls[i].options);
             BSON_APPEND_DOCUMENT_BEGIN(&d, "info", &info);
             BSON_APPEND_BOOL(&info, "readOnly", false);
@@ -307,6 +343,8 @@ bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bq_error_set(err, BQ_ERR_NamespaceNotFound, "ns does not exist: %s.%s", ctx->db, coll);
         return false;
     }
+    if (!wire_view_refuse(ctx, coll, NULL, err))
+        return false;
     wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
     bson_t holder = BSON_INITIALIZER;
     id_index_spec(&holder, "x");
@@ -432,8 +470,13 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
     eng_coll_info_t *colls;
     size_t n = eng_catalog_list(ctx->server->db, ctx->db, snap, &colls);
     uint64_t objects = 0, bytes = 0;
+    int64_t views = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t c, b;
+        if (bson_has_field(colls[i].options, "viewOn")) {
+            views++;
+            continue;
+        }
         eng_coll_stats(colls[i].coll, snap, &c, &b);
         objects += c;
         bytes += b;
@@ -442,13 +485,13 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
     int64_t scale = scale_arg(ctx->cmd);
     bson_t *r = ctx->reply;
     BSON_APPEND_UTF8(r, "db", ctx->db);
-    BSON_APPEND_INT64(r, "collections", (int64_t)n);
-    BSON_APPEND_INT64(r, "views", 0);
+    BSON_APPEND_INT64(r, "collections", (int64_t)n - views);
+    BSON_APPEND_INT64(r, "views", views);
     BSON_APPEND_INT64(r, "objects", (int64_t)objects);
     BSON_APPEND_DOUBLE(r, "avgObjSize", objects ? (double)bytes / (double)objects : 0.0);
     BSON_APPEND_DOUBLE(r, "dataSize", (double)bytes / (double)scale);
     BSON_APPEND_DOUBLE(r, "storageSize", (double)bytes / (double)scale);
-    BSON_APPEND_INT64(r, "indexes", (int64_t)n);
+    BSON_APPEND_INT64(r, "indexes", (int64_t)n - views);
     BSON_APPEND_DOUBLE(r, "indexSize", 0.0);
     BSON_APPEND_DOUBLE(r, "totalSize", (double)bytes / (double)scale);
     BSON_APPEND_DOUBLE(r, "scaleFactor", (double)scale);
