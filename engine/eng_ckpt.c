@@ -22,7 +22,7 @@
  *   | offset | size | field                                                        |
  *   |--------|------|--------------------------------------------------------------|
  *   | 0      | 8    | magic "NEDBCKP1"                                             |
- *   | 8      | 4    | format version, u32 (1)                                      |
+ *   | 8      | 4    | format version, u32 (2; 1 has no 'I' entries, 3 end counts)  |
  *   | 12     | 4    | flags, u32 (0)                                               |
  *   | 16     | 8    | S: the newest seq the checkpoint covers, u64                 |
  *   | 24     | 8    | ts of op S (ms since the epoch), i64                         |
@@ -43,9 +43,12 @@
  *   'C' one collection incarnation, each namespace's incarnations oldest first:
  *       u32 docs set k, u8 owns (exactly one incarnation per set owns it), i64 from,
  *       i64 to, u32 len + database name, u32 len + collection name, u32 len + options BSON
+ *   'I' one secondary index definition, each set's oldest first: u32 docs set k, i64
+ *       from, i64 to, u32 len + the spec BSON as listIndexes reports it
  *   'P' one cause of the provenance reverse index: i64 cause, u32 n, n i64 effects in
  *       seq order
- *   'E' u64 incarnations ('S' and 'R'), u64 collections 'C', u64 causes 'P': the end
+ *   'E' u64 incarnations ('S' and 'R'), u64 collections 'C', u64 causes 'P', u64
+ *       indexes 'I': the end
  *
  * The key bytes are bq_key's encoding: a change to it needs a new format version.
  *
@@ -80,7 +83,7 @@
 #include "eng_store.h"
 
 #define CKPT_MAGIC "NEDBCKP1"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u     /* 2 added the 'I' entries; version 1 files still load */
 #define CKPT_HEADER_SIZE 64u
 #define CKPT_SUFFIX ".ckpt"
 #define CKPT_TMP_SUFFIX ".ckpt.tmp"
@@ -528,6 +531,32 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
         wb_str(&w, bson_get_data(&c->options), c->options.len);
     }
     free(owner);
+    uint64_t nindexes = 0;
+    for (size_t k = 0; k < docs.n; k++) {
+        /* the list is newest first: collect, then write oldest first */
+        size_t n = 0;
+        for (eng__index_t *ix = atomic_load_explicit(&docs.v[k]->indexes, memory_order_acquire);
+             ix; ix = ix->next)
+            n++;
+        eng__index_t **v = calloc(n ? n : 1, sizeof *v);
+        if (!v)
+            abort();
+        n = 0;
+        for (eng__index_t *ix = atomic_load_explicit(&docs.v[k]->indexes, memory_order_acquire);
+             ix; ix = ix->next)
+            if (ix->from <= snap)
+                v[n++] = ix;
+        while (n-- > 0) {
+            wb_u8(&w, 'I');
+            wb_u32(&w, (uint32_t)k);
+            wb_u64(&w, (uint64_t)v[n]->from);
+            wb_u64(&w, (uint64_t)to_at(atomic_load_explicit(&v[n]->to, memory_order_acquire),
+                                       snap));
+            wb_str(&w, bson_get_data(&v[n]->spec), v[n]->spec.len);
+            nindexes++;
+        }
+        free(v);
+    }
     free(docs.v);
 
     /* provenance */
@@ -549,6 +578,7 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
     wb_u64(&w, nslots);
     wb_u64(&w, colls.n);
     wb_u64(&w, ncauses);
+    wb_u64(&w, nindexes);
     free(colls.v);
 
     uint8_t sum[ENG_HASH_SIZE];
@@ -801,13 +831,13 @@ static bool rb_name(rbuf_t *r, char *out, size_t size)
     return true;
 }
 
-static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u)
+static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u, uint32_t version)
 {
     int64_t snap = (int64_t)snap_u;
     docs_list_t docs = {0};
     bool *owned = NULL;
     size_t owned_cap = 0;
-    uint64_t nslots = 0, ncolls = 0, ncauses = 0;
+    uint64_t nslots = 0, ncolls = 0, ncauses = 0, nindexes = 0;
     bool end = false;
 
     if (rb_u8(r) != 'T' || rb_u64(r) != snap_u + 1) {
@@ -896,8 +926,34 @@ static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u)
             ncauses++;
             break;
         }
+        case 'I': {
+            uint32_t k = rb_u32(r);
+            int64_t from = (int64_t)rb_u64(r), to = (int64_t)rb_u64(r);
+            uint32_t slen = rb_u32(r);
+            const uint8_t *sp = rb_bytes(r, slen);
+            bson_t spec;
+            if (!sp || version < 2 || !bson_init_static(&spec, sp, slen)) {
+                rb_fail(r, "an index entry is not BSON");
+                break;
+            }
+            if (k >= docs.n || from > snap || to <= from || (to != ENG_SEQ_MAX && to > snap)) {
+                rb_fail(r, "an index entry is inconsistent");
+                break;
+            }
+            bq_error_t ierr;
+            eng__index_t *ix = eng__index_new(&spec, from, &ierr);
+            if (!ix) {
+                rb_fail(r, "an index spec does not compile");
+                break;
+            }
+            atomic_store(&ix->to, to);
+            eng__index_install(docs.v[k], ix);
+            nindexes++;
+            break;
+        }
         case 'E':
-            if (rb_u64(r) != nslots || rb_u64(r) != ncolls || rb_u64(r) != ncauses)
+            if (rb_u64(r) != nslots || rb_u64(r) != ncolls || rb_u64(r) != ncauses ||
+                (version >= 2 && rb_u64(r) != nindexes))
                 rb_fail(r, "the entry counts at the end do not match");
             else if (r->p != r->end)
                 rb_fail(r, "bytes after the end entry");
@@ -956,7 +1012,7 @@ static bool ckpt_load(const char *dir, uint64_t seq, eng__store_t *st, eng__ckpt
         bq_error_set(err, ENG_ERR_CORRUPT, "%s is not a checkpoint (bad magic)", path);
     } else if (sodium_memcmp(sum, p + size - ENG_HASH_SIZE, ENG_HASH_SIZE) != 0) {
         bq_error_set(err, ENG_ERR_CORRUPT, "%s fails its checksum", path);
-    } else if (eng__le32(p + 8) != CKPT_VERSION) {
+    } else if (eng__le32(p + 8) != CKPT_VERSION && eng__le32(p + 8) != 1u) {
         bq_error_set(err, ENG_ERR_CORRUPT, "%s has format version %u, this build reads %u",
                      path, eng__le32(p + 8), CKPT_VERSION);
     } else if (hseq != seq || seq > (uint64_t)ENG_SEQ_MAX / 2) {
@@ -967,7 +1023,7 @@ static bool ckpt_load(const char *dir, uint64_t seq, eng__store_t *st, eng__ckpt
         info->ts = (int64_t)(eng__le32(p + 24) | (uint64_t)eng__le32(p + 28) << 32);
         memcpy(info->head, p + 32, ENG_HASH_SIZE);
         rbuf_t r = {.p = p + CKPT_HEADER_SIZE, .end = p + size - ENG_HASH_SIZE};
-        ok = load_body(&r, st, seq);
+        ok = load_body(&r, st, seq, eng__le32(p + 8));
         if (!ok)
             bq_error_set(err, ENG_ERR_CORRUPT, "%s: %s at byte offset %td", path,
                          r.what ? r.what : "unreadable", r.p - p);

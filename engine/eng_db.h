@@ -127,6 +127,11 @@ size_t eng_catalog_list(eng_db_t *db, const char *dbname, int64_t snap, eng_coll
 /* Fills info for one collection. */
 void eng_coll_info(const eng_coll_t *c, eng_coll_info_t *info);
 
+/* The secondary index specs of c visible at snap ({v, key, name, ...} as listIndexes
+ * reports them; the _id index is not among them), oldest first, into a malloc'd array of
+ * borrowed documents valid until eng_db_close. Returns how many; free(*out). */
+size_t eng_coll_indexes(eng_coll_t *c, int64_t snap, const bson_t ***out);
+
 /* Number of documents and their total BSON size at snap. */
 void eng_coll_stats(eng_coll_t *c, int64_t snap, uint64_t *count, uint64_t *bytes);
 
@@ -178,6 +183,9 @@ typedef enum eng_wop_kind {
     ENG_WOP_DROP_DATABASE = 'X',
     ENG_WOP_RENAME = 'R',      /* rename to (to_db, to_name); drop_target in doc */
     ENG_WOP_COLLMOD = 'M',     /* record new options; doc = the collMod command */
+    ENG_WOP_CREATE_INDEXES = 'I', /* doc = {indexes: [normalized spec...]}; creates the
+                                     collection when missing */
+    ENG_WOP_DROP_INDEXES = 'J',   /* doc = {index: name | key pattern | [names] | "*"} */
 } eng_wop_kind_t;
 
 typedef struct eng_wop {
@@ -192,8 +200,14 @@ typedef struct eng_wop {
     char to_coll[ENG_NS_MAX + 1];
     bool drop_target;          /* R */
     /* results, filled by the committer */
-    int64_t seq;               /* the op's seq, -1 when not applied */
+    int64_t seq;               /* the op's seq, -1 when not applied (and for a
+                                  createIndexes that found every index existing) */
     bq_error_t err;            /* why not applied (err.code 0 when applied) */
+    bson_t *dup_key;           /* DuplicateKey on a secondary index: {keyPattern,
+                                  keyValue} (owned; NULL otherwise) */
+    int32_t nindexes_before;   /* I, J: indexes (with _id) before the op */
+    int32_t nindexes_after;    /* I: after it */
+    bool created_coll;         /* I: the collection was created by it */
 } eng_wop_t;
 
 typedef struct eng_intent eng_intent_t;

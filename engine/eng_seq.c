@@ -41,6 +41,9 @@ void eng_wop_cleanup(eng_wop_t *op)
     if (op->id.value_type != BSON_TYPE_EOD)
         bson_value_destroy(&op->id);
     op->id.value_type = BSON_TYPE_EOD;
+    if (op->dup_key)
+        bson_destroy(op->dup_key);
+    op->dup_key = NULL;
 }
 
 void eng_submit(eng_db_t *db, eng_intent_t *intent)
@@ -52,6 +55,9 @@ void eng_submit(eng_db_t *db, eng_intent_t *intent)
     for (size_t i = 0; i < intent->nops; i++) {
         intent->ops[i].seq = -1;
         bq_error_clear(&intent->ops[i].err);
+        if (intent->ops[i].dup_key)
+            bson_destroy(intent->ops[i].dup_key);
+        intent->ops[i].dup_key = NULL;
     }
     pthread_mutex_lock(&db->qlock);
     if (db->qlen == db->qcap) {
@@ -172,6 +178,56 @@ static void dup_key_error(eng_wop_t *w)
     bson_destroy(&tmp);
 }
 
+/* createIndexes / dropIndexes: checked against the current state (eng_index.c), then one
+ * catalog op, or none when every requested index already exists. */
+static bool apply_index_wop(batch_t *b, eng_wop_t *w, const char *ns)
+{
+    eng_coll_t *c = eng__store_coll_current(&b->db->store, w->db, w->coll);
+    bson_iter_t it;
+    bson_t cmd = BSON_INITIALIZER, list;
+    bool ok;
+    if (w->kind == ENG_WOP_DROP_INDEXES) {
+        if (!c) {
+            bson_destroy(&cmd);
+            bq_error_set(&w->err, BQ_ERR_NamespaceNotFound, "ns not found %s", ns);
+            return false;
+        }
+        BSON_APPEND_UTF8(&cmd, "dropIndexes", w->coll);
+        BSON_APPEND_ARRAY_BEGIN(&cmd, "index", &list);
+        ok = bson_iter_init_find(&it, &w->doc, "index") &&
+             eng__index_drop_check(c, bson_iter_value(&it), &list, &w->nindexes_before,
+                                   &w->err);
+        bson_append_array_end(&cmd, &list);
+        if (ok)
+            ok = batch_catalog(b, w->db, &cmd, &w->seq, &w->err);
+        bson_destroy(&cmd);
+        return ok;
+    }
+    bson_t specs, todo = BSON_INITIALIZER;
+    uint32_t len;
+    const uint8_t *data;
+    ok = bson_iter_init_find(&it, &w->doc, "indexes") && BSON_ITER_HOLDS_ARRAY(&it);
+    if (ok) {
+        bson_iter_array(&it, &len, &data);
+        ok = bson_init_static(&specs, data, len) &&
+             eng__index_create_check(c, &specs, &todo, &w->nindexes_before, &w->dup_key,
+                                     &w->err);
+    }
+    w->nindexes_after = w->nindexes_before + (int32_t)bson_count_keys(&todo);
+    if (ok && !c) {
+        w->created_coll = true;
+        ok = ensure_collection(b, w);
+    }
+    if (ok && !bson_empty(&todo)) {
+        BSON_APPEND_UTF8(&cmd, "createIndexes", w->coll);
+        BSON_APPEND_ARRAY(&cmd, "indexes", &todo);
+        ok = batch_catalog(b, w->db, &cmd, &w->seq, &w->err);
+    }
+    bson_destroy(&todo);
+    bson_destroy(&cmd);
+    return ok;
+}
+
 /* Applies one op of an intent. Returns false when the op failed (w->err set). */
 static bool apply_wop(batch_t *b, eng_wop_t *w)
 {
@@ -195,6 +251,10 @@ static bool apply_wop(batch_t *b, eng_wop_t *w)
             bq_error_set(&w->err, BQ_ERR_WriteConflict, "write conflict on %s", ns);
             return false;
         }
+        /* unique secondary indexes, against the state with this batch's earlier ops */
+        if (c && !eng__index_check(c, &w->id, bson_get_data(&w->doc), w->doc.len,
+                                   &w->dup_key, &w->err))
+            return false;
         if (!ensure_collection(b, w))
             return false;
         op.op = cur == ENG_EXPECT_ABSENT ? ENG_OP_INSERT : ENG_OP_UPDATE;
@@ -246,6 +306,9 @@ static bool apply_wop(batch_t *b, eng_wop_t *w)
         bson_destroy(&cmd);
         return ok;
     }
+    case ENG_WOP_CREATE_INDEXES:
+    case ENG_WOP_DROP_INDEXES:
+        return apply_index_wop(b, w, ns);
     case ENG_WOP_DROP_DATABASE: {
         bson_t cmd = BSON_INITIALIZER;
         BSON_APPEND_INT32(&cmd, "dropDatabase", 1);

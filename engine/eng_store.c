@@ -123,6 +123,12 @@ static void docs_free(eng__docs_t *d)
     }
     eng__vec_free(&d->slots);
     free(atomic_load(&d->idx));
+    eng__index_t *ix = atomic_load(&d->indexes);
+    while (ix) {
+        eng__index_t *next = ix->next;
+        eng__index_free(ix);
+        ix = next;
+    }
     free(d);
 }
 
@@ -537,6 +543,8 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
     eng__store_current(c, id, &slot);
     eng__version_t *head = slot ? atomic_load_explicit(&slot->head, memory_order_relaxed)
                                 : NULL;
+    if (atomic_load_explicit(&d->indexes, memory_order_relaxed))
+        eng__index_update(d, id, head ? head->data : NULL, head ? head->len : 0, data, len);
     uint8_t *copy = NULL;
     if (data) {
         copy = malloc(len);
@@ -581,6 +589,48 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
     atomic_init(&s->head, v);
     eng__vec_push(&d->slots, (uint64_t)(uintptr_t)s);
     idx_put(st, d, s);
+}
+
+/* {createIndexes: coll, indexes: [spec...]}: each spec becomes a definition from this
+ * seq. A name that is already live is replaced (the committer never writes that). */
+static bool apply_create_indexes(eng__store_t *st, const eng_op_t *op, const bson_t *cmd,
+                                 const char *db, const char *coll, bq_error_t *err)
+{
+    (void)st;
+    eng_coll_t *c = eng__store_coll_current(st, db, coll);
+    bson_iter_t it, specs;
+    if (!c) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: createIndexes on missing %s.%s",
+                     (long long)op->seq, db, coll);
+        return false;
+    }
+    if (!bson_iter_init_find(&it, cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &specs)) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: createIndexes without indexes",
+                     (long long)op->seq);
+        return false;
+    }
+    while (bson_iter_next(&specs)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t spec;
+        bq_error_t ierr;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&specs))
+            continue;
+        bson_iter_document(&specs, &len, &data);
+        bson_init_static(&spec, data, len);
+        eng__index_t *ix = eng__index_new(&spec, op->seq, &ierr);
+        if (!ix) {
+            bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: bad index spec: %s",
+                         (long long)op->seq, ierr.message);
+            return false;
+        }
+        eng__index_t *old = eng__index_current(c->docs, ix->name);
+        if (old)
+            atomic_store_explicit(&old->to, op->seq, memory_order_release);
+        eng__index_install(c->docs, ix);
+    }
+    return true;
 }
 
 static bool apply_catalog(eng__store_t *st, const eng_op_t *op, const char *db,
@@ -664,6 +714,26 @@ static bool apply_catalog(eng__store_t *st, const eng_op_t *op, const char *db,
             atomic_store_explicit(&target->to, op->seq, memory_order_release);
         atomic_store_explicit(&from->to, op->seq, memory_order_release);
         coll_new(st, tdb, tcoll, &from->options, op->seq, from->docs);
+        return true;
+    }
+    if (strcmp(verb, "createIndexes") == 0 && arg)
+        return apply_create_indexes(st, op, &cmd, db, arg, err);
+    if (strcmp(verb, "dropIndexes") == 0 && arg) {
+        eng_coll_t *c = eng__store_coll_current(st, db, arg);
+        bson_iter_t names;
+        if (!c)
+            return true;
+        if (bson_iter_init_find(&it, &cmd, "index") && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &names)) {
+            while (bson_iter_next(&names)) {
+                eng__index_t *ix = BSON_ITER_HOLDS_UTF8(&names)
+                                       ? eng__index_current(c->docs,
+                                                            bson_iter_utf8(&names, NULL))
+                                       : NULL;
+                if (ix)
+                    atomic_store_explicit(&ix->to, op->seq, memory_order_release);
+            }
+        }
         return true;
     }
     bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: unknown catalog op '%s'",

@@ -52,10 +52,30 @@ typedef struct eng__idtab {
     _Atomic(eng__slot_t *) slots[];
 } eng__idtab_t;
 
+typedef struct eng__utab eng__utab_t; /* a unique index's keys (eng_index.c) */
+
+/* One secondary index definition (eng_index.c), visible in [from, to) like a collection
+ * incarnation. Readers see only name, spec, from and to; the rest is the committer's. */
+typedef struct eng__index {
+    bson_t spec;                  /* as listIndexes reports it: {v, key, name, ...} */
+    bson_t key;                   /* the key pattern */
+    char *name;
+    char **fields;                /* the key pattern's paths */
+    size_t nfields;
+    bool unique, sparse;
+    bq_match_t *partial;          /* partialFilterExpression, NULL when none */
+    bq_collation_t *collation;    /* NULL: simple */
+    int64_t from;
+    _Atomic int64_t to;
+    struct eng__index *next;      /* the older definitions of the same document set */
+    eng__utab_t *utab;            /* unique: built on first use by the committer */
+} eng__index_t;
+
 typedef struct eng__docs {
     eng__vec_t slots;             /* eng__slot_t * in insertion order */
     _Atomic(eng__idtab_t *) idx;
     size_t idx_used;              /* distinct keys (writer only) */
+    _Atomic(eng__index_t *) indexes; /* secondary indexes, newest first */
 } eng__docs_t;
 
 typedef struct eng__store eng__store_t;
@@ -133,6 +153,44 @@ eng_coll_t *eng__coll_restore(eng__store_t *st, const char *db, const char *name
                               const bson_t *options, int64_t from, int64_t to,
                               eng__docs_t *docs, bool owns_docs);
 void eng__store_prov_add(eng__store_t *st, int64_t cause, int64_t effect);
+
+/*
+ * Secondary indexes (eng_index.c). Definitions hang off the document set (so they follow
+ * a collection through collMod and rename) and change only by catalog ops
+ * {createIndexes: coll, indexes: [spec...]} and {dropIndexes: coll, index: [names]}.
+ * Unique indexes are enforced by the committer: eng__index_check runs before an insert or
+ * update op is sealed, against the state that includes the earlier ops of its batch.
+ */
+
+/* A definition from its normalized spec {v, key, name, ...}; NULL with
+ * CannotCreateIndex when the spec does not compile (a corrupt log or checkpoint). */
+eng__index_t *eng__index_new(const bson_t *spec, int64_t from, bq_error_t *err);
+void eng__index_free(eng__index_t *ix);
+/* Links ix as the newest definition of d (writer only). */
+void eng__index_install(eng__docs_t *d, eng__index_t *ix);
+/* The definition named `name` live now (to == ENG_SEQ_MAX), or NULL. */
+eng__index_t *eng__index_current(eng__docs_t *d, const char *name);
+
+/* Committer checks before sealing a catalog op. create: which of `specs` (an array of
+ * normalized specs) are new, into `to_create` (an array, initialized by the caller); c
+ * may be NULL (the collection will be created). Errors: IndexOptionsConflict,
+ * IndexKeySpecsConflict, DuplicateKey (existing documents violate a new unique index,
+ * with *dup set to {keyPattern, keyValue}), CannotIndexParallelArrays. drop: resolves the
+ * command's `index` argument into `names` (an array). Errors: IndexNotFound,
+ * InvalidOptions (the _id index). *nbefore counts the _id index. */
+bool eng__index_create_check(eng_coll_t *c, const bson_t *specs, bson_t *to_create,
+                             int32_t *nbefore, bson_t **dup, bq_error_t *err);
+bool eng__index_drop_check(eng_coll_t *c, const bson_value_t *index, bson_t *names,
+                           int32_t *nbefore, bq_error_t *err);
+
+/* Would writing `doc` (with _id `id`) into c break a unique index? Errors: DuplicateKey
+ * with *dup (malloc'd, the caller destroys) set to {keyPattern, keyValue};
+ * CannotIndexParallelArrays. */
+bool eng__index_check(eng_coll_t *c, const bson_value_t *id, const uint8_t *doc,
+                      uint32_t len, bson_t **dup, bq_error_t *err);
+/* Keeps the built unique tables in step with a write (old/new NULL: none). */
+void eng__index_update(eng__docs_t *d, const bson_value_t *id, const uint8_t *old,
+                       uint32_t oldlen, const uint8_t *new_doc, uint32_t newlen);
 
 /* The database handle (eng_db.c, eng_seq.c). */
 struct eng_db {

@@ -339,7 +339,8 @@ bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!wire_arg_coll(ctx, false, &coll, err) || !cursor_batch_size(ctx, &batch, err) ||
         !wire_read_snapshot(ctx, &snap, err))
         return false;
-    if (!eng_coll_get(ctx->server->db, ctx->db, coll, snap)) {
+    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    if (!c) {
         bq_error_set(err, BQ_ERR_NamespaceNotFound, "ns does not exist: %s.%s", ctx->db, coll);
         return false;
     }
@@ -357,6 +358,12 @@ bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
     bson_init_static(&spec, data, len);
     wire_cursor_add_owned(cur, &spec);
     bson_destroy(&holder);
+    /* the secondary indexes that existed at the snapshot (cmd_index.c creates them) */
+    const bson_t **specs;
+    size_t nspecs = eng_coll_indexes(c, snap, &specs);
+    for (size_t i = 0; i < nspecs; i++)
+        wire_cursor_add_owned(cur, specs[i]);
+    free(specs);
     return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", batch, false, err);
 }
 

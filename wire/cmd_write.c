@@ -38,9 +38,12 @@ static bool write_durable(const wire_cmd_ctx_t *ctx)
 }
 
 /* Appends {index, code, errmsg[, keyPattern, keyValue][, errInfo]} to the writeErrors
- * array; `owner` is the command's state, under which wire_validate keeps errInfo. */
+ * array; `owner` is the command's state, under which wire_validate keeps errInfo. A
+ * DuplicateKey names the index by dup_key ({keyPattern, keyValue} of a secondary unique
+ * index) or else by dup_id (the _id index). */
 static void write_error_append(const void *owner, bson_t *errors, uint32_t *n, size_t index,
-                               const bq_error_t *e, const bson_value_t *dup_id)
+                               const bq_error_t *e, const bson_value_t *dup_id,
+                               const bson_t *dup_key)
 {
     char key[16];
     bson_t d;
@@ -48,7 +51,10 @@ static void write_error_append(const void *owner, bson_t *errors, uint32_t *n, s
     BSON_APPEND_DOCUMENT_BEGIN(errors, key, &d);
     BSON_APPEND_INT32(&d, "index", (int32_t)index);
     BSON_APPEND_INT32(&d, "code", e->code);
-    if (e->code == BQ_ERR_DuplicateKey && dup_id) {
+    if (e->code == BQ_ERR_DuplicateKey && dup_key) {
+        /* a secondary unique index: the committer's {keyPattern, keyValue} */
+        bson_concat(&d, dup_key);
+    } else if (e->code == BQ_ERR_DuplicateKey && dup_id) {
         bson_t kp, kv;
         BSON_APPEND_DOCUMENT_BEGIN(&d, "keyPattern", &kp);
         BSON_APPEND_INT32(&kp, "_id", 1);
@@ -207,19 +213,20 @@ static bool insert_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
     for (size_t i = 0; i < st->nops && !stopped; i++) {
         eng_wop_t *w = &st->ops[i];
         while (v < st->nverr && st->verr_index[v] < st->op_index[i]) {
-            write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
+            write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL, NULL);
             v++;
         }
         if (w->seq >= 0) {
             n++;
             array_append_int64(&seqs, &nseq, w->seq);
         } else if (w->err.code) {
-            write_error_append(st, &errors, &nerr, st->op_index[i], &w->err, &w->id);
+            write_error_append(st, &errors, &nerr, st->op_index[i], &w->err, &w->id,
+                               w->dup_key);
             stopped = st->ordered;
         }
     }
     for (; v < st->nverr && !stopped; v++) {
-        write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL);
+        write_error_append(st, &errors, &nerr, st->verr_index[v], &st->verr[v], NULL, NULL);
         stopped = st->ordered;
     }
     atomic_fetch_add(&ctx->server->opcounters.insert, (uint64_t)n);
@@ -561,7 +568,15 @@ static bool stmt_next(wire_cmd_ctx_t *ctx, bq_error_t *err);
 /* Records a statement's failure; for an ordered command, stops. */
 static void stmt_fail(stmt_state_t *st, const bq_error_t *e)
 {
-    write_error_append(st, &st->errors, &st->nerrors, st->i, e, NULL);
+    write_error_append(st, &st->errors, &st->nerrors, st->i, e, NULL, NULL);
+    st->i = st->ordered ? st->nstmts : st->i + 1;
+}
+
+/* stmt_fail for an op the committer refused: a duplicate key names its index. */
+static void stmt_fail_op(stmt_state_t *st, const eng_wop_t *w)
+{
+    write_error_append(st, &st->errors, &st->nerrors, st->i, &w->err,
+                       w->id.value_type != BSON_TYPE_EOD ? &w->id : NULL, w->dup_key);
     st->i = st->ordered ? st->nstmts : st->i + 1;
 }
 
@@ -781,10 +796,17 @@ static bool stmt_reply(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
             int32_t code = 8;
             const char *msg = "write failed";
             while (bson_iter_next(&d)) {
-                if (strcmp(bson_iter_key(&d), "code") == 0)
+                const char *k = bson_iter_key(&d);
+                if (strcmp(k, "code") == 0) {
                     code = bson_iter_int32(&d);
-                else if (strcmp(bson_iter_key(&d), "errmsg") == 0)
+                } else if (strcmp(k, "errmsg") == 0) {
                     msg = bson_iter_utf8(&d, NULL);
+                } else if (strcmp(k, "keyPattern") == 0 || strcmp(k, "keyValue") == 0) {
+                    /* a duplicate key error keeps them beside code and errmsg */
+                    if (!ctx->req->reply_extra)
+                        ctx->req->reply_extra = bson_new();
+                    bson_append_iter(ctx->req->reply_extra, k, -1, &d);
+                }
             }
             bq_error_set(err, code, "%s", msg);
             return false;
@@ -854,7 +876,7 @@ static bool stmt_resume(wire_cmd_ctx_t *ctx, bq_error_t *err)
     st->retries = 0;
     for (size_t i = 0; i < st->nops; i++) {
         if (st->ops[i].err.code) {
-            stmt_fail(st, &st->ops[i].err);
+            stmt_fail_op(st, &st->ops[i]);
             return stmt_next(ctx, err);
         }
         array_append_int64(&st->seqs, &st->nseqs, st->ops[i].seq);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd_aggregate.h"
+#include "cmd_index.h"
 #include "wire_cmd.h"
 
 #define ADMIN WIRE_CMD_ADMIN_ONLY
@@ -31,13 +32,13 @@ const wire_command_t wire_commands[] = {
      "authentication state of this connection"},
     {"count", cmd_count, 0, "count the documents matching a query"},
     {"create", cmd_create, WRITE, "create a collection"},
-    {"createIndexes", NULL, WRITE, "create indexes on a collection"},
+    {"createIndexes", cmd_create_indexes, WRITE, "create indexes on a collection"},
     {"dbStats", cmd_db_stats, 0, "storage statistics of a database"},
     {"delete", cmd_delete, WRITE, "delete documents"},
     {"distinct", cmd_distinct, 0, "distinct values of a field"},
     {"drop", cmd_drop, WRITE, "drop a collection"},
     {"dropDatabase", cmd_drop_database, WRITE, "drop a database"},
-    {"dropIndexes", NULL, WRITE, "drop indexes of a collection"},
+    {"dropIndexes", cmd_drop_indexes, WRITE, "drop indexes of a collection"},
     {"endSessions", cmd_end_sessions, 0, "end logical sessions"},
     {"explain", cmd_explain, 0, "explain how a command would run"},
     {"find", cmd_find, 0, "query a collection"},
