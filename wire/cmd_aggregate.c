@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "cmd_aggregate.h"
+#include "cmd_view.h"
 #include "wire_cursor.h"
 
 /* ================================================================ clocks */
@@ -224,6 +225,8 @@ typedef struct agg_job {
     bool run_ready;
     agg_iter_t *it;
     char *db;
+    bson_t *pipeline;    /* the pipeline run (a view's stages first), owned, or NULL */
+    bson_t *cmd;         /* a command built for a read through a view, owned, or NULL */
     int64_t max_time_ms; /* 0: none */
     int64_t used_ms;     /* time spent pulling so far */
 } agg_job_t;
@@ -237,6 +240,10 @@ static void job_free(void *p)
     if (j->run_ready)
         agg_run_cleanup(&j->run);
     agg_pipeline_destroy(j->p);
+    if (j->pipeline)
+        bson_destroy(j->pipeline);
+    if (j->cmd)
+        bson_destroy(j->cmd);
     free(j->db);
     free(j);
 }
@@ -499,22 +506,74 @@ static bool run_out(wire_cmd_ctx_t *ctx, agg_job_t *j, const char *ns, bq_error_
     return wire_agg_out_write(ctx, out, &j->run, docs, n, snap, ns, err);
 }
 
+/* A new array: the stages of `first` then those of `then`. */
+static bson_t *stages_concat(const bson_t *first, const bson_t *then)
+{
+    bson_t *out = bson_new();
+    uint32_t n = 0;
+    const bson_t *parts[2] = {first, then};
+    for (int i = 0; i < 2; i++) {
+        bson_iter_t it;
+        if (!bson_iter_init(&it, parts[i]))
+            continue;
+        while (bson_iter_next(&it)) {
+            char k[16];
+            snprintf(k, sizeof k, "%u", n++);
+            bson_append_iter(out, k, -1, &it);
+        }
+    }
+    return out;
+}
+
+/* How aggregate_run was reached. */
+typedef struct run_opts {
+    bool force_explain;  /* the explain command */
+    bool single_batch;   /* a find through a view with singleBatch (or a small limit) */
+    bson_t *own_cmd;     /* a command built for a read through a view: the run takes it */
+} run_opts_t;
+
 /* The aggregate command with ctx->cmd holding it (for explain: the inner command, with
- * explain forced on). */
-static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *err)
+ * explain forced on). On a view, the view's stages run first, over its source collection;
+ * the cursor keeps the view's name, as mongod's does. */
+static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
 {
     agg_args_t a;
-    if (!agg_args_read(ctx, &a, err))
+    if (!agg_args_read(ctx, &a, err)) {
+        if (ro->own_cmd)
+            bson_destroy(ro->own_cmd);
         return false;
-    if (force_explain)
+    }
+    if (ro->force_explain)
         a.explain = true;
 
-    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = a.coll, .let = a.has_let ? &a.let : NULL,
-                                .collation = a.collation};
-    agg_pipeline_t *p = agg_pipeline_parse(&a.pipeline, &opts, err);
-    bq_collation_destroy(a.collation);
-    if (!p)
+    bool is_view = false;
+    char src[ENG_NS_MAX + 1];
+    bson_t view_stages;
+    bson_t *combined = NULL;
+    if (a.coll && !wire_view_resolve(ctx->server->db, ctx->db, a.coll, a.snap, &is_view, src,
+                                     &view_stages, err)) {
+        bson_destroy(&view_stages);
+        bq_collation_destroy(a.collation);
+        if (ro->own_cmd)
+            bson_destroy(ro->own_cmd);
         return false;
+    }
+    if (is_view)
+        combined = stages_concat(&view_stages, &a.pipeline);
+    if (a.coll)
+        bson_destroy(&view_stages);
+
+    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = is_view ? src : a.coll,
+                                .let = a.has_let ? &a.let : NULL, .collation = a.collation};
+    agg_pipeline_t *p = agg_pipeline_parse(combined ? combined : &a.pipeline, &opts, err);
+    bq_collation_destroy(a.collation);
+    if (!p) {
+        if (combined)
+            bson_destroy(combined);
+        if (ro->own_cmd)
+            bson_destroy(ro->own_cmd);
+        return false;
+    }
     if (!a.coll && !agg_pipeline_is_generator(p)) {
         bson_iter_t it, sit;
         const char *first = "the empty pipeline";
@@ -529,6 +588,10 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *e
     if (a.explain) {
         explain_append(ctx, &a, p, ctx->cmd);
         agg_pipeline_destroy(p);
+        if (combined)
+            bson_destroy(combined);
+        if (ro->own_cmd)
+            bson_destroy(ro->own_cmd);
         return true;
     }
 
@@ -536,6 +599,8 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *e
     if (!j)
         abort();
     j->p = p;
+    j->pipeline = combined;
+    j->cmd = ro->own_cmd;
     j->db = strdup(ctx->db);
     if (!j->db)
         abort();
@@ -566,12 +631,168 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, bool force_explain, bq_error_t *e
     cur->pull = job_pull;
     cur->pull_free = job_free;
     cur->pull_ctx = j;
-    return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", a.batch, false, err);
+    return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", a.batch,
+                             ro->single_batch, err);
 }
 
 bool cmd_aggregate(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
-    return aggregate_run(ctx, false, err);
+    run_opts_t ro = {0};
+    return aggregate_run(ctx, &ro, err);
+}
+
+/* ================================================================ reads through views */
+
+/* Fields of a find (or count, distinct) carried over to the aggregate it becomes. */
+static void copy_read_fields(const bson_t *cmd, bson_t *out)
+{
+    static const char *const keep[] = {"let", "collation", "maxTimeMS", "readConcern", "asOf",
+                                       "comment", "allowDiskUse", "hint"};
+    bson_iter_t it;
+    bson_iter_init(&it, cmd);
+    bson_iter_next(&it);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$' || name_in(k, keep, sizeof keep / sizeof *keep) ||
+            name_in(k, generic_fields, sizeof generic_fields / sizeof *generic_fields))
+            bson_append_iter(out, k, -1, &it);
+    }
+}
+
+/* Appends {<stage>: <the command's field `key`>} to the stages when the field is there
+ * (and, for documents, not empty). */
+static void stage_from(const bson_t *cmd, const char *key, const char *stage, bson_t *stages,
+                       uint32_t *n)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, cmd, key) || BSON_ITER_HOLDS_NULL(&it))
+        return;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        if (len <= 5)
+            return;
+    } else if (BSON_ITER_HOLDS_NUMBER(&it) && bson_iter_as_int64(&it) <= 0) {
+        return; /* skip 0, limit 0: nothing to do */
+    }
+    char k[16];
+    bson_t st;
+    snprintf(k, sizeof k, "%u", (*n)++);
+    BSON_APPEND_DOCUMENT_BEGIN(stages, k, &st);
+    bson_append_iter(&st, stage, -1, &it);
+    bson_append_document_end(stages, &st);
+}
+
+bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
+{
+    const bson_t *fc = ctx->cmd;
+    bson_t *cmd = bson_new(), stages, cursor;
+    uint32_t n = 0;
+    BSON_APPEND_UTF8(cmd, "aggregate", view);
+    BSON_APPEND_ARRAY_BEGIN(cmd, "pipeline", &stages);
+    stage_from(fc, "filter", "$match", &stages, &n);
+    stage_from(fc, "sort", "$sort", &stages, &n);
+    stage_from(fc, "skip", "$skip", &stages, &n);
+    stage_from(fc, "limit", "$limit", &stages, &n);
+    stage_from(fc, "projection", "$project", &stages, &n);
+    bson_append_array_end(cmd, &stages);
+    bson_iter_t it;
+    int64_t batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH, limit = 0;
+    if (bson_iter_init_find(&it, fc, "batchSize") && BSON_ITER_HOLDS_NUMBER(&it))
+        batch = bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, fc, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
+        limit = bson_iter_as_int64(&it);
+    BSON_APPEND_DOCUMENT_BEGIN(cmd, "cursor", &cursor);
+    BSON_APPEND_INT64(&cursor, "batchSize", batch);
+    bson_append_document_end(cmd, &cursor);
+    copy_read_fields(fc, cmd);
+    run_opts_t ro = {.own_cmd = cmd};
+    ro.single_batch = (bson_iter_init_find(&it, fc, "singleBatch") && bson_iter_as_bool(&it)) ||
+                      (limit > 0 && limit <= batch);
+    wire_cmd_ctx_t sub = *ctx;
+    sub.cmd = cmd;
+    sub.name = "aggregate";
+    bool ok = aggregate_run(&sub, &ro, err);
+    /* the sub-context may have taken state (a $out job): hand it back */
+    ctx->state = sub.state;
+    ctx->state_free = sub.state_free;
+    ctx->pending = sub.pending;
+    ctx->resume = sub.resume;
+    return ok;
+}
+
+size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *stages,
+                        bson_t ***docs, bq_error_t *err)
+{
+    *docs = NULL;
+    int64_t snap;
+    bq_collation_t *co;
+    if (!wire_read_snapshot(ctx, &snap, err) || !wire_collation(ctx->cmd, &co, err))
+        return WIRE_COLLECT_ERROR;
+    bool is_view;
+    char src[ENG_NS_MAX + 1];
+    bson_t view_stages;
+    if (!wire_view_resolve(ctx->server->db, ctx->db, coll, snap, &is_view, src, &view_stages,
+                           err)) {
+        bson_destroy(&view_stages);
+        bq_collation_destroy(co);
+        return WIRE_COLLECT_ERROR;
+    }
+    bson_t *all = stages_concat(&view_stages, stages);
+    bson_destroy(&view_stages);
+    agg_pipeline_opts_t opts = {.db = ctx->db, .coll = src, .collation = co};
+    agg_pipeline_t *p = agg_pipeline_parse(all, &opts, err);
+    bq_collation_destroy(co);
+    bson_destroy(all);
+    if (!p)
+        return WIRE_COLLECT_ERROR;
+    agg_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->p = p;
+    j->db = strdup(ctx->db);
+    if (!j->db)
+        abort();
+    wire_agg_source_init(&j->source, ctx->server->db, snap);
+    uint32_t ct_t, ct_i;
+    eng_db_cluster_time(ctx->server->db, snap, &ct_t, &ct_i);
+    bool ok = agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i, false,
+                           err);
+    j->run_ready = true;
+    if (ok)
+        j->it = agg_pipeline_open(p, NULL, &j->run, err);
+    size_t n = 0, cap = 16;
+    bson_t **out = malloc(cap * sizeof *out);
+    if (!out)
+        abort();
+    while (ok && j->it) {
+        bson_t *d;
+        int r = job_pull(j, &d, err);
+        if (r < 0)
+            ok = false;
+        if (r <= 0)
+            break;
+        if (n == cap) {
+            cap *= 2;
+            bson_t **nd = realloc(out, cap * sizeof *nd);
+            if (!nd)
+                abort();
+            out = nd;
+        }
+        out[n++] = d;
+    }
+    if (ok && !j->it)
+        ok = false;
+    job_free(j);
+    if (!ok) {
+        for (size_t i = 0; i < n; i++)
+            bson_destroy(out[i]);
+        free(out);
+        return WIRE_COLLECT_ERROR;
+    }
+    *docs = out;
+    return n;
 }
 
 /* ================================================================ explain */
@@ -619,5 +840,6 @@ bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err)
     wire_cmd_ctx_t sub = *ctx;
     sub.cmd = &inner;
     sub.name = "aggregate";
-    return aggregate_run(&sub, true, err);
+    run_opts_t ro = {.force_explain = true};
+    return aggregate_run(&sub, &ro, err);
 }

@@ -8,6 +8,7 @@
 #define CMD_AGGREGATE_H
 
 #include "agg_pipeline.h"
+#include "wire_cmd.h"
 #include "wire_int.h"
 
 /* The handlers (registered in wire_commands.c). */
@@ -37,6 +38,19 @@ void wire_agg_source_init(wire_agg_source_t *s, eng_db_t *db, int64_t snap);
  */
 bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *run,
                         bson_t **docs, size_t n, int64_t snap, const char *ns, bq_error_t *err);
+
+/*
+ * Reads through views (cmd_view.h). wire_view_find answers a find on view `view` as the
+ * aggregate it is: the view's stages, then $match (filter), $sort, $skip, $limit, $project
+ * (projection), with the find's batchSize, singleBatch, let, collation, maxTimeMS and
+ * snapshot; the cursor's ns is the view's. wire_agg_collect runs `stages` (an array) over
+ * db.coll (a collection or a view, at the command's snapshot, with its collation) to the
+ * end: returns how many documents, with *docs a malloc'd array of owned documents (the
+ * caller destroys each and frees it), or WIRE_COLLECT_ERROR with err.
+ */
+bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err);
+size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *stages,
+                        bson_t ***docs, bq_error_t *err);
 
 /*
  * Pipeline-style updates (update / findAndModify given an array): parses `pipeline`

@@ -41,6 +41,7 @@
 #include "agg_merge.h"
 #include "bq_key.h"
 #include "cmd_aggregate.h"
+#include "cmd_view.h"
 
 #define OUT_MAX_RETRIES 1000
 
@@ -595,6 +596,12 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *ru
         ok = false;
     } else if (!strncmp(st->coll, "system.", 7)) {
         bq_error_set(err, BQ_ERR_InvalidNamespace, "Invalid %s target namespace, %s.%s",
+                     out->merge ? "$merge" : "$out", st->db, st->coll);
+        ok = false;
+    } else if (wire_view_is(ctx->server->db, st->db, st->coll,
+                            eng_db_snapshot(ctx->server->db))) {
+        bq_error_set(err, BQ_ERR_CommandNotSupportedOnView,
+                     "Cannot write the output of %s to view %s.%s",
                      out->merge ? "$merge" : "$out", st->db, st->coll);
         ok = false;
     }

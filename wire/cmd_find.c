@@ -10,6 +10,8 @@
 #include "bq_key.h"
 #include "bq_project.h"
 #include "bq_sort.h"
+#include "cmd_aggregate.h"
+#include "cmd_view.h"
 #include "wire_cmd.h"
 #include "wire_cursor.h"
 
@@ -139,6 +141,8 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!has_batch)
         batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH;
     atomic_fetch_add(&ctx->server->opcounters.query, 1);
+    if (wire_view_is(ctx->server->db, ctx->db, coll, snap))
+        return wire_view_find(ctx, coll, err);
 
     bq_collation_t *co;
     if (!wire_collation(ctx->cmd, &co, err))
@@ -295,6 +299,60 @@ bool cmd_kill_cursors(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
+/* As mongod's appendNumber: an int32 when it fits. */
+static void append_count(bson_t *reply, int64_t n)
+{
+    if (n <= INT32_MAX)
+        BSON_APPEND_INT32(reply, "n", (int32_t)n);
+    else
+        BSON_APPEND_INT64(reply, "n", n);
+}
+
+/* count on a view: the view's stages, then $match, $skip, $limit, $count. */
+static bool count_view(wire_cmd_ctx_t *ctx, const char *view, const bson_t *query,
+                       int64_t skip, int64_t limit, bq_error_t *err)
+{
+    bson_t stages = BSON_INITIALIZER, st;
+    uint32_t n = 0;
+    char k[16];
+    if (query && !bson_empty(query)) {
+        snprintf(k, sizeof k, "%u", n++);
+        BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+        BSON_APPEND_DOCUMENT(&st, "$match", query);
+        bson_append_document_end(&stages, &st);
+    }
+    if (skip > 0) {
+        snprintf(k, sizeof k, "%u", n++);
+        BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+        BSON_APPEND_INT64(&st, "$skip", skip);
+        bson_append_document_end(&stages, &st);
+    }
+    if (limit > 0) {
+        snprintf(k, sizeof k, "%u", n++);
+        BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+        BSON_APPEND_INT64(&st, "$limit", limit);
+        bson_append_document_end(&stages, &st);
+    }
+    snprintf(k, sizeof k, "%u", n++);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+    BSON_APPEND_UTF8(&st, "$count", "n");
+    bson_append_document_end(&stages, &st);
+    bson_t **docs;
+    size_t got = wire_agg_collect(ctx, view, &stages, &docs, err);
+    bson_destroy(&stages);
+    if (got == WIRE_COLLECT_ERROR)
+        return false;
+    int64_t total = 0;
+    bson_iter_t it;
+    if (got > 0 && bson_iter_init_find(&it, docs[0], "n") && BSON_ITER_HOLDS_NUMBER(&it))
+        total = bson_iter_as_int64(&it);
+    for (size_t i = 0; i < got; i++)
+        bson_destroy(docs[i]);
+    free(docs);
+    append_count(ctx->reply, total);
+    return true;
+}
+
 bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
@@ -309,6 +367,8 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     if (limit < 0)
         limit = -limit; /* count treats a negative limit as its absolute value */
+    if (wire_view_is(ctx->server->db, ctx->db, coll, snap))
+        return count_view(ctx, coll, has_query ? &query : NULL, skip, limit, err);
     bq_collation_t *co;
     if (!wire_collation(ctx->cmd, &co, err))
         return false;
@@ -334,11 +394,7 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
             n = limit;
     }
     bq_match_destroy(m);
-    /* as mongod's appendNumber: an int32 when it fits */
-    if (n <= INT32_MAX)
-        BSON_APPEND_INT32(ctx->reply, "n", (int32_t)n);
-    else
-        BSON_APPEND_INT64(ctx->reply, "n", n);
+    append_count(ctx->reply, n);
     return true;
 }
 
@@ -430,7 +486,30 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
     distinct_ctx_t d = {.values = &values, .collation = co};
     bq_key_init(&d.key);
     eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
-    if (c) {
+    if (c && wire_view_is(ctx->server->db, ctx->db, coll, snap)) {
+        /* a view: its documents (after $match) from the aggregation */
+        bson_t stages = BSON_INITIALIZER, st;
+        if (has_query && !bson_empty(&query)) {
+            BSON_APPEND_DOCUMENT_BEGIN(&stages, "0", &st);
+            BSON_APPEND_DOCUMENT(&st, "$match", &query);
+            bson_append_document_end(&stages, &st);
+        }
+        bson_t **vdocs;
+        size_t n = wire_agg_collect(ctx, coll, &stages, &vdocs, err);
+        bson_destroy(&stages);
+        if (n == WIRE_COLLECT_ERROR) {
+            bq_match_destroy(m);
+            bq_collation_destroy(co);
+            bson_destroy(&values);
+            bq_key_cleanup(&d.key);
+            return false;
+        }
+        for (size_t i = 0; i < n; i++) {
+            bq_path_walk(vdocs[i], key, 0, distinct_hit, &d);
+            bson_destroy(vdocs[i]);
+        }
+        free(vdocs);
+    } else if (c) {
         eng_doc_t *docs;
         size_t n = wire_collect(c, snap, m, co ? NULL : &query, &docs, err);
         if (n == WIRE_COLLECT_ERROR) {
