@@ -165,6 +165,8 @@ eng__index_t *eng__index_new(const bson_t *spec, int64_t from, bq_error_t *err)
             ix->unique = bson_iter_as_bool(&it);
         } else if (strcmp(k, "sparse") == 0) {
             ix->sparse = bson_iter_as_bool(&it);
+        } else if (strcmp(k, "prepareUnique") == 0) {
+            ix->prepare_unique = bson_iter_as_bool(&it);
         } else if (strcmp(k, "partialFilterExpression") == 0 &&
                    BSON_ITER_HOLDS_DOCUMENT(&it)) {
             uint32_t len;
@@ -465,7 +467,7 @@ static void dup_error(eng_coll_t *c, const eng__index_t *ix, const keyset_t *ks,
 
 /* Adds the keys of one document to t. Returns false (err set) on a duplicate. */
 static bool utab_add_doc(eng_coll_t *c, const eng__index_t *ix, eng__utab_t *t,
-                         const bson_t *doc, bson_t **dup, bq_error_t *err)
+                         const bson_t *doc, bool tolerant, bson_t **dup, bq_error_t *err)
 {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, doc, "_id"))
@@ -480,7 +482,8 @@ static bool utab_add_doc(eng_coll_t *c, const eng__index_t *ix, eng__utab_t *t,
     for (size_t k = 0; k < ks.n && ok; k++) {
         uint64_t h = bq_key_hash(ks.keys[k].data, ks.keys[k].len);
         uent_t *e = utab_find(t, ks.keys[k].data, ks.keys[k].len, h);
-        if (e && !(e->olen == owner.len && memcmp(e->bytes + e->klen, owner.data, owner.len) == 0)) {
+        if (e && !tolerant &&
+            !(e->olen == owner.len && memcmp(e->bytes + e->klen, owner.data, owner.len) == 0)) {
             dup_error(c, ix, &ks, k, dup, err);
             ok = false;
         } else if (!e) {
@@ -492,9 +495,10 @@ static bool utab_add_doc(eng_coll_t *c, const eng__index_t *ix, eng__utab_t *t,
     return ok;
 }
 
-/* Builds a unique table of the current documents of c; NULL (err set) on a duplicate. */
-static eng__utab_t *utab_build(eng_coll_t *c, const eng__index_t *ix, bson_t **dup,
-                               bq_error_t *err)
+/* Builds a unique table of the current documents of c; NULL (err set) on a duplicate,
+ * unless tolerant (prepareUnique: the first owner of a key keeps it). */
+static eng__utab_t *utab_build(eng_coll_t *c, const eng__index_t *ix, bool tolerant,
+                               bson_t **dup, bq_error_t *err)
 {
     eng__utab_t *t = utab_new();
     eng_scan_t scan;
@@ -504,7 +508,7 @@ static eng__utab_t *utab_build(eng_coll_t *c, const eng__index_t *ix, bson_t **d
         bson_t b;
         if (!bson_init_static(&b, doc.data, doc.len))
             continue;
-        if (!utab_add_doc(c, ix, t, &b, dup, err)) {
+        if (!utab_add_doc(c, ix, t, &b, tolerant, dup, err)) {
             utab_free(t);
             return NULL;
         }
@@ -537,13 +541,13 @@ bool eng__index_check(eng_coll_t *c, const bson_value_t *id, const uint8_t *data
             ok = false;
             break;
         }
-        if (!ix->unique || !covered) {
+        if (!(ix->unique || ix->prepare_unique) || !covered) {
             keyset_cleanup(&ks);
             continue;
         }
         if (!ix->utab) {
             bq_error_t berr;
-            ix->utab = utab_build(c, ix, NULL, &berr);
+            ix->utab = utab_build(c, ix, !ix->unique, NULL, &berr);
             if (!ix->utab) /* cannot happen: creation refused duplicates */
                 ix->utab = utab_new();
         }
@@ -828,7 +832,7 @@ bool eng__index_create_check(eng_coll_t *c, const bson_t *specs, bson_t *to_crea
         if (c) {
             eng__utab_t *t = NULL;
             if (ix->unique) {
-                t = utab_build(c, ix, dup, err);
+                t = utab_build(c, ix, false, dup, err);
                 if (!t) {
                     eng__index_free(ix);
                     return false;

@@ -63,6 +63,7 @@ typedef struct eng__index {
     char **fields;                /* the key pattern's paths */
     size_t nfields;
     bool unique, sparse;
+    bool prepare_unique;          /* new duplicates refused, existing ones tolerated */
     bq_match_t *partial;          /* partialFilterExpression, NULL when none */
     bq_collation_t *collation;    /* NULL: simple */
     int64_t from;
