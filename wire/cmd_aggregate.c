@@ -684,7 +684,7 @@ static void stage_from(const bson_t *cmd, const char *key, const char *stage, bs
     bson_append_document_end(stages, &st);
 }
 
-bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
+static bool view_find(wire_cmd_ctx_t *ctx, const char *view, bool explain, bq_error_t *err)
 {
     const bson_t *fc = ctx->cmd;
     bson_t *cmd = bson_new(), stages, cursor;
@@ -707,7 +707,7 @@ bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
     BSON_APPEND_INT64(&cursor, "batchSize", batch);
     bson_append_document_end(cmd, &cursor);
     copy_read_fields(fc, cmd);
-    run_opts_t ro = {.own_cmd = cmd};
+    run_opts_t ro = {.own_cmd = cmd, .force_explain = explain};
     ro.single_batch = (bson_iter_init_find(&it, fc, "singleBatch") && bson_iter_as_bool(&it)) ||
                       (limit > 0 && limit <= batch);
     wire_cmd_ctx_t sub = *ctx;
@@ -720,6 +720,16 @@ bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
     ctx->pending = sub.pending;
     ctx->resume = sub.resume;
     return ok;
+}
+
+bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
+{
+    return view_find(ctx, view, false, err);
+}
+
+bool wire_view_find_explain(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err)
+{
+    return view_find(ctx, view, true, err);
 }
 
 size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *stages,
@@ -809,8 +819,10 @@ bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err)
                      bq_type_name(bson_iter_type(&it)));
         return false;
     }
+    const char *verbosity = "allPlansExecution"; /* mongod's default */
     if (bson_iter_init_find(&it, ctx->cmd, "verbosity")) {
         const char *v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : "";
+        verbosity = v;
         if (strcmp(v, "queryPlanner") && strcmp(v, "executionStats") &&
             strcmp(v, "allPlansExecution")) {
             bq_error_set(err, BQ_ERR_BadValue,
@@ -832,11 +844,8 @@ bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     }
     const char *name = bson_iter_key(&iit);
-    if (strcmp(name, "aggregate") != 0) {
-        bq_error_set(err, BQ_ERR_NotImplemented,
-                     "explain of %s is not implemented yet in NEDB (aggregate is)", name);
-        return false;
-    }
+    if (strcmp(name, "aggregate") != 0)
+        return wire_explain_command(ctx, &inner, verbosity, err);
     wire_cmd_ctx_t sub = *ctx;
     sub.cmd = &inner;
     sub.name = "aggregate";

@@ -49,6 +49,17 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *ru
  * caller destroys each and frees it), or WIRE_COLLECT_ERROR with err.
  */
 bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err);
+/* The explain of that aggregate (ctx->cmd: the find being explained). */
+bool wire_view_find_explain(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err);
+
+/*
+ * explain of find, count, distinct, update, delete and findAndModify (cmd_explain.c):
+ * appends mongod's explain reply for `inner` at `verbosity` ("queryPlanner",
+ * "executionStats" or "allPlansExecution"). Writes are never executed. Errors: the inner
+ * command's argument errors, CommandNotFound (59) for a command explain does not know.
+ */
+bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *verbosity,
+                          bq_error_t *err);
 size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *stages,
                         bson_t ***docs, bq_error_t *err);
 
