@@ -1,0 +1,240 @@
+'use strict';
+/*
+ * test_indexes.js: secondary indexes through the node driver and mongoose: createIndex /
+ * createIndexes / listIndexes / dropIndex(es) with MongoDB 7.0's replies and error codes,
+ * unique indexes refusing duplicates on insert, update, upsert and findOneAndUpdate (11000
+ * with keyPattern and keyValue), index definitions across a restart and at an earlier
+ * snapshot (asOf), and mongoose's autoIndex creating a `unique: true` schema index.
+ */
+const assert = require('assert/strict');
+const fs = require('fs');
+const path = require('path');
+const { MongoClient } = require('mongodb');
+const mongoose = require('mongoose');
+const h = require('./lib/server');
+
+let srv;
+let client;
+let db;
+const dbpath = fs.mkdtempSync(path.join(require('os').tmpdir(), 'nedb-indexes-'));
+
+async function connect() {
+    client = new MongoClient(`mongodb://127.0.0.1:${srv.port}/?directConnection=true`,
+                             { serverSelectionTimeoutMS: 3000 });
+    await client.connect();
+    db = client.db('idx');
+}
+
+/* Runs fn, which must fail; returns the error. */
+async function fails(fn) {
+    try {
+        await fn();
+    } catch (e) {
+        return e;
+    }
+    assert.fail('expected an error');
+}
+
+const names = (list) => list.map((i) => i.name);
+
+h.before(async () => {
+    srv = await h.startServer({ dbpath });
+    await connect();
+});
+
+h.after(async () => {
+    if (client) await client.close();
+    if (srv) await srv.stop();
+    fs.rmSync(dbpath, { recursive: true, force: true });
+});
+
+h.test('createIndex creates the collection, names the index from its key, listIndexes shows it', async () => {
+    const c = db.collection('people');
+    assert.deepEqual(await db.listCollections({ name: 'people' }).toArray(), []);
+    const name = await c.createIndex({ last: 1, first: -1 });
+    assert.equal(name, 'last_1_first_-1');
+    assert.equal((await db.listCollections({ name: 'people' }).toArray()).length, 1);
+    const list = await c.listIndexes().toArray();
+    assert.deepEqual(list, [
+        { v: 2, key: { _id: 1 }, name: '_id_' },
+        { v: 2, key: { last: 1, first: -1 }, name: 'last_1_first_-1' },
+    ]);
+});
+
+h.test('createIndexes replies numIndexesBefore/After, createdCollectionAutomatically and the "all indexes already exist" note', async () => {
+    const r1 = await db.command({ createIndexes: 'fresh', indexes: [
+        { key: { a: 1 }, name: 'a_1', unique: true },
+        { key: { b: -1 }, name: 'b_-1', sparse: true, expireAfterSeconds: 3600 },
+    ] });
+    assert.equal(r1.numIndexesBefore, 1);
+    assert.equal(r1.numIndexesAfter, 3);
+    assert.equal(r1.createdCollectionAutomatically, true);
+    const r2 = await db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 1 }, name: 'a_1', unique: true }] });
+    assert.equal(r2.numIndexesBefore, 3);
+    assert.equal(r2.numIndexesAfter, 3);
+    assert.equal(r2.note, 'all indexes already exist');
+    assert.equal(r2.createdCollectionAutomatically, undefined);
+    const r3 = await db.command({ createIndexes: 'fresh', indexes: [{ key: { c: 1 }, name: 'c_1' }] });
+    assert.equal(r3.createdCollectionAutomatically, false);
+    assert.equal(r3.numIndexesAfter, 4);
+    const specs = await db.collection('fresh').indexes();
+    assert.deepEqual(specs.find((s) => s.name === 'b_-1'),
+                     { v: 2, key: { b: -1 }, name: 'b_-1', sparse: true, expireAfterSeconds: 3600 });
+    assert.equal(specs.find((s) => s.name === 'a_1').unique, true);
+});
+
+h.test('conflicting and invalid specs get MongoDB\'s codes (85, 86, 67, 197, 238, 40414)', async () => {
+    const c = db.collection('fresh');
+    assert.equal((await fails(() => c.createIndex({ a: 1 }, { name: 'other' }))).code, 85);
+    assert.equal((await fails(() => c.createIndex({ zz: 1 }, { name: 'a_1' }))).code, 86);
+    assert.equal((await fails(() => c.createIndex({ a: 1 }, { name: 'a_1' }))).code, 85,
+                 'same name and key, different options');
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: {}, name: 'e' }] }))).code, 67);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 0 }, name: 'z' }] }))).code, 67);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 'nope' }, name: 'z' }] }))).code, 67);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 1 }, name: 'z', bogus: 1 }] }))).code, 197);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { t: 'text' }, name: 't' }] }))).code, 238);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh' }))).code, 40414);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [
+        { key: { p: 1 }, name: 'p', sparse: true, partialFilterExpression: { p: { $gt: 1 } } }] }))).code, 67);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { h: 'hashed' }, name: 'h', unique: true }] }))).code, 67);
+    assert.deepEqual(names(await c.indexes()), ['_id_', 'a_1', 'b_-1', 'c_1'], 'nothing created');
+});
+
+h.test('a unique index refuses a duplicate insert with 11000, keyPattern and keyValue', async () => {
+    const c = db.collection('users');
+    await c.createIndex({ email: 1 }, { unique: true });
+    await c.insertOne({ _id: 1, email: 'a@x' });
+    const e = await fails(() => c.insertOne({ _id: 2, email: 'a@x' }));
+    assert.equal(e.code, 11000);
+    assert.deepEqual(e.keyPattern, { email: 1 });
+    assert.deepEqual(e.keyValue, { email: 'a@x' });
+    assert.equal(e.errmsg, 'E11000 duplicate key error collection: idx.users index: email_1 dup key: { email: "a@x" }');
+    assert.equal(await c.countDocuments({}), 1);
+    /* unordered insert: the others go in (the raw reply: the driver's WriteError keeps
+     * only code, index, errmsg and errInfo) */
+    const r = await db.command({ insert: 'users', ordered: false,
+                                 documents: [{ _id: 3, email: 'b@x' }, { _id: 4, email: 'b@x' }, { _id: 5, email: 'c@x' }] });
+    assert.equal(r.n, 2);
+    assert.equal(r.writeErrors.length, 1);
+    assert.equal(r.writeErrors[0].index, 1);
+    assert.equal(r.writeErrors[0].code, 11000);
+    assert.deepEqual(r.writeErrors[0].keyPattern, { email: 1 });
+    assert.deepEqual(r.writeErrors[0].keyValue, { email: 'b@x' });
+    assert.deepEqual((await c.find({}).toArray()).map((d) => d._id), [1, 3, 5]);
+});
+
+h.test('updates, upserts and findOneAndUpdate that would duplicate a key fail with 11000', async () => {
+    const c = db.collection('users');
+    const e1 = await fails(() => c.updateOne({ _id: 3 }, { $set: { email: 'a@x' } }));
+    assert.equal(e1.code, 11000);
+    assert.deepEqual(e1.keyValue, { email: 'a@x' });
+    assert.equal((await c.findOne({ _id: 3 })).email, 'b@x', 'unchanged');
+    const e2 = await fails(() => c.updateOne({ _id: 99 }, { $set: { email: 'c@x' } }, { upsert: true }));
+    assert.equal(e2.code, 11000);
+    assert.equal(await c.countDocuments({ _id: 99 }), 0);
+    const e3 = await fails(() => c.replaceOne({ _id: 5 }, { email: 'a@x' }));
+    assert.equal(e3.code, 11000);
+    const e4 = await fails(() => c.findOneAndUpdate({ _id: 5 }, { $set: { email: 'b@x' } }));
+    assert.equal(e4.code, 11000);
+    assert.deepEqual(e4.keyPattern, { email: 1 });
+    assert.deepEqual(e4.keyValue, { email: 'b@x' });
+    /* changing a key frees the old one */
+    await c.updateOne({ _id: 1 }, { $set: { email: 'new@x' } });
+    await c.insertOne({ _id: 6, email: 'a@x' });
+    assert.equal(await c.countDocuments({ email: 'a@x' }), 1);
+});
+
+h.test('missing fields index as null unless sparse; partial indexes constrain only what they cover', async () => {
+    const c = db.collection('users');
+    await c.insertOne({ _id: 10 });
+    const e = await fails(() => c.insertOne({ _id: 11 }));
+    assert.equal(e.code, 11000);
+    assert.deepEqual(e.keyValue, { email: null });
+    const s = db.collection('sparse');
+    await s.createIndex({ code: 1 }, { unique: true, sparse: true });
+    await s.insertMany([{ _id: 1 }, { _id: 2 }, { _id: 3, code: 7 }]);
+    assert.equal((await fails(() => s.insertOne({ _id: 4, code: 7 }))).code, 11000);
+    const p = db.collection('partial');
+    await p.createIndex({ sku: 1 }, { unique: true, partialFilterExpression: { active: true } });
+    await p.insertMany([{ _id: 1, sku: 'x', active: false }, { _id: 2, sku: 'x', active: false }, { _id: 3, sku: 'x', active: true }]);
+    assert.equal((await fails(() => p.insertOne({ _id: 4, sku: 'x', active: true }))).code, 11000);
+});
+
+h.test('creating a unique index over existing duplicates fails with 11000 and creates nothing', async () => {
+    const c = db.collection('dups');
+    await c.insertMany([{ _id: 1, k: 5 }, { _id: 2, k: 5 }]);
+    const e = await fails(() => c.createIndex({ k: 1 }, { unique: true }));
+    assert.equal(e.code, 11000);
+    assert.match(e.message, /index: k_1 dup key: \{ k: 5 \}/);
+    assert.deepEqual(names(await c.indexes()), ['_id_']);
+});
+
+h.test('dropIndex / dropIndexes by name, key pattern, list and "*"; _id_ cannot be dropped (72), unknown 27', async () => {
+    const c = db.collection('fresh');
+    const r = await db.command({ dropIndexes: 'fresh', index: 'c_1' });
+    assert.equal(r.nIndexesWas, 4);
+    await c.dropIndex({ 'b': -1 });
+    assert.deepEqual(names(await c.indexes()), ['_id_', 'a_1']);
+    assert.equal((await fails(() => c.dropIndex('_id_'))).code, 72);
+    assert.equal((await fails(() => c.dropIndex('nope'))).code, 27);
+    assert.equal((await fails(() => c.dropIndex({ nope: 1 }))).code, 27);
+    await c.createIndexes([{ key: { x: 1 } }, { key: { y: 1 } }]);
+    await db.command({ dropIndexes: 'fresh', index: ['x_1', 'y_1'] });
+    assert.deepEqual(names(await c.indexes()), ['_id_', 'a_1']);
+    await c.dropIndexes();
+    assert.deepEqual(names(await c.indexes()), ['_id_']);
+    assert.equal((await fails(() => db.command({ dropIndexes: 'no_such_coll', index: '*' }))).code, 26);
+});
+
+h.test('listIndexes at an earlier snapshot (asOf, atClusterTime) shows the indexes of that moment', async () => {
+    const c = db.collection('history');
+    const created = await db.command({ createIndexes: 'history', indexes: [{ key: { a: 1 }, name: 'a_1' }] });
+    const ins = await db.command({ insert: 'history', documents: [{ _id: 1, a: 1 }] });
+    const seq = Number(ins.seqs[0]);
+    await c.dropIndex('a_1');
+    assert.deepEqual(names(await c.indexes()), ['_id_']);
+    const past = await db.command({ listIndexes: 'history', asOf: seq });
+    assert.deepEqual(names(past.cursor.firstBatch), ['_id_', 'a_1']);
+    const before = await db.command({ listIndexes: 'history', asOf: seq - 2 });
+    assert.deepEqual(names(before.cursor.firstBatch), ['_id_'], 'before the createIndexes op');
+    const at = await db.command({ listIndexes: 'history',
+                                  readConcern: { level: 'snapshot', atClusterTime: created.operationTime } });
+    assert.deepEqual(names(at.cursor.firstBatch), ['_id_', 'a_1']);
+});
+
+h.test('indexes and their enforcement survive a restart', async () => {
+    await client.close();
+    await srv.stop();
+    srv = await h.startServer({ dbpath });
+    await connect();
+    const c = db.collection('users');
+    assert.deepEqual(names(await c.indexes()), ['_id_', 'email_1']);
+    const e = await fails(() => c.insertOne({ _id: 50, email: 'a@x' }));
+    assert.equal(e.code, 11000);
+    assert.deepEqual(names(await db.collection('people').indexes()), ['_id_', 'last_1_first_-1']);
+});
+
+h.test('mongoose: a schema with unique: true creates its index and a duplicate save fails with 11000', async () => {
+    const conn = mongoose.createConnection(`mongodb://127.0.0.1:${srv.port}/nedb_mongoose_idx`,
+                                           { serverSelectionTimeoutMS: 3000 });
+    try {
+        await conn.asPromise();
+        const schema = new mongoose.Schema({ username: { type: String, unique: true }, age: Number });
+        const User = conn.model('User', schema);
+        await User.init(); /* autoIndex: createIndexes */
+        const specs = await conn.db.collection('users').indexes();
+        const u = specs.find((s) => s.name === 'username_1');
+        assert.ok(u, JSON.stringify(specs));
+        assert.equal(u.unique, true);
+        await User.create({ username: 'ada', age: 36 });
+        const e = await fails(() => User.create({ username: 'ada', age: 37 }));
+        assert.equal(e.code, 11000);
+        assert.deepEqual(e.keyValue, { username: 'ada' });
+        assert.equal(await User.countDocuments({}), 1);
+    } finally {
+        await conn.close();
+    }
+});
+
+h.run();
