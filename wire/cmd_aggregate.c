@@ -130,12 +130,100 @@ static void scan_close(agg_iter_t *it)
     free(s);
 }
 
+/* A view read by $lookup, $unionWith or $graphLookup: the chain of views' pipelines run
+ * over the source collection in a sub-run, with the caller's filter applied after. */
+typedef struct view_iter {
+    agg_iter_t base;
+    agg_pipeline_t *p;
+    agg_run_t sub;
+    agg_iter_t *inner;
+    const bq_match_t *filter; /* borrowed; NULL: everything */
+} view_iter_t;
+
+static int view_next(agg_iter_t *it, bson_t **out, bq_error_t *err)
+{
+    view_iter_t *v = (view_iter_t *)it;
+    for (;;) {
+        bson_t *d;
+        int r = agg_iter_next(v->inner, &d, err);
+        if (r <= 0)
+            return r;
+        int m = v->filter ? bq_match_eval_env(v->filter, d, &it->run->env, err) : 1;
+        if (m > 0) {
+            *out = d;
+            return 1;
+        }
+        bson_destroy(d);
+        if (m < 0)
+            return -1;
+    }
+}
+
+static void view_close(agg_iter_t *it)
+{
+    view_iter_t *v = (view_iter_t *)it;
+    agg_iter_close(v->inner);
+    agg_run_cleanup(&v->sub);
+    agg_pipeline_destroy(v->p);
+    free(v);
+}
+
+/* How deep views may nest through $lookup inside view definitions before we call it a
+ * cycle (the viewOn chain itself is limited to WIRE_VIEW_MAX_DEPTH). */
+#define VIEW_RUN_MAX_DEPTH 64
+
+static agg_iter_t *view_scan(wire_agg_source_t *src, agg_run_t *run, const char *db,
+                             const char *src_coll, const bson_t *stages,
+                             const bq_match_t *filter, bq_error_t *err)
+{
+    if (run->depth >= VIEW_RUN_MAX_DEPTH) {
+        bq_error_set(err, BQ_ERR_ViewDepthLimitExceeded,
+                     "View depth too deep or view cycle detected. Maximum depth is %d",
+                     WIRE_VIEW_MAX_DEPTH);
+        return NULL;
+    }
+    (void)src;
+    agg_pipeline_opts_t opts = {.db = db, .coll = src_coll};
+    agg_pipeline_t *p = agg_pipeline_parse(stages, &opts, err);
+    if (!p)
+        return NULL;
+    view_iter_t *v = calloc(1, sizeof *v);
+    if (!v)
+        abort();
+    v->p = p;
+    v->filter = filter;
+    v->base.next = view_next;
+    v->base.close = view_close;
+    v->base.run = run;
+    agg_run_init_sub(&v->sub, run);
+    v->inner = agg_pipeline_open(p, NULL, &v->sub, err);
+    if (!v->inner) {
+        agg_run_cleanup(&v->sub);
+        agg_pipeline_destroy(p);
+        free(v);
+        return NULL;
+    }
+    return &v->base;
+}
+
 static agg_iter_t *source_scan(void *ctx, agg_run_t *run, const char *db, const char *coll,
                                const bson_t *filter_doc, const bq_match_t *filter,
                                bq_error_t *err)
 {
-    (void)err;
     wire_agg_source_t *src = ctx;
+    bool is_view;
+    char vsrc[ENG_NS_MAX + 1];
+    bson_t vstages;
+    if (!wire_view_resolve(src->db, db, coll, src->snap, &is_view, vsrc, &vstages, err)) {
+        bson_destroy(&vstages);
+        return NULL;
+    }
+    if (is_view) {
+        agg_iter_t *v = view_scan(src, run, db, vsrc, &vstages, filter, err);
+        bson_destroy(&vstages);
+        return v;
+    }
+    bson_destroy(&vstages);
     eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
     if (!c)
         return agg_iter_empty(run); /* a missing collection reads as empty */

@@ -118,6 +118,20 @@ h.test('a view of a view applies both pipelines, the inner one first', async () 
     assert.equal(await v.countDocuments({}), 2);
 });
 
+h.test('$lookup and $unionWith read a view through its pipeline', async () => {
+    const r = await db.collection('students').aggregate([
+        { $match: { name: { $in: ['Alex', 'bernie'] } } },
+        { $lookup: { from: 'firstYears', localField: 'year', foreignField: 'year', as: 'mates' } },
+        { $project: { _id: 0, name: 1, mates: '$mates.name' } },
+        { $sort: { name: 1 } },
+    ]).toArray();
+    assert.deepEqual(r, [{ name: 'Alex', mates: ['Alex', 'Drew', 'Farmer'] }, { name: 'bernie', mates: [] }]);
+    const u = await db.collection('students').aggregate([
+        { $match: { year: 6 } }, { $project: { _id: 0, name: 1 } }, { $unionWith: 'goodFirstYears' },
+    ]).toArray();
+    assert.deepEqual(u.map((d) => d.name).sort(), ['Alex', 'Drew', 'harley']);
+});
+
 h.test('listCollections reports views with type "view" and their definition', async () => {
     const infos = await db.listCollections({ name: 'firstYears' }).toArray();
     assert.equal(infos.length, 1);
