@@ -186,6 +186,8 @@ typedef enum eng_wop_kind {
     ENG_WOP_CREATE_INDEXES = 'I', /* doc = {indexes: [normalized spec...]}; creates the
                                      collection when missing */
     ENG_WOP_DROP_INDEXES = 'J',   /* doc = {index: name | key pattern | [names] | "*"} */
+    ENG_WOP_INDEX_MOD = 'K',      /* collMod of one index; doc = {index: {name | keyPattern,
+                                     hidden?, expireAfterSeconds?, prepareUnique?, unique?}} */
 } eng_wop_kind_t;
 
 typedef struct eng_wop {
@@ -208,6 +210,8 @@ typedef struct eng_wop {
     int32_t nindexes_before;   /* I, J: indexes (with _id) before the op */
     int32_t nindexes_after;    /* I: after it */
     bool created_coll;         /* I: the collection was created by it */
+    bson_t *info;              /* K: the reply's <option>_old/_new fields, or the
+                                  violations of a failed unique conversion (owned) */
 } eng_wop_t;
 
 typedef struct eng_intent eng_intent_t;

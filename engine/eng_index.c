@@ -1004,3 +1004,199 @@ size_t eng_coll_indexes(eng_coll_t *c, int64_t snap, const bson_t ***out)
     *out = arr;
     return n;
 }
+
+/* ---- collMod {index: {...}}: hidden, expireAfterSeconds, prepareUnique, unique ---- */
+
+typedef struct idkey {
+    bq_key_t key;
+    bson_value_t id; /* owned copy */
+} idkey_t;
+
+static int idkey_cmp(const void *a, const void *b)
+{
+    const idkey_t *x = *(const idkey_t *const *)a, *y = *(const idkey_t *const *)b;
+    size_t n = x->key.len < y->key.len ? x->key.len : y->key.len;
+    int c = memcmp(x->key.data, y->key.data, n);
+    if (c)
+        return c;
+    return x->key.len < y->key.len ? -1 : x->key.len > y->key.len;
+}
+
+/* The groups of documents of c sharing a key of ix, as mongod's 359 reports them:
+ * {violations: [{ids: [...]}, ...]}. Returns how many groups. */
+static size_t violations(eng_coll_t *c, const eng__index_t *ix, bson_t *out)
+{
+    idkey_t **v = NULL;
+    size_t n = 0, cap = 0;
+    eng_scan_t scan;
+    eng_doc_t doc;
+    eng_scan_init(&scan, c, ENG_SEQ_MAX - 1, false);
+    while (eng_scan_next(&scan, &doc)) {
+        bson_t b;
+        bson_iter_t it;
+        keyset_t ks;
+        bool covered;
+        if (!bson_init_static(&b, doc.data, doc.len) || !bson_iter_init_find(&it, &b, "_id") ||
+            !doc_keys(ix, &b, &ks, &covered, NULL))
+            continue;
+        for (size_t k = 0; k < ks.n; k++) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = realloc(v, cap * sizeof *v);
+                if (!v)
+                    abort();
+            }
+            idkey_t *e = malloc(sizeof *e);
+            if (!e)
+                abort();
+            bq_key_init(&e->key);
+            key_append(&e->key, ks.keys[k].data, ks.keys[k].len);
+            bson_value_copy(bson_iter_value(&it), &e->id);
+            v[n++] = e;
+        }
+        keyset_cleanup(&ks);
+    }
+    if (n)
+        qsort(v, n, sizeof *v, idkey_cmp);
+    bson_t arr;
+    size_t groups = 0;
+    BSON_APPEND_ARRAY_BEGIN(out, "violations", &arr);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && idkey_cmp(&v[i], &v[j]) == 0)
+            j++;
+        if (j - i > 1) {
+            char key[16];
+            bson_t g, ids;
+            snprintf(key, sizeof key, "%zu", groups++);
+            BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &g);
+            BSON_APPEND_ARRAY_BEGIN(&g, "ids", &ids);
+            for (size_t k = i; k < j; k++) {
+                char ik[16];
+                snprintf(ik, sizeof ik, "%zu", k - i);
+                bson_append_value(&ids, ik, -1, &v[k]->id);
+            }
+            bson_append_array_end(&g, &ids);
+            bson_append_document_end(&arr, &g);
+        }
+        i = j;
+    }
+    bson_append_array_end(out, &arr);
+    for (size_t i = 0; i < n; i++) {
+        bq_key_cleanup(&v[i]->key);
+        bson_value_destroy(&v[i]->id);
+        free(v[i]);
+    }
+    free(v);
+    return groups;
+}
+
+bool eng__index_mod_check(eng_coll_t *c, const bson_t *mod, bson_t *new_spec, bson_t *info,
+                          bq_error_t *err)
+{
+    bson_iter_t it;
+    eng__index_t *ix = NULL;
+    if (bson_iter_init_find(&it, mod, "name") && BSON_ITER_HOLDS_UTF8(&it)) {
+        const char *name = bson_iter_utf8(&it, NULL);
+        ix = c ? eng__index_current(c->docs, name) : NULL;
+        if (!ix) {
+            bq_error_set(err, BQ_ERR_IndexNotFound, "cannot find index %s for ns %s.%s", name,
+                         c ? c->db : "?", c ? c->name : "?");
+            return false;
+        }
+    } else if (bson_iter_init_find(&it, mod, "keyPattern") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t kp;
+        bson_iter_document(&it, &len, &data);
+        bson_init_static(&kp, data, len);
+        int found = 0;
+        for (eng__index_t *x = c ? atomic_load_explicit(&c->docs->indexes, memory_order_relaxed)
+                                 : NULL;
+             x; x = x->next)
+            if (is_live(x) && key_same(&x->key, &kp)) {
+                ix = x;
+                found++;
+            }
+        char *kj = bson_as_relaxed_extended_json(&kp, NULL);
+        if (found != 1) {
+            if (found > 1)
+                bq_error_set(err, BQ_ERR_AmbiguousIndexKeyPattern,
+                             "%d indexes found for key: %s, identify by name instead.", found,
+                             kj ? kj : "?");
+            else
+                bq_error_set(err, BQ_ERR_IndexNotFound, "cannot find index %s for ns %s.%s",
+                             kj ? kj : "?", c ? c->db : "?", c ? c->name : "?");
+            bson_free(kj);
+            return false;
+        }
+        bson_free(kj);
+    } else {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "must specify either index name or key pattern for collMod");
+        return false;
+    }
+    /* the new spec: the old one with the changed options replaced */
+    static const char *const opts[] = {"hidden", "expireAfterSeconds", "prepareUnique",
+                                       "unique", NULL};
+    bool converting = false;
+    bson_iter_t o;
+    if (bson_iter_init_find(&o, mod, "expireAfterSeconds") &&
+        !bson_has_field(&ix->spec, "expireAfterSeconds")) {
+        bq_error_set(err, BQ_ERR_InvalidOptions, "no expireAfterSeconds field to update");
+        return false;
+    }
+    if (bson_iter_init_find(&o, mod, "unique") && bson_iter_as_bool(&o) && !ix->unique) {
+        if (!ix->prepare_unique) {
+            bq_error_set(err, BQ_ERR_InvalidOptions,
+                         "index must have prepareUnique set to true before it can be converted "
+                         "to unique");
+            return false;
+        }
+        converting = true;
+        if (violations(c, ix, info) > 0) {
+            bq_error_set(err, BQ_ERR_CannotConvertIndexToUnique,
+                         "Cannot convert the index to unique. Please resolve conflicting "
+                         "documents before running collMod again.");
+            return false;
+        }
+        bson_reinit(info);
+    }
+    bson_iter_init(&it, &ix->spec);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        bool changed = false;
+        for (size_t i = 0; opts[i]; i++)
+            changed = changed || (strcmp(k, opts[i]) == 0 && bson_has_field(mod, k));
+        if (converting && strcmp(k, "prepareUnique") == 0)
+            changed = true; /* a unique index is no longer "prepared" */
+        if (!changed)
+            bson_append_iter(new_spec, k, -1, &it);
+    }
+    for (size_t i = 0; opts[i]; i++) {
+        if (!bson_iter_init_find(&o, mod, opts[i]))
+            continue;
+        if (strcmp(opts[i], "unique") == 0) {
+            BSON_APPEND_BOOL(new_spec, "unique", true);
+            if (converting)
+                BSON_APPEND_BOOL(info, "unique_new", true);
+            continue;
+        }
+        char key[64];
+        bson_iter_t prev;
+        snprintf(key, sizeof key, "%s_old", opts[i]);
+        if (bson_iter_init_find(&prev, &ix->spec, opts[i]))
+            bson_append_value(info, key, -1, bson_iter_value(&prev));
+        else if (strcmp(opts[i], "expireAfterSeconds") != 0)
+            BSON_APPEND_BOOL(info, key, false);
+        snprintf(key, sizeof key, "%s_new", opts[i]);
+        if (strcmp(opts[i], "expireAfterSeconds") == 0) {
+            bson_append_iter(new_spec, opts[i], -1, &o);
+            bson_append_iter(info, key, -1, &o);
+        } else {
+            BSON_APPEND_BOOL(new_spec, opts[i], bson_iter_as_bool(&o));
+            BSON_APPEND_BOOL(info, key, bson_iter_as_bool(&o));
+        }
+    }
+    return true;
+}

@@ -44,6 +44,9 @@ void eng_wop_cleanup(eng_wop_t *op)
     if (op->dup_key)
         bson_destroy(op->dup_key);
     op->dup_key = NULL;
+    if (op->info)
+        bson_destroy(op->info);
+    op->info = NULL;
 }
 
 void eng_submit(eng_db_t *db, eng_intent_t *intent)
@@ -58,6 +61,9 @@ void eng_submit(eng_db_t *db, eng_intent_t *intent)
         if (intent->ops[i].dup_key)
             bson_destroy(intent->ops[i].dup_key);
         intent->ops[i].dup_key = NULL;
+        if (intent->ops[i].info)
+            bson_destroy(intent->ops[i].info);
+        intent->ops[i].info = NULL;
     }
     pthread_mutex_lock(&db->qlock);
     if (db->qlen == db->qcap) {
@@ -186,6 +192,37 @@ static bool apply_index_wop(batch_t *b, eng_wop_t *w, const char *ns)
     bson_iter_t it;
     bson_t cmd = BSON_INITIALIZER, list;
     bool ok;
+    if (w->kind == ENG_WOP_INDEX_MOD) {
+        bson_t mod, spec = BSON_INITIALIZER, idx;
+        uint32_t mlen;
+        const uint8_t *mdata;
+        if (!c) {
+            bson_destroy(&cmd);
+            bson_destroy(&spec);
+            bq_error_set(&w->err, BQ_ERR_NamespaceNotFound, "ns does not exist: %s", ns);
+            return false;
+        }
+        w->info = bson_new();
+        ok = bson_iter_init_find(&it, &w->doc, "index") && BSON_ITER_HOLDS_DOCUMENT(&it);
+        if (ok) {
+            bson_iter_document(&it, &mlen, &mdata);
+            ok = bson_init_static(&mod, mdata, mlen) &&
+                 eng__index_mod_check(c, &mod, &spec, w->info, &w->err);
+        }
+        if (ok) {
+            bson_iter_t name;
+            BSON_APPEND_UTF8(&cmd, "collMod", w->coll);
+            BSON_APPEND_DOCUMENT_BEGIN(&cmd, "index", &idx);
+            if (bson_iter_init_find(&name, &spec, "name"))
+                bson_append_iter(&idx, "name", 4, &name);
+            BSON_APPEND_DOCUMENT(&idx, "spec", &spec);
+            bson_append_document_end(&cmd, &idx);
+            ok = batch_catalog(b, w->db, &cmd, &w->seq, &w->err);
+        }
+        bson_destroy(&spec);
+        bson_destroy(&cmd);
+        return ok;
+    }
     if (w->kind == ENG_WOP_DROP_INDEXES) {
         if (!c) {
             bson_destroy(&cmd);
@@ -308,6 +345,7 @@ static bool apply_wop(batch_t *b, eng_wop_t *w)
     }
     case ENG_WOP_CREATE_INDEXES:
     case ENG_WOP_DROP_INDEXES:
+    case ENG_WOP_INDEX_MOD:
         return apply_index_wop(b, w, ns);
     case ENG_WOP_DROP_DATABASE: {
         bson_t cmd = BSON_INITIALIZER;

@@ -633,6 +633,47 @@ static bool apply_create_indexes(eng__store_t *st, const eng_op_t *op, const bso
     return true;
 }
 
+/* {collMod: coll, index: {name, spec}}: the named index gets a new definition (its new
+ * spec) from this seq; the old one ends here. */
+static bool apply_index_mod(eng__store_t *st, const eng_op_t *op, const bson_t *cmd,
+                            const char *db, const char *coll, bq_error_t *err)
+{
+    eng_coll_t *c = eng__store_coll_current(st, db, coll);
+    bson_iter_t it, f;
+    uint32_t len;
+    const uint8_t *data;
+    bson_t spec;
+    bq_error_t ierr;
+    if (!c)
+        return true;
+    if (!bson_iter_init_find(&it, cmd, "index") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &f) || !bson_iter_find(&f, "spec") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&f)) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: collMod index without a spec",
+                     (long long)op->seq);
+        return false;
+    }
+    bson_iter_document(&f, &len, &data);
+    bson_init_static(&spec, data, len);
+    eng__index_t *ix = eng__index_new(&spec, op->seq, &ierr);
+    if (!ix) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "seq %lld: bad index spec: %s", (long long)op->seq,
+                     ierr.message);
+        return false;
+    }
+    eng__index_t *old = eng__index_current(c->docs, ix->name);
+    if (old) {
+        atomic_store_explicit(&old->to, op->seq, memory_order_release);
+        /* the unique table stays valid: same key, same documents */
+        if (ix->unique || ix->prepare_unique) {
+            ix->utab = old->utab;
+            old->utab = NULL;
+        }
+    }
+    eng__index_install(c->docs, ix);
+    return true;
+}
+
 static bool apply_catalog(eng__store_t *st, const eng_op_t *op, const char *db,
                           bq_error_t *err)
 {
@@ -676,6 +717,8 @@ static bool apply_catalog(eng__store_t *st, const eng_op_t *op, const char *db,
         }
         return true;
     }
+    if (strcmp(verb, "collMod") == 0 && arg && bson_has_field(&cmd, "index"))
+        return apply_index_mod(st, op, &cmd, db, arg, err);
     if (strcmp(verb, "collMod") == 0 && arg) {
         eng_coll_t *c = eng__store_coll_current(st, db, arg);
         if (!c)

@@ -184,6 +184,14 @@ bool eng__index_create_check(eng_coll_t *c, const bson_t *specs, bson_t *to_crea
 bool eng__index_drop_check(eng_coll_t *c, const bson_value_t *index, bson_t *names,
                            int32_t *nbefore, bq_error_t *err);
 
+/* collMod {index: mod}: finds the index (mod.name or mod.keyPattern) and writes its new
+ * spec into new_spec, and the reply's <option>_old/_new fields into info. Converting to
+ * unique needs prepareUnique and no duplicates. Errors: IndexNotFound,
+ * AmbiguousIndexKeyPattern, InvalidOptions, CannotConvertIndexToUnique (info then holds
+ * {violations: [{ids}...]}). */
+bool eng__index_mod_check(eng_coll_t *c, const bson_t *mod, bson_t *new_spec, bson_t *info,
+                          bq_error_t *err);
+
 /* Would writing `doc` (with _id `id`) into c break a unique index? Errors: DuplicateKey
  * with *dup (malloc'd, the caller destroys) set to {keyPattern, keyValue};
  * CannotIndexParallelArrays. */

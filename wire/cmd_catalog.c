@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_index.h"
 #include "cmd_view.h"
 #include "wire_cmd.h"
 #include "wire_cursor.h"
@@ -189,6 +190,8 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
     const char *coll;
     if (!wire_arg_coll(ctx, true, &coll, err))
         return false;
+    if (bson_has_field(ctx->cmd, "index"))
+        return cmd_index_coll_mod(ctx, coll, err); /* cmd_index.c */
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_COLLMOD, coll);
     copy_options(ctx, &st->op.doc);
     if (!wire_view_coll_mod_check(ctx, coll, &st->op.doc, err) ||

@@ -386,3 +386,101 @@ bool cmd_drop_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
     wire_cmd_submit(ctx, &st->intent, drop_indexes_done);
     return true;
 }
+
+/* ---- collMod {index: {...}} ---- */
+
+static bool coll_mod_index_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    index_state_t *st = ctx->state;
+    if (index_failed(ctx, err)) {
+        if (st->op.err.code == BQ_ERR_CannotConvertIndexToUnique && st->op.info) {
+            if (!ctx->req->reply_extra)
+                ctx->req->reply_extra = bson_new();
+            bson_concat(ctx->req->reply_extra, st->op.info); /* violations */
+        }
+        return false;
+    }
+    if (st->op.info)
+        bson_concat(ctx->reply, st->op.info);
+    return true;
+}
+
+bool cmd_index_coll_mod(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
+{
+    bson_iter_t it, f;
+    if (!bson_iter_init_find(&it, ctx->cmd, "index") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'collMod.index' is the wrong type, expected type 'object'");
+        return false;
+    }
+    bson_iter_recurse(&it, &f);
+    bool by_name = false, by_key = false, any = false;
+    while (bson_iter_next(&f)) {
+        const char *k = bson_iter_key(&f);
+        if (strcmp(k, "name") == 0 && BSON_ITER_HOLDS_UTF8(&f)) {
+            by_name = true;
+        } else if (strcmp(k, "keyPattern") == 0 && BSON_ITER_HOLDS_DOCUMENT(&f)) {
+            by_key = true;
+        } else if (strcmp(k, "hidden") == 0 || strcmp(k, "prepareUnique") == 0 ||
+                   strcmp(k, "unique") == 0) {
+            if (!BSON_ITER_HOLDS_BOOL(&f)) {
+                bq_error_set(err, BQ_ERR_TypeMismatch,
+                             "BSON field 'collMod.index.%s' is the wrong type '%s', expected "
+                             "type 'bool'",
+                             k, bq_type_name(bson_iter_type(&f)));
+                return false;
+            }
+            if (strcmp(k, "unique") == 0 && !bson_iter_bool(&f)) {
+                bq_error_set(err, BQ_ERR_BadValue,
+                             "collMod does not support converting an index to 'unique: false'");
+                return false;
+            }
+            any = true;
+        } else if (strcmp(k, "expireAfterSeconds") == 0) {
+            if (!BSON_ITER_HOLDS_NUMBER(&f) || bson_iter_as_double(&f) < 0) {
+                bq_error_set(err, BQ_ERR_InvalidOptions,
+                             "TTL index 'expireAfterSeconds' option must be a non-negative "
+                             "number");
+                return false;
+            }
+            any = true;
+        } else {
+            bq_error_set(err, BQ_ERR_InvalidOptions,
+                         "BSON field 'collMod.index.%s' is an unknown field or has the wrong "
+                         "type",
+                         k);
+            return false;
+        }
+    }
+    if (by_name == by_key) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "must specify either index name or key pattern for collMod");
+        return false;
+    }
+    if (!any) {
+        bq_error_set(err, BQ_ERR_InvalidOptions, "no collMod index options specified");
+        return false;
+    }
+    /* other collection options in the same command are not combined with it (yet) */
+    bson_iter_init(&it, ctx->cmd);
+    bson_iter_next(&it);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "index") != 0 && k[0] != '$' && strcmp(k, "lsid") != 0 &&
+            strcmp(k, "writeConcern") != 0 && strcmp(k, "comment") != 0 &&
+            strcmp(k, "txnNumber") != 0 && strcmp(k, "maxTimeMS") != 0 &&
+            strcmp(k, "apiVersion") != 0 && strcmp(k, "apiStrict") != 0 &&
+            strcmp(k, "apiDeprecationErrors") != 0) {
+            bq_error_set(err, BQ_ERR_NotImplemented,
+                         "collMod of an index together with '%s' is not implemented yet in "
+                         "NEDB; send them as two commands",
+                         k);
+            return false;
+        }
+    }
+    index_state_t *st = index_begin(ctx, ENG_WOP_INDEX_MOD, coll);
+    bson_iter_init_find(&it, ctx->cmd, "index");
+    bson_append_iter(&st->op.doc, "index", 5, &it);
+    wire_cmd_submit(ctx, &st->intent, coll_mod_index_done);
+    return true;
+}

@@ -203,6 +203,38 @@ h.test('listIndexes at an earlier snapshot (asOf, atClusterTime) shows the index
     assert.deepEqual(names(at.cursor.firstBatch), ['_id_', 'a_1']);
 });
 
+h.test('collMod index: hidden and expireAfterSeconds report _old/_new; prepareUnique then unique converts, 359 lists the violations', async () => {
+    const c = db.collection('modme');
+    await c.insertMany([{ _id: 1, x: 1 }, { _id: 2, x: 1 }, { _id: 3, x: 2 }]);
+    await c.createIndex({ x: 1 });
+    await c.createIndex({ t: 1 }, { expireAfterSeconds: 60 });
+    const h1 = await db.command({ collMod: 'modme', index: { name: 'x_1', hidden: true } });
+    assert.equal(h1.hidden_old, false);
+    assert.equal(h1.hidden_new, true);
+    assert.equal((await c.indexes()).find((i) => i.name === 'x_1').hidden, true);
+    const t1 = await db.command({ collMod: 'modme', index: { keyPattern: { t: 1 }, expireAfterSeconds: 120 } });
+    assert.equal(t1.expireAfterSeconds_old, 60);
+    assert.equal(t1.expireAfterSeconds_new, 120);
+    assert.equal((await fails(() => db.command({ collMod: 'modme', index: { name: 'nope', hidden: false } }))).code, 27);
+    assert.equal((await fails(() => db.command({ collMod: 'modme', index: { name: 'x_1', unique: true } }))).code, 72,
+                 'not prepared');
+    const p1 = await db.command({ collMod: 'modme', index: { keyPattern: { x: 1 }, prepareUnique: true } });
+    assert.equal(p1.prepareUnique_old, false);
+    assert.equal(p1.prepareUnique_new, true);
+    /* prepared: new duplicates are refused, the existing ones stay */
+    assert.equal((await fails(() => c.insertOne({ _id: 4, x: 2 }))).code, 11000);
+    const e = await fails(() => db.command({ collMod: 'modme', index: { keyPattern: { x: 1 }, unique: true } }));
+    assert.equal(e.code, 359);
+    assert.deepEqual(e.errorResponse.violations, [{ ids: [1, 2] }]);
+    await c.deleteOne({ _id: 2 });
+    const u = await db.command({ collMod: 'modme', index: { keyPattern: { x: 1 }, unique: true } });
+    assert.equal(u.unique_new, true);
+    const spec = (await c.indexes()).find((i) => i.name === 'x_1');
+    assert.equal(spec.unique, true);
+    assert.equal(spec.prepareUnique, undefined);
+    assert.equal((await fails(() => c.insertOne({ _id: 5, x: 1 }))).code, 11000);
+});
+
 h.test('indexes and their enforcement survive a restart', async () => {
     await client.close();
     await srv.stop();
