@@ -143,7 +143,7 @@ h.test('aggregate: 1 runs a $documents pipeline; a collection stage needs a coll
     assert.equal(await codeOf(db.command({ aggregate: 1, pipeline: [{ $match: {} }], cursor: {} })), 73);
 });
 
-h.test('errors: missing cursor, bad pipeline, unknown field, negative batchSize, collation', async () => {
+h.test('errors: missing cursor, bad pipeline, unknown field, negative batchSize, bad collation', async () => {
     assert.equal(await codeOf(db.command({ aggregate: 'c', pipeline: [] })), 9);
     assert.equal(await codeOf(db.command({ aggregate: 'c', pipeline: {}, cursor: {} })), 14);
     assert.equal(await codeOf(db.command({ aggregate: 'c', cursor: {} })), 40414);
@@ -154,8 +154,24 @@ h.test('errors: missing cursor, bad pipeline, unknown field, negative batchSize,
                                  collation: { locale: 'simple' }, hint: { _id: 1 }, comment: 'hi',
                                  allowDiskUse: true, bypassDocumentValidation: true });
     assert.equal(r.cursor.firstBatch.length, 1);
-    assert.notEqual(await codeOf(db.command({ aggregate: 'c', pipeline: [], cursor: {},
-                                              collation: { locale: 'fr' } })), 'no error');
+    assert.equal(await codeOf(db.command({ aggregate: 'c', pipeline: [], cursor: {},
+                                           collation: { strength: 2 } })), 40414);
+    assert.equal(await codeOf(db.command({ aggregate: 'c', pipeline: [], cursor: {},
+                                           collation: { locale: 'xx_NOPE' } })), 2);
+});
+
+h.test('collation reaches $match and $sort', async () => {
+    const t = db.collection('coll8n');
+    await t.insertMany([{ _id: 1, s: 'b' }, { _id: 2, s: 'B' }, { _id: 3, s: 'a' }, { _id: 4, s: '10' },
+                        { _id: 5, s: '9' }]);
+    const ci = { locale: 'en', strength: 2 };
+    const m = await t.aggregate([{ $match: { s: 'b' } }], { collation: ci }).toArray();
+    assert.deepEqual(m.map((d) => d._id), [1, 2]);
+    const m0 = await t.aggregate([{ $match: { s: 'b' } }]).toArray();
+    assert.deepEqual(m0.map((d) => d._id), [1]);
+    const sorted = await t.aggregate([{ $match: { _id: { $gte: 4 } } }, { $sort: { s: 1 } }],
+                                     { collation: { locale: 'en', numericOrdering: true } }).toArray();
+    assert.deepEqual(sorted.map((d) => d.s), ['9', '10']);
 });
 
 h.test('$out replaces the target, as ordinary ops, and answers an empty cursor', async () => {
