@@ -16,6 +16,12 @@
  * Pipelines ending in $out / $merge are run to the end here and their documents written
  * through the sequencer by cmd_aggregate_out.c; the reply's cursor is then empty.
  *
+ * Views (cmd_view.h): an aggregate on a view runs the chain of views' stages, then its
+ * own, over the source collection (the cursor keeps the view's name); find, count and
+ * distinct on a view come here as the pipelines they amount to; and the source resolves a
+ * view named by $lookup / $unionWith / $graphLookup into a sub-run of its pipeline. The
+ * explain command answers aggregate here and hands every other command to cmd_explain.c.
+ *
  * This file must not write anything itself, nor read the store other than at the
  * command's snapshot.
  */
@@ -779,11 +785,50 @@ static bool view_find(wire_cmd_ctx_t *ctx, const char *view, bool explain, bq_er
     uint32_t n = 0;
     BSON_APPEND_UTF8(cmd, "aggregate", view);
     BSON_APPEND_ARRAY_BEGIN(cmd, "pipeline", &stages);
-    stage_from(fc, "filter", "$match", &stages, &n);
-    stage_from(fc, "sort", "$sort", &stages, &n);
-    stage_from(fc, "skip", "$skip", &stages, &n);
-    stage_from(fc, "limit", "$limit", &stages, &n);
-    stage_from(fc, "projection", "$project", &stages, &n);
+    if (!strcmp(ctx->name, "find")) {
+        stage_from(fc, "filter", "$match", &stages, &n);
+        stage_from(fc, "sort", "$sort", &stages, &n);
+        stage_from(fc, "skip", "$skip", &stages, &n);
+        stage_from(fc, "limit", "$limit", &stages, &n);
+        stage_from(fc, "projection", "$project", &stages, &n);
+    } else {
+        /* count and distinct, for explain: the pipelines mongod turns them into */
+        bson_t st, sub;
+        char k[16];
+        stage_from(fc, "query", "$match", &stages, &n);
+        if (!strcmp(ctx->name, "count")) {
+            stage_from(fc, "skip", "$skip", &stages, &n);
+            stage_from(fc, "limit", "$limit", &stages, &n);
+            snprintf(k, sizeof k, "%u", n++);
+            BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+            BSON_APPEND_UTF8(&st, "$count", "count");
+            bson_append_document_end(&stages, &st);
+        } else {
+            bson_iter_t kit;
+            char path[512];
+            snprintf(path, sizeof path, "$%s",
+                     bson_iter_init_find(&kit, fc, "key") && BSON_ITER_HOLDS_UTF8(&kit)
+                         ? bson_iter_utf8(&kit, NULL)
+                         : "_id");
+            snprintf(k, sizeof k, "%u", n++);
+            BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+            BSON_APPEND_DOCUMENT_BEGIN(&st, "$unwind", &sub);
+            BSON_APPEND_UTF8(&sub, "path", path);
+            BSON_APPEND_BOOL(&sub, "preserveNullAndEmptyArrays", true);
+            bson_append_document_end(&st, &sub);
+            bson_append_document_end(&stages, &st);
+            snprintf(k, sizeof k, "%u", n++);
+            bson_t acc;
+            BSON_APPEND_DOCUMENT_BEGIN(&stages, k, &st);
+            BSON_APPEND_DOCUMENT_BEGIN(&st, "$group", &sub);
+            BSON_APPEND_NULL(&sub, "_id");
+            BSON_APPEND_DOCUMENT_BEGIN(&sub, "distinct", &acc);
+            BSON_APPEND_UTF8(&acc, "$addToSet", path);
+            bson_append_document_end(&sub, &acc);
+            bson_append_document_end(&st, &sub);
+            bson_append_document_end(&stages, &st);
+        }
+    }
     bson_append_array_end(cmd, &stages);
     bson_iter_t it;
     int64_t batch = WIRE_CURSOR_DEFAULT_FIRST_BATCH, limit = 0;

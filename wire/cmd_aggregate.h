@@ -49,7 +49,9 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *ru
  * caller destroys each and frees it), or WIRE_COLLECT_ERROR with err.
  */
 bool wire_view_find(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err);
-/* The explain of that aggregate (ctx->cmd: the find being explained). */
+/* The explain of that aggregate (ctx->cmd: the find being explained; a count or distinct
+ * becomes the pipeline mongod runs for it on a view: $match, $skip, $limit, $count /
+ * $match, $unwind, $group with $addToSet). */
 bool wire_view_find_explain(wire_cmd_ctx_t *ctx, const char *view, bq_error_t *err);
 
 /*

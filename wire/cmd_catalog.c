@@ -5,6 +5,8 @@
  * any write; the listings read the catalog at the command's snapshot. Collection options
  * are recorded as given (validator, validationLevel and validationAction checked by
  * wire_validate_options, enforced by wire_validate.c) and listCollections reports them so.
+ * A view is a catalog entry whose options are {viewOn, pipeline} (cmd_view.h): create and
+ * collMod check its definition there, listCollections reports it with type "view".
  */
 #include <stdlib.h>
 #include <string.h>

@@ -368,8 +368,14 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
     bq_collation_t *co;
     if (!explain_parse(&sub, name, &in, err) || !wire_read_snapshot(&sub, &snap, err))
         return false;
-    if (!strcmp(name, "find") && wire_view_is(ctx->server->db, ctx->db, in.coll, snap))
+    if (wire_view_is(ctx->server->db, ctx->db, in.coll, snap)) {
+        if (in.write) {
+            bq_error_set(err, BQ_ERR_CommandNotSupportedOnView,
+                         "Namespace %s.%s is a view, not a collection", ctx->db, in.coll);
+            return false;
+        }
         return wire_view_find_explain(&sub, in.coll, err); /* the aggregate it becomes */
+    }
     if (!wire_collation(inner, &co, err))
         return false;
     bq_match_t *m = wire_match_compile(&sub, &in.filter, co, err);

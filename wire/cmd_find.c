@@ -2,7 +2,8 @@
  * cmd_find.c: the read commands: find, getMore, killCursors, count and distinct. Each
  * reads one snapshot (the newest committed op, or the one asOf/atClusterTime names) and
  * never waits for a writer. Filters, projections and sorts are bsonq's; cursors are
- * wire_cursor.c's.
+ * wire_cursor.c's. On a view (cmd_view.h) find, count and distinct run as aggregations
+ * over the view's source (cmd_aggregate.c: wire_view_find, wire_agg_collect).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -161,6 +161,11 @@ h.test('explain of a find on a view is the explain of its aggregation', async ()
     assert.ok(Array.isArray(r.stages), JSON.stringify(r));
     assert.deepEqual(r.stages[0].$cursor.queryPlanner.parsedQuery, { tag: 'even' });
     assert.deepEqual(r.stages[1], { $match: { qty: 2 } });
+    const c = await explain({ count: 'evens', query: { qty: 2 } }, 'queryPlanner');
+    assert.deepEqual(c.stages.slice(1), [{ $match: { qty: 2 } }, { $count: 'count' }]);
+    const d = await explain({ distinct: 'evens', key: 'qty' }, 'queryPlanner');
+    assert.deepEqual(Object.keys(d.stages[d.stages.length - 1]), ['$group']);
+    await assert.rejects(explain({ delete: 'evens', deletes: [{ q: {}, limit: 0 }] }), (e) => e.code === 166);
 });
 
 /* mongosh's cursor.explain() and collection.explain().count() read our reply. */
