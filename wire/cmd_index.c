@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cmd_index.h"
+#include "cmd_view.h"
 #include "wire_cmd.h"
 
 /* Options an index spec may carry (MongoDB 7.0's list, less what we refuse elsewhere). */
@@ -52,6 +53,11 @@ static bool key_check(const bson_t *key, char *name, size_t size, bool *hashed,
     while (bson_iter_next(&it)) {
         const char *f = bson_iter_key(&it);
         char part[64];
+        if (strcmp(f, "$**") == 0 || (strlen(f) > 4 && strcmp(f + strlen(f) - 4, ".$**") == 0)) {
+            bq_error_set(err, BQ_ERR_NotImplemented,
+                         "wildcard indexes are not implemented yet in NEDB");
+            return false;
+        }
         if (f[0] == '\0' || f[0] == '$' || strstr(f, "..") || f[strlen(f) - 1] == '.' ||
             f[0] == '.') {
             bq_error_set(err, BQ_ERR_CannotCreateIndex,
@@ -303,7 +309,8 @@ bool cmd_create_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
     bson_iter_t arr;
     bool present;
     if (!wire_arg_coll(ctx, true, &coll, err) ||
-        !wire_arg_array(ctx, "indexes", &arr, &present, err))
+        !wire_arg_array(ctx, "indexes", &arr, &present, err) ||
+        !wire_view_refuse(ctx, coll, NULL, err))
         return false;
     if (!present) {
         bq_error_set(err, 40414,
@@ -366,7 +373,7 @@ static bool drop_indexes_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
 bool cmd_drop_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
-    if (!wire_arg_coll(ctx, true, &coll, err))
+    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err))
         return false;
     bson_iter_t it;
     if (!bson_iter_init_find(&it, ctx->cmd, "index")) {
@@ -408,6 +415,8 @@ static bool coll_mod_index_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
 bool cmd_index_coll_mod(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
 {
     bson_iter_t it, f;
+    if (!wire_view_refuse(ctx, coll, NULL, err))
+        return false;
     if (!bson_iter_init_find(&it, ctx->cmd, "index") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
         bq_error_set(err, BQ_ERR_TypeMismatch,
                      "BSON field 'collMod.index' is the wrong type, expected type 'object'");

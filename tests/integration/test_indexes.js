@@ -94,6 +94,7 @@ h.test('conflicting and invalid specs get MongoDB\'s codes (85, 86, 67, 197, 238
     assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 'nope' }, name: 'z' }] }))).code, 67);
     assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { a: 1 }, name: 'z', bogus: 1 }] }))).code, 197);
     assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { t: 'text' }, name: 't' }] }))).code, 238);
+    assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [{ key: { '$**': 1 }, name: 'w' }] }))).code, 238);
     assert.equal((await fails(() => db.command({ createIndexes: 'fresh' }))).code, 40414);
     assert.equal((await fails(() => db.command({ createIndexes: 'fresh', indexes: [
         { key: { p: 1 }, name: 'p', sparse: true, partialFilterExpression: { p: { $gt: 1 } } }] }))).code, 67);
@@ -233,6 +234,14 @@ h.test('collMod index: hidden and expireAfterSeconds report _old/_new; prepareUn
     assert.equal(spec.unique, true);
     assert.equal(spec.prepareUnique, undefined);
     assert.equal((await fails(() => c.insertOne({ _id: 5, x: 1 }))).code, 11000);
+});
+
+h.test('index commands on a view are refused with 166', async () => {
+    await db.createCollection('aview', { viewOn: 'users', pipeline: [] });
+    assert.equal((await fails(() => db.collection('aview').createIndex({ a: 1 }))).code, 166);
+    assert.equal((await fails(() => db.command({ dropIndexes: 'aview', index: '*' }))).code, 166);
+    assert.equal((await fails(() => db.command({ listIndexes: 'aview' }))).code, 166);
+    await db.collection('aview').drop();
 });
 
 h.test('indexes and their enforcement survive a restart', async () => {
