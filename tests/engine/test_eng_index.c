@@ -452,3 +452,85 @@ Test(eng_index, definitions_survive_a_checkpoint)
     t_rm_rf(path);
     free(path);
 }
+
+static void index_mod(eng_db_t *db, const char *json, eng_wop_t *op)
+{
+    bson_error_t berr;
+    eng_wop_init(op, ENG_WOP_INDEX_MOD, "test", "c");
+    bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &berr);
+    cr_assert(doc, "%s", berr.message);
+    bson_concat(&op->doc, doc);
+    bson_destroy(doc);
+    eng_intent_t in = {.ops = op, .nops = 1, .ordered = true};
+    submit_wait(db, &in);
+}
+
+/* Whether field `key` of the current spec of index `name` of test.c is true. */
+static bool spec_field(eng_db_t *db, const char *name, const char *key)
+{
+    int64_t snap = eng_db_snapshot(db);
+    eng_coll_t *c = eng_coll_get(db, "test", "c", snap);
+    const bson_t **specs;
+    size_t n = eng_coll_indexes(c, snap, &specs);
+    bool found = false, value = false;
+    for (size_t i = 0; i < n; i++) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, specs[i], "name") &&
+            strcmp(bson_iter_utf8(&it, NULL), name) == 0) {
+            found = true;
+            value = bson_iter_init_find(&it, specs[i], key) && bson_iter_as_bool(&it);
+        }
+    }
+    free(specs);
+    cr_assert(found, "index %s", name);
+    return value;
+}
+
+Test(eng_index, prepare_unique_then_conversion_to_unique_replays)
+{
+    char *path = t_dbpath();
+    eng_db_t *db = open_opts(path, &manual);
+    eng_wop_t op;
+    cr_assert_eq(insert1(db, "{\"_id\": 1, \"x\": 1}"), 0);
+    cr_assert_eq(insert1(db, "{\"_id\": 2, \"x\": 1}"), 0);
+    create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"x\": 1}, \"name\": \"x_1\"}]}",
+                   &op);
+    eng_wop_cleanup(&op);
+    index_mod(db, "{\"index\": {\"name\": \"x_1\", \"unique\": true}}", &op);
+    cr_assert_eq(op.err.code, BQ_ERR_InvalidOptions, "not prepared");
+    eng_wop_cleanup(&op);
+    index_mod(db, "{\"index\": {\"keyPattern\": {\"x\": 1}, \"prepareUnique\": true}}", &op);
+    cr_assert_eq(op.err.code, 0, "%s", op.err.message);
+    cr_assert(spec_field(db, "x_1", "prepareUnique"));
+    eng_wop_cleanup(&op);
+    cr_assert_eq(insert1(db, "{\"_id\": 3, \"x\": 1}"), BQ_ERR_DuplicateKey,
+                 "prepared: no new duplicates");
+    cr_assert_eq(insert1(db, "{\"_id\": 4, \"x\": 2}"), 0);
+    int64_t head = eng_db_snapshot(db);
+    index_mod(db, "{\"index\": {\"name\": \"x_1\", \"unique\": true}}", &op);
+    cr_assert_eq(op.err.code, BQ_ERR_CannotConvertIndexToUnique);
+    bson_t *want = bson_new_from_json(
+        (const uint8_t *)"{\"violations\": [{\"ids\": [1, 2]}]}", -1, NULL);
+    cr_assert(op.info && bson_equal(op.info, want));
+    bson_destroy(want);
+    eng_wop_cleanup(&op);
+    cr_assert_eq(eng_db_snapshot(db), head, "a refused conversion writes nothing");
+    /* delete the duplicate, then convert */
+    eng_wop_init(&op, ENG_WOP_DELETE, "test", "c");
+    op.id = (bson_value_t){.value_type = BSON_TYPE_INT32, .value.v_int32 = 2};
+    eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
+    submit_wait(db, &in);
+    eng_wop_cleanup(&op);
+    index_mod(db, "{\"index\": {\"name\": \"x_1\", \"unique\": true}}", &op);
+    cr_assert_eq(op.err.code, 0, "%s", op.err.message);
+    eng_wop_cleanup(&op);
+    cr_assert(spec_field(db, "x_1", "unique"));
+    cr_assert(!spec_field(db, "x_1", "prepareUnique"));
+    eng_db_close(db);
+    db = open_opts(path, &full_replay);
+    cr_assert(spec_field(db, "x_1", "unique"), "replayed");
+    cr_assert_eq(insert1(db, "{\"_id\": 5, \"x\": 2}"), BQ_ERR_DuplicateKey);
+    eng_db_close(db);
+    t_rm_rf(path);
+    free(path);
+}
