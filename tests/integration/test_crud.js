@@ -307,6 +307,14 @@ h.test('collation: find, sort, count, distinct, update and delete compare string
     await assert.rejects(c.find({}, { collation: { locale: 'xx_NOPE' } }).toArray(), (e) => e.code === 2);
 });
 
+h.test('an _id of null is a value like any other (raw insert: the node driver would replace it)', async () => {
+    const r = await db.command({ insert: 'nullid', documents: [{ _id: null, a: 1 }] });
+    assert.equal(r.n, 1);
+    assert.deepEqual(await db.collection('nullid').find({ _id: null }).toArray(), [{ _id: null, a: 1 }]);
+    const dup = await db.command({ insert: 'nullid', documents: [{ _id: null }] });
+    assert.equal(dup.writeErrors[0].code, 11000);
+});
+
 h.test('nedbVerify walks the live chain', async () => {
     const r = await client.db('admin').command({ nedbVerify: 1 });
     assert.equal(r.valid, true);
