@@ -1066,13 +1066,13 @@ static size_t violations(eng_coll_t *c, const eng__index_t *ix, bson_t *out)
         while (j < n && idkey_cmp(&v[i], &v[j]) == 0)
             j++;
         if (j - i > 1) {
-            char key[16];
+            char key[24];
             bson_t g, ids;
             snprintf(key, sizeof key, "%zu", groups++);
             BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &g);
             BSON_APPEND_ARRAY_BEGIN(&g, "ids", &ids);
             for (size_t k = i; k < j; k++) {
-                char ik[16];
+                char ik[24];
                 snprintf(ik, sizeof ik, "%zu", k - i);
                 bson_append_value(&ids, ik, -1, &v[k]->id);
             }
