@@ -113,6 +113,10 @@ struct agg_source {
      * caller; op_doc's *doc is a new bson_t (NULL for an op without a document). */
     bool (*doc_versions)(void *ctx, const char *db, const char *coll, const bson_value_t *id,
                          int64_t **out, size_t *n, bq_error_t *err);
+    /* The server's logical sessions for $listLocalSessions, as session records
+     * ({_id: {id: <UUID>, uid: <BinData>}, lastUse: <Date>}): *docs is a malloc'ed array
+     * of new bson_t the caller frees. NULL when unsupported. */
+    bool (*list_sessions)(void *ctx, bson_t ***docs, size_t *n, bq_error_t *err);
 };
 
 /* ------------------------------------------------------------------ run context */

@@ -947,8 +947,6 @@ REFUSE(refuse_change_stream, "$changeStream", 40573,
        "The $changeStream stage is only supported on replica sets")
 REFUSE(refuse_list_sessions, "$listSessions", BQ_ERR_NotImplemented,
        "there is no config.system.sessions collection")
-REFUSE(refuse_list_local_sessions, "$listLocalSessions", BQ_ERR_NotImplemented,
-       "sessions are not listed")
 REFUSE(refuse_current_op, "$currentOp", BQ_ERR_NotImplemented,
        "operations in progress are not listed through a pipeline")
 REFUSE(refuse_search, "$search", BQ_ERR_NotImplemented, "Atlas Search is not available")
@@ -997,7 +995,8 @@ const agg_stage_kind_t agg__stages_basic[] = {
     FAMILY("$trace", trace, 0),
     REFUSED("$changeStream", refuse_change_stream),
     REFUSED("$listSessions", refuse_list_sessions),
-    REFUSED("$listLocalSessions", refuse_list_local_sessions),
+    FAMILY("$listLocalSessions", list_local_sessions,
+           AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET),
     REFUSED("$currentOp", refuse_current_op),
     REFUSED("$search", refuse_search),
     REFUSED("$searchMeta", refuse_search_meta),

@@ -30,6 +30,7 @@ AGG__STAGE_FNS(facet)
 AGG__STAGE_FNS(coll_stats)
 AGG__STAGE_FNS(index_stats)
 AGG__STAGE_FNS(trace)
+AGG__STAGE_FNS(list_local_sessions)
 
 /* Checks a dotted field path as mongod's FieldPath does: 40352 empty, 40353 ending with
  * '.', 15998 an empty component, 16410 a component starting with '$'. `what` names the

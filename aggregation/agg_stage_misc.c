@@ -683,6 +683,73 @@ agg_iter_t *agg__index_stats_open(const void *state, agg_iter_t *input, agg_run_
     return once_new(input, run, doc);
 }
 
+/* ================================================================ $listLocalSessions */
+
+/* {$listLocalSessions: {}} | {allUsers: true} | {users: [{user, db}]}: the server's
+ * sessions, through run->source->list_sessions. NEDB has no users, so every session
+ * belongs to the one unauthenticated user and the three forms list the same sessions. */
+bool agg__list_local_sessions_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
+                                    bq_error_t *err)
+{
+    (void)state;
+    if (spec->value_type != BSON_TYPE_DOCUMENT) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "$listLocalSessions must take an object, not %s", agg__type_name(spec));
+        return false;
+    }
+    bson_iter_t it;
+    agg__iter_init(&it, spec);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (!strcmp(k, "allUsers") && BSON_ITER_HOLDS_BOOL(&it))
+            continue;
+        if (!strcmp(k, "users") && BSON_ITER_HOLDS_ARRAY(&it))
+            continue;
+        if (strcmp(k, "allUsers") && strcmp(k, "users")) {
+            bq_error_set(err, 40415, "BSON field '$listLocalSessions.%s' is an unknown field.",
+                         k);
+        } else {
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "BSON field '$listLocalSessions.%s' is the wrong type '%s'", k,
+                         bq_type_name(bson_iter_type(&it)));
+        }
+        return false;
+    }
+    if (pc->coll) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace,
+                     "$listLocalSessions must be run against the database with "
+                     "{aggregate: 1}, not against a collection");
+        return false;
+    }
+    return true;
+}
+
+agg_iter_t *agg__list_local_sessions_open(const void *state, agg_iter_t *input, agg_run_t *run,
+                                          bq_error_t *err)
+{
+    (void)state;
+    agg_iter_close(input);
+    if (!run->source || !run->source->list_sessions) {
+        bq_error_set(err, BQ_ERR_NotImplemented, "$listLocalSessions needs the server's "
+                                                 "sessions and none were given");
+        return NULL;
+    }
+    bson_t **docs = NULL;
+    size_t n = 0;
+    if (!run->source->list_sessions(run->source->ctx, &docs, &n, err))
+        return NULL;
+    agg_iter_t *it = agg_iter_from_docs(run, docs, n);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+    free(docs);
+    return it;
+}
+
+void agg__list_local_sessions_free(void *state)
+{
+    (void)state;
+}
+
 /* ================================================================ $trace */
 
 typedef struct trace_state {

@@ -296,15 +296,25 @@ static bool source_prov_links(void *ctx, int64_t seq, bool forward, int64_t **ou
     }
 }
 
-void wire_agg_source_init(wire_agg_source_t *s, eng_db_t *db, int64_t snap)
+static bool source_list_sessions(void *ctx, bson_t ***docs, size_t *n, bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    wire_sessions_list(src->sessions, docs, n);
+    return true;
+}
+
+void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t snap)
 {
     memset(s, 0, sizeof *s);
-    s->db = db;
+    s->db = server->db;
+    s->sessions = server->sessions;
     s->snap = snap;
     s->src.ctx = s;
     s->src.scan = source_scan;
     s->src.count = source_count;
     s->src.prov_links = source_prov_links;
+    s->src.list_sessions = source_list_sessions;
     s->src.op_doc = NULL;
 }
 
@@ -699,7 +709,7 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
     if (!j->db)
         abort();
     j->max_time_ms = a.max_time_ms;
-    wire_agg_source_init(&j->source, ctx->server->db, a.snap);
+    wire_agg_source_init(&j->source, ctx->server, a.snap);
     uint32_t ct_t, ct_i;
     eng_db_cluster_time(ctx->server->db, a.snap, &ct_t, &ct_i);
     if (!agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i,
@@ -897,7 +907,7 @@ size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *sta
     j->db = strdup(ctx->db);
     if (!j->db)
         abort();
-    wire_agg_source_init(&j->source, ctx->server->db, snap);
+    wire_agg_source_init(&j->source, ctx->server, snap);
     uint32_t ct_t, ct_i;
     eng_db_cluster_time(ctx->server->db, snap, &ct_t, &ct_i);
     bool ok = agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i, false,

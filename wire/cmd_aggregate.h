@@ -21,10 +21,11 @@ bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err);
 typedef struct wire_agg_source {
     agg_source_t src;
     eng_db_t *db;
+    struct wire_sessions *sessions;
     int64_t snap;
 } wire_agg_source_t;
 
-void wire_agg_source_init(wire_agg_source_t *s, eng_db_t *db, int64_t snap);
+void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t snap);
 
 /*
  * Writes what a $out / $merge pipeline yielded (docs, n; ownership of every document and

@@ -169,6 +169,10 @@ void wire_sessions_destroy(struct wire_sessions *s);
 bool wire_sessions_touch(struct wire_sessions *s, const bson_t *lsid, bq_error_t *err);
 bool wire_sessions_end(struct wire_sessions *s, const bson_t *lsid);
 size_t wire_sessions_count(struct wire_sessions *s);
+/* The live sessions as $listLocalSessions reports them: {_id: {id: UUID, uid: the
+ * SHA-256 of the empty user name}, lastUse: Date}. *docs is a malloc'ed array of new
+ * documents the caller frees (with the array). */
+void wire_sessions_list(struct wire_sessions *s, bson_t ***docs, size_t *n);
 /* Starts a new session: appends {id: UUID} to `out` as field `key`. */
 void wire_sessions_start(struct wire_sessions *s, bson_t *out, const char *key);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sodium.h>
 #include <time.h>
 
 #include "wire_int.h"
@@ -203,4 +204,30 @@ void wire_sessions_start(struct wire_sessions *s, bson_t *out, const char *key)
     BSON_APPEND_DOCUMENT_BEGIN(out, key, &doc);
     BSON_APPEND_BINARY(&doc, "id", BSON_SUBTYPE_UUID, id, sizeof id);
     bson_append_document_end(out, &doc);
+}
+
+void wire_sessions_list(struct wire_sessions *s, bson_t ***docs, size_t *n)
+{
+    /* every session belongs to the one unauthenticated user: uid = SHA-256("") */
+    uint8_t uid[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(uid, (const unsigned char *)"", 0);
+    pthread_mutex_lock(&s->lock);
+    time_t now = time(NULL);
+    *docs = malloc((s->count ? s->count : 1) * sizeof **docs);
+    if (!*docs)
+        abort();
+    *n = 0;
+    for (size_t i = 0; i < s->cap; i++) {
+        const session_t *x = &s->slots[i];
+        if (!x->used || now - x->last_use > WIRE_SESSION_TIMEOUT_MINUTES * 60)
+            continue;
+        bson_t *d = bson_new(), id;
+        BSON_APPEND_DOCUMENT_BEGIN(d, "_id", &id);
+        bson_append_binary(&id, "id", 2, BSON_SUBTYPE_UUID, x->id, sizeof x->id);
+        bson_append_binary(&id, "uid", 3, BSON_SUBTYPE_BINARY, uid, sizeof uid);
+        bson_append_document_end(d, &id);
+        BSON_APPEND_DATE_TIME(d, "lastUse", (int64_t)x->last_use * 1000);
+        (*docs)[(*n)++] = d;
+    }
+    pthread_mutex_unlock(&s->lock);
 }

@@ -160,6 +160,20 @@ h.test('errors: missing cursor, bad pipeline, unknown field, negative batchSize,
                                            collation: { locale: 'xx_NOPE' } })), 2);
 });
 
+h.test('$listLocalSessions lists the server\'s sessions (aggregate: 1)', async () => {
+    const session = client.startSession();
+    await db.collection('c').findOne({}, { session });
+    const id = session.id.id.toString('hex');
+    const rows = await client.db('admin').aggregate([{ $listLocalSessions: { allUsers: true } }]).toArray();
+    const mine = rows.find((r) => r._id.id.toString('hex') === id);
+    assert.ok(mine, 'the session just used is listed');
+    assert.ok(mine.lastUse instanceof Date);
+    assert.equal(mine._id.uid.length(), 32);
+    await session.endSession();
+    assert.equal(await codeOf(db.command({ aggregate: 'c', pipeline: [{ $listLocalSessions: {} }], cursor: {} })), 73);
+    assert.equal(await codeOf(db.command({ aggregate: 1, pipeline: [{ $listLocalSessions: { bogus: 1 } }], cursor: {} })), 40415);
+});
+
 h.test('collation reaches $match and $sort', async () => {
     const t = db.collection('coll8n');
     await t.insertMany([{ _id: 1, s: 'b' }, { _id: 2, s: 'B' }, { _id: 3, s: 'a' }, { _id: 4, s: '10' },
