@@ -947,7 +947,7 @@ static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u, uint32_t ver
                 break;
             }
             atomic_store(&ix->to, to);
-            eng__index_install(docs.v[k], ix);
+            eng__index_install(st, docs.v[k], ix);
             nindexes++;
             break;
         }

@@ -160,6 +160,14 @@ bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out);
 /* The document with this _id at snap, or false when there is none. */
 bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out);
 
+/* Equality lookup through a single-field index on `path` (one without collation or
+ * partial filter) that existed at snap: fills a malloc'd array with the documents visible
+ * at snap that hold `value` at path as an index key (the value itself, or an element of
+ * an array there; numbers by value), in natural order, and returns true; false (nothing allocated) when no index can answer, or
+ * for values an index cannot look up (null, undefined, arrays, regexes). free(*out). */
+bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
+                           const bson_value_t *value, eng_doc_t **out, size_t *n);
+
 /* ---- provenance ---- */
 
 /* Appends to `out` (an array being built, keys from *next) the seqs of ops whose prov

@@ -132,6 +132,120 @@ static void utab_del(eng__utab_t *t, const uint8_t *k, size_t klen, uint64_t h,
     }
 }
 
+/* ---- postings: key -> slots, read by any thread (invariant 4) ---- */
+
+typedef struct pnode {
+    eng__slot_t *slot;
+    struct pnode *next;
+} pnode_t;
+
+typedef struct pkey {
+    uint64_t hash;
+    uint32_t klen;
+    _Atomic(pnode_t *) list;  /* newest first */
+    uint8_t key[];
+} pkey_t;
+
+struct eng__ptab {
+    size_t cap, used;         /* used: writer only */
+    _Atomic(pkey_t *) slots[];
+};
+
+static eng__ptab_t *ptab_alloc(size_t cap)
+{
+    eng__ptab_t *t = calloc(1, sizeof *t + cap * sizeof(t->slots[0]));
+    if (!t)
+        abort();
+    t->cap = cap;
+    return t;
+}
+
+static void ptab_free(eng__ptab_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->cap; i++) {
+        pkey_t *k = atomic_load(&t->slots[i]);
+        if (!k)
+            continue;
+        pnode_t *n = atomic_load(&k->list);
+        while (n) {
+            pnode_t *next = n->next;
+            free(n);
+            n = next;
+        }
+        free(k);
+    }
+    free(t);
+}
+
+static pkey_t *ptab_find(const eng__ptab_t *t, const uint8_t *key, size_t len, uint64_t h)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        pkey_t *k = atomic_load_explicit(&t->slots[i], memory_order_acquire);
+        if (!k)
+            return NULL;
+        if (k->hash == h && k->klen == len && memcmp(k->key, key, len) == 0)
+            return k;
+    }
+}
+
+static void ptab_put_raw(eng__ptab_t *t, pkey_t *k)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)k->hash & mask;; i = (i + 1) & mask) {
+        if (!atomic_load_explicit(&t->slots[i], memory_order_relaxed)) {
+            atomic_store_explicit(&t->slots[i], k, memory_order_release);
+            return;
+        }
+    }
+}
+
+/* Adds slot under key (writer only); grows the table by replacing it (the old one is
+ * retired: readers may still be probing it). */
+static void post_add(eng__store_t *st, eng__index_t *ix, const uint8_t *key, size_t len,
+                     eng__slot_t *slot)
+{
+    eng__ptab_t *t = atomic_load_explicit(&ix->post, memory_order_relaxed);
+    uint64_t h = bq_key_hash(key, len);
+    pkey_t *k = ptab_find(t, key, len, h);
+    if (!k) {
+        if ((t->used + 1) * 2 > t->cap) {
+            eng__ptab_t *nt = ptab_alloc(t->cap * 2);
+            for (size_t i = 0; i < t->cap; i++) {
+                pkey_t *o = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+                if (o)
+                    ptab_put_raw(nt, o);
+            }
+            nt->used = t->used;
+            atomic_store_explicit(&ix->post, nt, memory_order_release);
+            if (st)
+                eng__retire(st, t);
+            else
+                free(t);
+            t = nt;
+        }
+        k = calloc(1, sizeof *k + len);
+        if (!k)
+            abort();
+        k->hash = h;
+        k->klen = (uint32_t)len;
+        memcpy(k->key, key, len);
+        ptab_put_raw(t, k);
+        t->used++;
+    }
+    pnode_t *head = atomic_load_explicit(&k->list, memory_order_relaxed);
+    if (head && head->slot == slot)
+        return; /* the slot's previous version had the key too */
+    pnode_t *n = malloc(sizeof *n);
+    if (!n)
+        abort();
+    n->slot = slot;
+    n->next = head;
+    atomic_store_explicit(&k->list, n, memory_order_release);
+}
+
 /* ---- definitions ---- */
 
 eng__index_t *eng__index_new(const bson_t *spec, int64_t from, bq_error_t *err)
@@ -221,13 +335,17 @@ void eng__index_free(eng__index_t *ix)
     bq_match_destroy(ix->partial);
     bq_collation_destroy(ix->collation);
     utab_free(ix->utab);
+    ptab_free(atomic_load(&ix->post));
     bson_destroy(&ix->spec);
     bson_destroy(&ix->key);
     bson_free(ix);
 }
 
-void eng__index_install(eng__docs_t *d, eng__index_t *ix)
+static void post_build(eng__store_t *st, eng__docs_t *d, eng__index_t *ix);
+
+void eng__index_install(eng__store_t *st, eng__docs_t *d, eng__index_t *ix)
 {
+    post_build(st, d, ix);
     ix->next = atomic_load_explicit(&d->indexes, memory_order_relaxed);
     atomic_store_explicit(&d->indexes, ix, memory_order_release);
 }
@@ -1198,5 +1316,136 @@ bool eng__index_mod_check(eng_coll_t *c, const bson_t *mod, bson_t *new_spec, bs
             BSON_APPEND_BOOL(info, key, bson_iter_as_bool(&o));
         }
     }
+    return true;
+}
+
+/* ---- equality lookups through postings ---- */
+
+/* Can readers look values up in ix? Single field, no collation or partial filter, not
+ * hashed. */
+static bool post_eligible(const eng__index_t *ix)
+{
+    bson_iter_t it;
+    return ix->nfields == 1 && !ix->partial && !ix->collation &&
+           bson_iter_init(&it, &ix->key) && bson_iter_next(&it) && BSON_ITER_HOLDS_NUMBER(&it);
+}
+
+static void post_doc(eng__store_t *st, eng__index_t *ix, eng__slot_t *slot, const uint8_t *data,
+                     uint32_t len)
+{
+    bson_t doc;
+    keyset_t ks;
+    bool covered;
+    if (!bson_init_static(&doc, data, len) || !doc_keys(ix, &doc, &ks, &covered, NULL))
+        return;
+    for (size_t k = 0; k < ks.n; k++)
+        post_add(st, ix, ks.keys[k].data, ks.keys[k].len, slot);
+    keyset_cleanup(&ks);
+}
+
+static void post_build(eng__store_t *st, eng__docs_t *d, eng__index_t *ix)
+{
+    if (!post_eligible(ix))
+        return;
+    atomic_store_explicit(&ix->post, ptab_alloc(64), memory_order_release);
+    uint64_t n = eng__vec_len(&d->slots);
+    for (uint64_t i = 0; i < n; i++) {
+        eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, i);
+        /* every version: a lookup at any snapshot the index covers must find the slot */
+        for (const eng__version_t *v = atomic_load_explicit(&s->head, memory_order_acquire); v;
+             v = v->older)
+            if (v->data)
+                post_doc(st, ix, s, v->data, v->len);
+    }
+}
+
+void eng__index_post(eng__store_t *st, eng__docs_t *d, eng__slot_t *slot, const uint8_t *doc,
+                     uint32_t len)
+{
+    for (eng__index_t *ix = atomic_load_explicit(&d->indexes, memory_order_relaxed); ix;
+         ix = ix->next)
+        if (is_live(ix) && atomic_load_explicit(&ix->post, memory_order_relaxed))
+            post_doc(st, ix, slot, doc, len);
+}
+
+static int slot_pos_cmp(const void *a, const void *b)
+{
+    const eng__slot_t *x = *(const eng__slot_t *const *)a, *y = *(const eng__slot_t *const *)b;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
+                           const bson_value_t *value, eng_doc_t **out, size_t *n)
+{
+    switch (value->value_type) {
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_REGEX:
+    case BSON_TYPE_EOD:
+        return false;
+    default:
+        break;
+    }
+    eng__index_t *ix = atomic_load_explicit(&c->docs->indexes, memory_order_acquire);
+    eng__ptab_t *t = NULL;
+    for (; ix; ix = ix->next) {
+        if (ix->from <= snap && snap < atomic_load_explicit(&ix->to, memory_order_acquire) &&
+            ix->nfields == 1 && strcmp(ix->fields[0], path) == 0 &&
+            (t = atomic_load_explicit(&ix->post, memory_order_acquire)))
+            break;
+    }
+    if (!ix || !t)
+        return false;
+    bq_key_t part, key;
+    bq_key_init(&part);
+    bq_key_init(&key);
+    bq_key_build(&part, value);
+    uint8_t lenb[4] = {(uint8_t)part.len, (uint8_t)(part.len >> 8), (uint8_t)(part.len >> 16),
+                       (uint8_t)(part.len >> 24)};
+    key_append(&key, lenb, 4);
+    key_append(&key, part.data, part.len);
+    pkey_t *k = ptab_find(t, key.data, key.len, bq_key_hash(key.data, key.len));
+    bq_key_cleanup(&part);
+    size_t cnt = 0, cap = 0;
+    eng__slot_t **slots = NULL;
+    for (pnode_t *p = k ? atomic_load_explicit(&k->list, memory_order_acquire) : NULL; p;
+         p = p->next) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            slots = realloc(slots, cap * sizeof *slots);
+            if (!slots)
+                abort();
+        }
+        slots[cnt++] = p->slot;
+    }
+    if (cnt)
+        qsort(slots, cnt, sizeof *slots, slot_pos_cmp);
+    eng_doc_t *docs = malloc((cnt ? cnt : 1) * sizeof *docs);
+    if (!docs)
+        abort();
+    size_t m = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        if (i && slots[i] == slots[i - 1])
+            continue;
+        const eng__version_t *v = eng__slot_visible(slots[i], snap);
+        if (!v || !v->data)
+            continue;
+        /* the slot had the key in some version: does the one visible at snap? */
+        bson_t doc;
+        keyset_t ks;
+        bool covered, has = false;
+        if (bson_init_static(&doc, v->data, v->len) && doc_keys(ix, &doc, &ks, &covered, NULL)) {
+            for (size_t j = 0; j < ks.n && !has; j++)
+                has = ks.keys[j].len == key.len && memcmp(ks.keys[j].data, key.data, key.len) == 0;
+            keyset_cleanup(&ks);
+        }
+        if (has)
+            docs[m++] = (eng_doc_t){v->data, v->len, v->from};
+    }
+    bq_key_cleanup(&key);
+    free(slots);
+    *out = docs;
+    *n = m;
     return true;
 }

@@ -203,6 +203,11 @@ static const eng__version_t *slot_visible(const eng__slot_t *s, int64_t snap)
     return NULL;
 }
 
+const eng__version_t *eng__slot_visible(const eng__slot_t *s, int64_t snap)
+{
+    return slot_visible(s, snap);
+}
+
 /* ---- catalog ---- */
 
 static int ns_cmp(const char *db1, const char *n1, const char *db2, const char *n2)
@@ -565,6 +570,8 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
         v->older = head;
         atomic_store_explicit(&head->to, seq, memory_order_release);
         atomic_store_explicit(&slot->head, v, memory_order_release);
+        if (data && atomic_load_explicit(&d->indexes, memory_order_relaxed))
+            eng__index_post(st, d, slot, data, len);
         return;
     }
     if (!data) { /* delete of a missing document: nothing to record */
@@ -587,8 +594,11 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
     bq_key_cleanup(&key);
     s->prev_incarnation = slot;
     atomic_init(&s->head, v);
+    s->pos = eng__vec_len(&d->slots);
     eng__vec_push(&d->slots, (uint64_t)(uintptr_t)s);
     idx_put(st, d, s);
+    if (atomic_load_explicit(&d->indexes, memory_order_relaxed))
+        eng__index_post(st, d, s, data, len);
 }
 
 /* {createIndexes: coll, indexes: [spec...]}: each spec becomes a definition from this
@@ -628,7 +638,7 @@ static bool apply_create_indexes(eng__store_t *st, const eng_op_t *op, const bso
         eng__index_t *old = eng__index_current(c->docs, ix->name);
         if (old)
             atomic_store_explicit(&old->to, op->seq, memory_order_release);
-        eng__index_install(c->docs, ix);
+        eng__index_install(st, c->docs, ix);
     }
     return true;
 }
@@ -670,7 +680,7 @@ static bool apply_index_mod(eng__store_t *st, const eng_op_t *op, const bson_t *
             old->utab = NULL;
         }
     }
-    eng__index_install(c->docs, ix);
+    eng__index_install(st, c->docs, ix);
     return true;
 }
 
@@ -868,6 +878,7 @@ void eng__docs_restore_slot(eng__store_t *st, eng__docs_t *d, uint8_t *key, uint
     s->hash = bq_key_hash(key, keylen);
     s->prev_incarnation = reincarnation ? idx_find(d, key, keylen, s->hash) : NULL;
     atomic_init(&s->head, head);
+    s->pos = eng__vec_len(&d->slots);
     eng__vec_push(&d->slots, (uint64_t)(uintptr_t)s);
     idx_put(st, d, s);
 }

@@ -39,6 +39,7 @@ typedef struct eng__version {
 /* One incarnation of a document (_id), in insertion order. */
 typedef struct eng__slot {
     _Atomic(eng__version_t *) head;
+    uint64_t pos;                 /* its place in the insertion order (eng__docs.slots) */
     struct eng__slot *prev_incarnation;
     uint8_t *key; /* bq_key of the _id */
     uint32_t keylen;
@@ -53,6 +54,7 @@ typedef struct eng__idtab {
 } eng__idtab_t;
 
 typedef struct eng__utab eng__utab_t; /* a unique index's keys (eng_index.c) */
+typedef struct eng__ptab eng__ptab_t; /* an index's postings for lookups (eng_index.c) */
 
 /* One secondary index definition (eng_index.c), visible in [from, to) like a collection
  * incarnation. Readers see only name, spec, from and to; the rest is the committer's. */
@@ -70,6 +72,9 @@ typedef struct eng__index {
     _Atomic int64_t to;
     struct eng__index *next;      /* the older definitions of the same document set */
     eng__utab_t *utab;            /* unique: built on first use by the committer */
+    _Atomic(eng__ptab_t *) post;  /* single-field indexes without collation or partial
+                                     filter: key -> every slot that ever had the key, for
+                                     readers' equality lookups; NULL otherwise */
 } eng__index_t;
 
 typedef struct eng__docs {
@@ -120,6 +125,9 @@ struct eng__store {
     size_t prov_n, prov_cap;
 };
 
+/* The version of slot s visible at snap (NULL when none; data NULL: deleted then). */
+const eng__version_t *eng__slot_visible(const eng__slot_t *s, int64_t snap);
+
 void eng__store_init(eng__store_t *st);
 void eng__store_cleanup(eng__store_t *st);
 void eng__retire(eng__store_t *st, void *p);
@@ -167,8 +175,9 @@ void eng__store_prov_add(eng__store_t *st, int64_t cause, int64_t effect);
  * CannotCreateIndex when the spec does not compile (a corrupt log or checkpoint). */
 eng__index_t *eng__index_new(const bson_t *spec, int64_t from, bq_error_t *err);
 void eng__index_free(eng__index_t *ix);
-/* Links ix as the newest definition of d (writer only). */
-void eng__index_install(eng__docs_t *d, eng__index_t *ix);
+/* Links ix as the newest definition of d (writer only), first building its postings from
+ * every version of every document of d when it is a lookup index. */
+void eng__index_install(eng__store_t *st, eng__docs_t *d, eng__index_t *ix);
 /* The definition named `name` live now (to == ENG_SEQ_MAX), or NULL. */
 eng__index_t *eng__index_current(eng__docs_t *d, const char *name);
 
@@ -200,6 +209,9 @@ bool eng__index_check(eng_coll_t *c, const bson_value_t *id, const uint8_t *doc,
 /* Keeps the built unique tables in step with a write (old/new NULL: none). */
 void eng__index_update(eng__docs_t *d, const bson_value_t *id, const uint8_t *old,
                        uint32_t oldlen, const uint8_t *new_doc, uint32_t newlen);
+/* Adds slot (whose newest version is `doc`) to the postings of d's lookup indexes. */
+void eng__index_post(eng__store_t *st, eng__docs_t *d, eng__slot_t *slot, const uint8_t *doc,
+                     uint32_t len);
 
 /* The database handle (eng_db.c, eng_seq.c). */
 struct eng_db {
