@@ -244,6 +244,31 @@ h.test('index commands on a view are refused with 166', async () => {
     await db.collection('aview').drop();
 });
 
+h.test('equality filters on an indexed field (find, count, update, delete) see exactly what a scan sees', async () => {
+    const c = db.collection('lookup');
+    await c.createIndex({ tag: 1 });
+    await c.insertMany([{ _id: 1, tag: 'a', n: 1 }, { _id: 2, tag: ['b', 'a'], n: 2 }, { _id: 3, tag: 'b', n: 3 },
+                        { _id: 4, tag: 1, n: 4 }, { _id: 5, tag: 1.0, n: 5 }, { _id: 6, n: 6 }]);
+    const ids = async (q, opts) => (await c.find(q, opts).toArray()).map((d) => d._id);
+    assert.deepEqual(await ids({ tag: 'a' }), [1, 2], 'multikey element, natural order');
+    assert.deepEqual(await ids({ tag: { $eq: 'b' } }), [2, 3]);
+    assert.deepEqual(await ids({ tag: 1 }), [4, 5], '1 == 1.0');
+    assert.deepEqual(await ids({ tag: 'a', n: { $gt: 1 } }), [2], 'the rest of the filter still applies');
+    assert.deepEqual(await ids({ tag: 'b' }, { sort: { n: -1 } }), [3, 2]);
+    assert.deepEqual(await ids({ tag: null }), [6], 'null is answered by a scan');
+    const before = await db.command({ insert: 'lookup', documents: [{ _id: 7, tag: 'c' }] });
+    await c.updateOne({ tag: 'a', _id: 1 }, { $set: { tag: 'c' } });
+    assert.deepEqual(await ids({ tag: 'c' }), [1, 7]);
+    assert.deepEqual(await ids({ tag: 'a' }), [2]);
+    const past = await db.command({ find: 'lookup', filter: { tag: 'a' }, asOf: Number(before.seqs[0]) });
+    assert.deepEqual(past.cursor.firstBatch.map((d) => d._id), [1, 2], 'as of before the update');
+    assert.equal((await db.command({ count: 'lookup', query: { tag: 'b' } })).n, 2);
+    await c.deleteMany({ tag: 'b' });
+    assert.deepEqual(await ids({}), [1, 4, 5, 6, 7]);
+    /* a collation: strings compare by it, the binary index is not used */
+    assert.deepEqual(await ids({ tag: 'C' }, { collation: { locale: 'en', strength: 2 } }), [1, 7]);
+});
+
 h.test('indexes and their enforcement survive a restart', async () => {
     await client.close();
     await srv.stop();
