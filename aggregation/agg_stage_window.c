@@ -1131,7 +1131,7 @@ static bool compute_cov(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t n,
 
 /* $derivative / $integral: x from the sort key, y from the input. */
 static bool xy_at(swf_iter_t *si, const wf_out_t *o, row_t *row, double *x, double *y,
-                  bool *y_ok, bq_error_t *err)
+                  bson_value_t *yv, bool *y_ok, bq_error_t *err)
 {
     int64_t ms;
     bool is_date;
@@ -1160,20 +1160,37 @@ static bool xy_at(swf_iter_t *si, const wf_out_t *o, row_t *row, double *x, doub
     if (!eval_on(si->base.run, o->input, row->doc, &v, err))
         return false;
     *y_ok = bq_num_is_number(&v) && bq_num_to_double(&v, y);
+    if (*y_ok)
+        *yv = v; /* a number: a plain value, nothing to free */
     agg_value_cleanup(&v);
     return true;
+}
+
+/* Window arithmetic keeps MongoDB's numeric types: doubles normally, Decimal128 as soon as
+ * an input is one (bq_num_* promote). dnum wraps a double as an operand. */
+static bson_value_t dnum(double d)
+{
+    bson_value_t v;
+    agg__set_double(&v, d);
+    return v;
+}
+
+static bool is_dec(const bson_value_t *v)
+{
+    return v->value_type == BSON_TYPE_DECIMAL128;
 }
 
 static bool compute_deriv_integral(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t n,
                                    bson_value_t *res, bq_error_t *err)
 {
     double *xs = calloc(n ? n : 1, sizeof *xs), *ys = calloc(n ? n : 1, sizeof *ys);
+    bson_value_t *yv = calloc(n ? n : 1, sizeof *yv);
     bool *yok = calloc(n ? n : 1, sizeof *yok);
-    if (!xs || !ys || !yok)
+    if (!xs || !ys || !yv || !yok)
         abort();
     bool ok = true;
     for (size_t i = 0; ok && i < n; i++)
-        ok = xy_at(si, o, r[i], &xs[i], &ys[i], &yok[i], err);
+        ok = xy_at(si, o, r[i], &xs[i], &ys[i], &yv[i], &yok[i], err);
     for (size_t i = 0; ok && i < n; i++) {
         int64_t lo, hi;
         if (!window_of(o, si->s, r, n, i, &lo, &hi, err)) {
@@ -1181,32 +1198,52 @@ static bool compute_deriv_integral(swf_iter_t *si, const wf_out_t *o, row_t **r,
             break;
         }
         if (o->kind == WF_DERIV) {
-            if (lo >= hi || !yok[lo] || !yok[hi] || xs[hi] == xs[lo])
+            if (lo >= hi || !yok[lo] || !yok[hi] || xs[hi] == xs[lo]) {
                 agg__set_null(&res[i]);
-            else
+            } else if (is_dec(&yv[lo]) || is_dec(&yv[hi])) {
+                bson_value_t dy, dx = dnum(xs[hi] - xs[lo]);
+                ok = bq_num_sub(&yv[hi], &yv[lo], &dy, err) &&
+                     bq_num_div(&dy, &dx, &res[i], err);
+            } else {
                 agg__set_double(&res[i], (ys[hi] - ys[lo]) / (xs[hi] - xs[lo]));
+            }
             continue;
         }
         if (lo > hi) {
             agg__set_null(&res[i]);
             continue;
         }
+        bool dec = false;
+        for (int64_t j = lo; j <= hi; j++)
+            dec = dec || (yok[j] && is_dec(&yv[j]));
         double sum = 0;
+        bson_value_t dsum = {.value_type = BSON_TYPE_DECIMAL128}, two = dnum(2);
+        bson_decimal128_from_string("0", &dsum.value.v_decimal128); /* the inputs' type */
         int64_t prev = -1;
-        for (int64_t j = lo; j <= hi; j++) {
+        for (int64_t j = lo; ok && j <= hi; j++) {
             if (!yok[j])
                 continue;
-            if (prev >= 0)
+            if (prev >= 0 && dec) {
+                bson_value_t ysum, dx = dnum(xs[j] - xs[prev]), area, half, prior = dsum;
+                /* (bq_num_* clear their output first: it must not be an operand) */
+                ok = bq_num_add(&yv[j], &yv[prev], &ysum, err) &&
+                     bq_num_mul(&dx, &ysum, &area, err) && bq_num_div(&area, &two, &half, err) &&
+                     bq_num_add(&prior, &half, &dsum, err);
+            } else if (prev >= 0) {
                 sum += (xs[j] - xs[prev]) * (ys[j] + ys[prev]) / 2.0;
+            }
             prev = j;
         }
         if (prev < 0)
             agg__set_null(&res[i]);
+        else if (dec)
+            res[i] = dsum;
         else
             agg__set_double(&res[i], sum);
     }
     free(xs);
     free(ys);
+    free(yv);
     free(yok);
     return ok;
 }
@@ -1216,8 +1253,9 @@ static bool compute_linear(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t 
 {
     agg_run_t *run = si->base.run;
     double *xs = calloc(n ? n : 1, sizeof *xs), *ys = calloc(n ? n : 1, sizeof *ys);
+    bson_value_t *yvals = calloc(n ? n : 1, sizeof *yvals);
     bool *yok = calloc(n ? n : 1, sizeof *yok);
-    if (!xs || !ys || !yok)
+    if (!xs || !ys || !yvals || !yok)
         abort();
     bool ok = true;
     int key_type = -1;
@@ -1255,6 +1293,7 @@ static bool compute_linear(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t 
             yok[i] = false;
         } else if (bq_num_is_number(&res[i]) && bq_num_to_double(&res[i], &ys[i])) {
             yok[i] = true;
+            yvals[i] = res[i]; /* a number: a plain value */
         } else {
             bq_error_set(err, 6050105,
                          "Value to be filled must be numeric or nullish, but found %s",
@@ -1276,11 +1315,21 @@ static bool compute_linear(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t 
             agg__set_null(&res[i]);
             continue;
         }
-        double y = ys[prev] + (ys[next] - ys[prev]) * (xs[i] - xs[prev]) / (xs[next] - xs[prev]);
-        agg__set_double(&res[i], y);
+        if (is_dec(&yvals[prev]) || is_dec(&yvals[next])) {
+            bson_value_t dy, part, frac, dx = dnum(xs[i] - xs[prev]),
+                                         span = dnum(xs[next] - xs[prev]);
+            ok = bq_num_sub(&yvals[next], &yvals[prev], &dy, err) &&
+                 bq_num_mul(&dy, &dx, &part, err) && bq_num_div(&part, &span, &frac, err) &&
+                 bq_num_add(&yvals[prev], &frac, &res[i], err);
+        } else {
+            double y =
+                ys[prev] + (ys[next] - ys[prev]) * (xs[i] - xs[prev]) / (xs[next] - xs[prev]);
+            agg__set_double(&res[i], y);
+        }
     }
     free(xs);
     free(ys);
+    free(yvals);
     free(yok);
     return ok;
 }
@@ -1333,34 +1382,29 @@ static bool compute_output(swf_iter_t *si, const wf_out_t *o, row_t **r, size_t 
     case WF_INTEGRAL:
         return compute_deriv_integral(si, o, r, n, res, err);
     case WF_EMA: {
-        bson_value_t cur = {0};
+        /* cur = v * alpha + cur * (1 - alpha): doubles, or Decimal128 once an input is
+         * one; the first value is taken as it is */
+        bson_value_t cur = {0}, alpha = dnum(o->alpha), rest = dnum(1 - o->alpha);
         bool has = false;
-        double avg = 0;
         for (size_t i = 0; i < n; i++) {
             bson_value_t v;
-            if (!eval_on(run, o->input, r[i]->doc, &v, err)) {
-                agg_value_cleanup(&cur);
+            if (!eval_on(run, o->input, r[i]->doc, &v, err))
                 return false;
-            }
-            double d;
-            if (bq_num_is_number(&v) && bq_num_to_double(&v, &d)) {
-                agg_value_cleanup(&cur);
-                if (!has) {
-                    avg = d;
-                    agg_value_copy(&v, &cur);
-                } else {
-                    avg = d * o->alpha + avg * (1 - o->alpha);
-                    agg__set_double(&cur, avg);
-                }
+            if (bq_num_is_number(&v)) {
+                bson_value_t a, b;
+                if (!has)
+                    cur = v; /* numbers are plain values */
+                else if (!bq_num_mul(&v, &alpha, &a, err) || !bq_num_mul(&cur, &rest, &b, err) ||
+                         !bq_num_add(&a, &b, &cur, err))
+                    return false;
                 has = true;
             }
             agg_value_cleanup(&v);
             if (has)
-                agg_value_copy(&cur, &res[i]);
+                res[i] = cur;
             else
                 agg__set_null(&res[i]);
         }
-        agg_value_cleanup(&cur);
         return true;
     }
     case WF_LOCF: {

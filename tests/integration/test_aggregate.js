@@ -23,7 +23,8 @@
  *                                      as an expression.
  *
  * Values are compared type-strictly (lib/ejson_typed.js): numbers in the files keep
- * libbson's types, replies are read with promoteValues: false, NaN equals NaN.
+ * libbson's types, replies are read with promoteValues: false, NaN equals NaN, and
+ * Decimal128 values compare by value (4.5 equals 4.500), as in-process.
  *
  * tests/aggregation/expected-failures.txt lists the cases known to fail
  * (`<file> :: <case>  # reason`); this file fails on a failure that is not listed and on

@@ -285,17 +285,25 @@ function jsOrder(pairs) {
     return ints.concat(pairs.filter(([k]) => !isIndex(k)));
 }
 
-function decimalEqual(a, b) {
-    if (a === b) return true;
-    const na = a.replace(/^\+/, '');
-    const nb = b.replace(/^\+/, '');
-    if (na === nb) return true;
-    // canonical strings from libbson and js-bson can differ in form only (1E+1 vs 1.0E+1)
-    try {
-        return bson.Decimal128.fromString(na).toString() === bson.Decimal128.fromString(nb).toString();
-    } catch (e) {
-        return false;
+/* A Decimal128 string reduced to its value: sign, digits without leading or trailing
+ * zeros, and exponent, so that members of one cohort (4.5, 4.50, 45E-1) compare equal, as
+ * the in-process runner compares them (bq_value_compare). */
+function decimalValue(str) {
+    const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(str);
+    if (!m) return str.replace(/^\+/, ''); // NaN, Infinity, -Infinity
+    let digits = (m[2] || '') + (m[3] || '');
+    let exp = Number(m[4] || 0) - (m[3] || '').length;
+    digits = digits.replace(/^0+/, '');
+    if (!digits) return '0';
+    while (digits.endsWith('0')) {
+        digits = digits.slice(0, -1);
+        exp++;
     }
+    return `${m[1] === '-' ? '-' : ''}${digits}e${exp}`;
+}
+
+function decimalEqual(a, b) {
+    return a === b || decimalValue(a) === decimalValue(b);
 }
 
 function equal(a, b) {
