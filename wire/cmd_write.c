@@ -21,6 +21,7 @@
 #include "bq_update.h"
 #include "cmd_aggregate.h"
 #include "wire_cmd.h"
+#include "cmd_view.h"
 #include "wire_validate.h"
 
 #define WRITE_MAX_RETRIES 1000
@@ -244,7 +245,7 @@ bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err)
     const char *coll;
     bson_iter_t docs;
     bool present, ordered;
-    if (!wire_arg_coll(ctx, true, &coll, err) ||
+    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err) ||
         !wire_arg_array(ctx, "documents", &docs, &present, err) ||
         !wire_arg_bool(ctx, "ordered", true, &ordered, err))
         return false;
@@ -972,7 +973,7 @@ static bool stmt_command(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *arra
     const char *coll;
     bson_iter_t arr;
     bool present, ordered;
-    if (!wire_arg_coll(ctx, true, &coll, err) ||
+    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err) ||
         !wire_arg_array(ctx, array_key, &arr, &present, err) ||
         !wire_arg_bool(ctx, "ordered", true, &ordered, err))
         return false;
@@ -997,7 +998,7 @@ bool cmd_delete(wire_cmd_ctx_t *ctx, bq_error_t *err)
 bool cmd_find_and_modify(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
-    if (!wire_arg_coll(ctx, true, &coll, err))
+    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err))
         return false;
     /* the command document itself holds query/update/remove/new/upsert/sort/fields */
     return stmt_start(ctx, STMT_FAM, coll, NULL, ctx->cmd, true, err);

@@ -180,6 +180,13 @@ h.test('commands that need a collection are refused on a view (166)', async () =
     await expectCode(db.command({ listIndexes: 'firstYears' }), 166);
     await expectCode(db.collection('firstYears').aggregate([{ $out: 'firstYears' }]).toArray(), 166);
     await expectCode(db.collection('students').aggregate([{ $merge: { into: 'firstYears' } }]).toArray(), 166);
+    const v = db.collection('firstYears');
+    const before = await v.countDocuments({});
+    await expectCode(v.insertOne({ x: 1 }), 166);
+    await expectCode(v.updateOne({}, { $set: { x: 1 } }), 166);
+    await expectCode(v.deleteMany({}), 166);
+    await expectCode(v.findOneAndUpdate({}, { $set: { x: 1 } }), 166);
+    assert.equal(await v.countDocuments({}), before, 'nothing was written through the view');
 });
 
 h.test('a view survives a restart (its definition is a catalog op in the log)', async () => {
