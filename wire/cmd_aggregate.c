@@ -55,25 +55,6 @@ static int64_t wall_ms(void)
 /* Documents between two deadline checks in a scan. */
 #define SCAN_CHECK_EVERY 256
 
-/* {_id: <plain value>}: answered from the _id index. *id borrows from filter. */
-static bool filter_id_eq(const bson_t *filter, bson_value_t *id)
-{
-    bson_iter_t it;
-    if (!filter || bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
-        return false;
-    bson_type_t t = bson_iter_type(&it);
-    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
-        return false;
-    if (t == BSON_TYPE_DOCUMENT) {
-        bson_iter_t sub;
-        bson_iter_recurse(&it, &sub);
-        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
-            return false;
-    }
-    *id = *bson_iter_value(&it);
-    return true;
-}
-
 typedef struct scan_iter {
     agg_iter_t base;
     eng_scan_t scan;
@@ -243,7 +224,7 @@ static agg_iter_t *source_scan(void *ctx, agg_run_t *run, const char *db, const 
     s->coll = c;
     s->snap = src->snap;
     bson_value_t id;
-    if (filter_id_eq(filter_doc, &id)) {
+    if (wire_filter_id_eq(filter_doc, &id)) {
         s->by_id = true;
         bson_value_copy(&id, &s->id);
     } else {
@@ -544,7 +525,7 @@ static void explain_append(wire_cmd_ctx_t *ctx, const agg_args_t *a, const agg_p
         BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &filter);
         BSON_APPEND_DOCUMENT_BEGIN(&qp, "winningPlan", &wp);
         bson_value_t id;
-        BSON_APPEND_UTF8(&wp, "stage", filter_id_eq(&filter, &id) ? "IDHACK" : "COLLSCAN");
+        BSON_APPEND_UTF8(&wp, "stage", wire_filter_id_eq(&filter, &id) ? "IDHACK" : "COLLSCAN");
         bson_append_document_end(&qp, &wp);
         bson_append_document_end(&cur, &qp);
         bson_append_document_end(&st, &cur);

@@ -147,25 +147,6 @@ static void parsed_query(const bson_t *filter, bson_t *out)
 
 /* ---------------------------------------------------------------- running the read part */
 
-/* {_id: <plain value>}: the _id index (IDHACK). */
-static bool filter_id_value(const bson_t *filter, bson_value_t *id)
-{
-    bson_iter_t it;
-    if (bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
-        return false;
-    bson_type_t t = bson_iter_type(&it);
-    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
-        return false;
-    if (t == BSON_TYPE_DOCUMENT) {
-        bson_iter_t sub;
-        bson_iter_recurse(&it, &sub);
-        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
-            return false;
-    }
-    *id = *bson_iter_value(&it);
-    return true;
-}
-
 typedef struct scan_result {
     int64_t examined, matched;
 } scan_result_t;
@@ -182,7 +163,7 @@ static bool explain_scan(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap,
     eng_doc_t d;
     bson_t doc;
     bson_value_t id;
-    if (idhack && filter_id_value(filter, &id)) {
+    if (idhack && wire_filter_id_eq(filter, &id)) {
         if (eng_coll_find_id(c, snap, &id, &d)) {
             r->examined = 1;
             r->matched = 1;
@@ -391,7 +372,7 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
     if (s)
         bq_sort_destroy(s);
     bson_value_t idv;
-    in.idhack = !collated && !in.has_sort && filter_id_value(&in.filter, &idv) &&
+    in.idhack = !collated && !in.has_sort && wire_filter_id_eq(&in.filter, &idv) &&
                 strcmp(name, "count") && strcmp(name, "distinct");
     bool stats = strcmp(verbosity, "queryPlanner") != 0;
 

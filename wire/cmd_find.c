@@ -30,26 +30,6 @@ static bool arg_nonneg(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool 
     return true;
 }
 
-/* {_id: <value>} with a plain value: answered from the _id index. *id is a shallow copy
- * whose pointers (for strings, documents) borrow from `filter`. */
-static bool filter_is_id_eq(const bson_t *filter, bson_value_t *id)
-{
-    bson_iter_t it;
-    if (bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
-        return false;
-    bson_type_t t = bson_iter_type(&it);
-    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
-        return false;
-    if (t == BSON_TYPE_DOCUMENT) {
-        bson_iter_t sub;
-        bson_iter_recurse(&it, &sub);
-        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
-            return false;
-    }
-    *id = *bson_iter_value(&it);
-    return true;
-}
-
 /* Answers from a single-field index (engine/eng_index.c) when a top-level field of the
  * filter is an equality with a plain value ({f: v} or {f: {$eq: v}}) and an index on f
  * existed at snap: the candidates it returns are then filtered by m, keeping natural
@@ -117,7 +97,7 @@ size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson
         abort();
     bson_value_t id;
     eng_doc_t d;
-    if (filter && filter_is_id_eq(filter, &id)) {
+    if (filter && wire_filter_id_eq(filter, &id)) {
         if (eng_coll_find_id(c, snap, &id, &d))
             docs[n++] = d;
         *out = docs;
@@ -248,7 +228,7 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
             return false;
         }
         sort_docs(cur->docs, cur->ndocs, s);
-    } else if (id_filter && filter_is_id_eq(id_filter, &(bson_value_t){0})) {
+    } else if (id_filter && wire_filter_id_eq(id_filter, &(bson_value_t){0})) {
         cur->ndocs = wire_collect(c, snap, m, id_filter, &cur->docs, err);
         bq_match_destroy(m);
         if (cur->ndocs == WIRE_COLLECT_ERROR) {

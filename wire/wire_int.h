@@ -210,6 +210,11 @@ bool wire_arg_int64(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool *pr
 bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
                    bq_error_t *err);
 
+/* True when filter is {_id: <plain value>} (not an operator document, regex or array), the
+ * form the _id index answers (mongod's IDHACK); *id is a shallow copy borrowing from
+ * filter. NULL is allowed (false). */
+bool wire_filter_id_eq(const bson_t *filter, bson_value_t *id);
+
 /* Compiles a query filter with the command's `let` variables visible to $expr, comparing
  * strings by `collation` (NULL: binary). */
 bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,

@@ -248,3 +248,21 @@ bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err)
     }
     return bq_collation_new(&spec, out, err);
 }
+
+bool wire_filter_id_eq(const bson_t *filter, bson_value_t *id)
+{
+    bson_iter_t it;
+    if (!filter || bson_count_keys(filter) != 1 || !bson_iter_init_find(&it, filter, "_id"))
+        return false;
+    bson_type_t t = bson_iter_type(&it);
+    if (t == BSON_TYPE_REGEX || t == BSON_TYPE_ARRAY)
+        return false;
+    if (t == BSON_TYPE_DOCUMENT) {
+        bson_iter_t sub;
+        bson_iter_recurse(&it, &sub);
+        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$')
+            return false;
+    }
+    *id = *bson_iter_value(&it);
+    return true;
+}
