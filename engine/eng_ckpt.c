@@ -44,7 +44,8 @@
  *       u32 docs set k, u8 owns (exactly one incarnation per set owns it), i64 from,
  *       i64 to, u32 len + database name, u32 len + collection name, u32 len + options BSON
  *   'I' one secondary index definition, each set's oldest first: u32 docs set k, i64
- *       from, i64 to, u32 len + the spec BSON as listIndexes reports it
+ *       from, i64 to, u32 len + the spec BSON as listIndexes reports it; unique tables
+ *       and lookup postings are not stored: the load rebuilds them (eng_index.c)
  *   'P' one cause of the provenance reverse index: i64 cause, u32 n, n i64 effects in
  *       seq order
  *   'E' u64 incarnations ('S' and 'R'), u64 collections 'C', u64 causes 'P', u64

@@ -25,6 +25,18 @@
  *      first check after an open or a create), so replay and checkpoint loads pay nothing.
  *   3. The check runs before an op is sealed: a write that would duplicate a key never
  *      reaches the log, and the tables never hold two owners for one key.
+ *   4. Postings (single-field indexes without collation or partial filter) are for readers:
+ *      key -> every slot that held the key in any version since the index was built, built
+ *      from every version at install and appended to by every write while the index is
+ *      live, so a reader at any snapshot in [from, to) finds a superset of the slots with
+ *      the key and keeps those whose visible version has it. Only the committer appends;
+ *      key nodes and list nodes never move or go away before eng_db_close, and a grown
+ *      table replaces the old one, which is retired (freed at close).
+ *
+ * collMod {index: ...} (hidden, expireAfterSeconds, prepareUnique, unique) replaces a
+ * definition by a new one from the op's seq; prepareUnique makes the committer refuse new
+ * duplicates while tolerating existing ones, and the conversion to unique is refused
+ * (CannotConvertIndexToUnique, with the groups of _ids) while duplicates remain.
  */
 #include <stdlib.h>
 #include <string.h>
