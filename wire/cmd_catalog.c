@@ -150,7 +150,12 @@ static bool drop_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
         return false;
     char ns[ENG_NS_MAX + 80];
     snprintf(ns, sizeof ns, "%s.%s", ctx->db, st->op.coll);
-    BSON_APPEND_INT32(ctx->reply, "nIndexesWas", 1);
+    /* the indexes of the incarnation the drop ended (cmd_index.c) */
+    int64_t before = st->op.seq - 1;
+    BSON_APPEND_INT32(ctx->reply, "nIndexesWas",
+                      wire_index_count(eng_coll_get(ctx->server->db, ctx->db, st->op.coll,
+                                                    before),
+                                       before));
     BSON_APPEND_UTF8(ctx->reply, "ns", ns);
     return true;
 }
@@ -463,10 +468,10 @@ bool cmd_coll_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (count)
         BSON_APPEND_INT64(r, "avgObjSize", (int64_t)(bytes / count));
     BSON_APPEND_INT64(r, "storageSize", (int64_t)bytes / scale);
-    BSON_APPEND_INT32(r, "nindexes", 1);
+    BSON_APPEND_INT32(r, "nindexes", wire_index_count(c, snap));
     BSON_APPEND_INT64(r, "totalIndexSize", 0);
     BSON_APPEND_DOCUMENT_BEGIN(r, "indexSizes", &sizes);
-    BSON_APPEND_INT64(&sizes, "_id_", 0);
+    wire_index_sizes(&sizes, c, snap);
     bson_append_document_end(r, &sizes);
     BSON_APPEND_INT64(r, "totalSize", (int64_t)bytes / scale);
     BSON_APPEND_INT32(r, "scaleFactor", (int32_t)scale);
@@ -482,7 +487,7 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
     eng_coll_info_t *colls;
     size_t n = eng_catalog_list(ctx->server->db, ctx->db, snap, &colls);
     uint64_t objects = 0, bytes = 0;
-    int64_t views = 0;
+    int64_t views = 0, nindexes = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t c, b;
         if (bson_has_field(colls[i].options, "viewOn")) {
@@ -492,6 +497,7 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
         eng_coll_stats(colls[i].coll, snap, &c, &b);
         objects += c;
         bytes += b;
+        nindexes += wire_index_count(colls[i].coll, snap);
     }
     free(colls);
     int64_t scale = scale_arg(ctx->cmd);
@@ -503,7 +509,7 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
     BSON_APPEND_DOUBLE(r, "avgObjSize", objects ? (double)bytes / (double)objects : 0.0);
     BSON_APPEND_DOUBLE(r, "dataSize", (double)bytes / (double)scale);
     BSON_APPEND_DOUBLE(r, "storageSize", (double)bytes / (double)scale);
-    BSON_APPEND_INT64(r, "indexes", (int64_t)n - views);
+    BSON_APPEND_INT64(r, "indexes", nindexes);
     BSON_APPEND_DOUBLE(r, "indexSize", 0.0);
     BSON_APPEND_DOUBLE(r, "totalSize", (double)bytes / (double)scale);
     BSON_APPEND_DOUBLE(r, "scaleFactor", (double)scale);

@@ -493,3 +493,28 @@ bool cmd_index_coll_mod(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
     wire_cmd_submit(ctx, &st->intent, coll_mod_index_done);
     return true;
 }
+
+/* ---- figures for drop, collStats and dbStats (cmd_catalog.c) ---- */
+
+int32_t wire_index_count(eng_coll_t *c, int64_t snap)
+{
+    if (!c)
+        return 0;
+    const bson_t **specs;
+    size_t n = eng_coll_indexes(c, snap, &specs);
+    free(specs);
+    return 1 + (int32_t)n;
+}
+
+void wire_index_sizes(bson_t *sizes, eng_coll_t *c, int64_t snap)
+{
+    BSON_APPEND_INT64(sizes, "_id_", 0);
+    const bson_t **specs;
+    size_t n = eng_coll_indexes(c, snap, &specs);
+    for (size_t i = 0; i < n; i++) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, specs[i], "name") && BSON_ITER_HOLDS_UTF8(&it))
+            BSON_APPEND_INT64(sizes, bson_iter_utf8(&it, NULL), 0);
+    }
+    free(specs);
+}

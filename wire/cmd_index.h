@@ -13,4 +13,9 @@ bool cmd_drop_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err);
  * cmd_coll_mod; coll is the collection the command names. */
 bool cmd_index_coll_mod(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err);
 
+/* How many indexes c has at snap, the _id index included (0 when c is NULL), and their
+ * names into indexSizes (sizes are not tracked: 0). */
+int32_t wire_index_count(eng_coll_t *c, int64_t snap);
+void wire_index_sizes(bson_t *sizes, eng_coll_t *c, int64_t snap);
+
 #endif

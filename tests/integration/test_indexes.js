@@ -269,6 +269,21 @@ h.test('equality filters on an indexed field (find, count, update, delete) see e
     assert.deepEqual(await ids({ tag: 'C' }, { collation: { locale: 'en', strength: 2 } }), [1, 7]);
 });
 
+h.test('collStats, dbStats and drop count the secondary indexes', async () => {
+    const sdb = client.db('idx_stats');
+    const c = sdb.collection('s');
+    await c.createIndexes([{ key: { a: 1 } }, { key: { b: -1 }, name: 'bee' }]);
+    const st = await sdb.command({ collStats: 's' });
+    assert.equal(st.nindexes, 3);
+    assert.deepEqual(Object.keys(st.indexSizes), ['_id_', 'a_1', 'bee']);
+    await sdb.collection('t').insertOne({ x: 1 });
+    assert.equal((await sdb.command({ dbStats: 1 })).indexes, 4);
+    const dropped = await sdb.command({ drop: 's' });
+    assert.equal(dropped.nIndexesWas, 3);
+    assert.equal((await sdb.command({ dbStats: 1 })).indexes, 1);
+    await sdb.dropDatabase();
+});
+
 h.test('indexes and their enforcement survive a restart', async () => {
     await client.close();
     await srv.stop();
