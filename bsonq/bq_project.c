@@ -21,6 +21,7 @@
 
 #include "bq.h"
 #include "bq_project.h"
+#include "bq_type.h"
 #include "bq_update_int.h"
 
 enum pkind {
@@ -214,6 +215,8 @@ static bool set_mode(pctx_t *c, const char *path, bool include)
 
 static bool compile_doc(pctx_t *c, const bson_t *spec, const char *prefix);
 
+/* find's $slice: n or [skip, limit], with mongod's codes for each malformed form (the
+ * caller then tries the $slice expression, as mongod does, when the hooks are there). */
 static bool compile_slice(pctx_t *c, const char *path, const bson_iter_t *arg, pnode_t *n)
 {
     const bson_value_t *v = bson_iter_value((bson_iter_t *)arg);
@@ -223,32 +226,43 @@ static bool compile_slice(pctx_t *c, const char *path, const bson_iter_t *arg, p
         n->limit = x;
         return true;
     }
-    if (v->value_type == BSON_TYPE_ARRAY) {
-        bson_iter_t a;
-        int64_t xs[2];
-        int k = 0;
-        bson_iter_recurse(arg, &a);
-        while (bson_iter_next(&a)) {
-            if (k == 2 || !bq_num_to_int64(bson_iter_value(&a), &xs[k], NULL)) {
-                k = 3;
-                break;
-            }
-            k++;
-        }
-        if (k == 2) {
-            if (xs[1] <= 0) {
-                bq_error_set(c->err, BQ_ERR_BadValue, "$slice limit must be positive");
-                return false;
-            }
-            n->has_skip = true;
-            n->skip = xs[0];
-            n->limit = xs[1];
-            return true;
-        }
+    if (v->value_type != BSON_TYPE_ARRAY) {
+        bq_error_set(c->err, 31273,
+                     "$slice only supports numbers and [skip, limit] arrays (field %s)", path);
+        return false;
     }
-    bq_error_set(c->err, BQ_ERR_BadValue,
-                 "$slice only supports numbers and [skip, limit] arrays (field %s)", path);
-    return false;
+    bson_iter_t a;
+    bson_value_t xs[2];
+    int k = 0;
+    bson_iter_recurse(arg, &a);
+    while (bson_iter_next(&a)) {
+        if (k < 2)
+            xs[k] = *bson_iter_value(&a);
+        k++;
+    }
+    if (k != 2) {
+        bq_error_set(c->err, 31272, "$slice array argument should be of form [skip, limit]");
+        return false;
+    }
+    int64_t skip, limit;
+    if (!bq_num_to_int64(&xs[0], &skip, NULL)) {
+        bq_error_set(c->err, 31257, "$slice expects the skip argument to be a number, got %s",
+                     bq_type_name(xs[0].value_type));
+        return false;
+    }
+    if (!bq_num_to_int64(&xs[1], &limit, NULL)) {
+        bq_error_set(c->err, 31258, "$slice expects the limit argument to be a number, got %s",
+                     bq_type_name(xs[1].value_type));
+        return false;
+    }
+    if (limit <= 0) {
+        bq_error_set(c->err, 31259, "$slice limit must be positive, got %" PRId64, limit);
+        return false;
+    }
+    n->has_skip = true;
+    n->skip = skip;
+    n->limit = limit;
+    return true;
 }
 
 static void error_copy(bq_error_t *dst, const bq_error_t *src)
@@ -331,13 +345,16 @@ static bool compile_operator(pctx_t *c, const char *path, const bson_iter_t *it)
     }
     if (strcmp(name, "$elemMatch") == 0) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&op)) {
-            bq_error_set(c->err, BQ_ERR_BadValue,
-                         "elemMatch: Invalid argument, object required.");
+            bq_error_set(c->err, 31274, "elemMatch: Invalid argument, object required, but got %s",
+                         bq_type_name(bson_iter_type(&op)));
+            return false;
+        }
+        if (c->p->pos_path) {
+            bq_error_set(c->err, 31255, "Cannot specify positional operator and $elemMatch.");
             return false;
         }
         if (strchr(path, '.')) {
-            bq_error_set(c->err, BQ_ERR_BadValue,
-                         "Cannot use $elemMatch projection on a nested field.");
+            bq_error_set(c->err, 31275, "Cannot use $elemMatch projection on a nested field.");
             return false;
         }
         bson_t q = BSON_INITIALIZER, sub;
@@ -387,6 +404,8 @@ static bool compile_positional(pctx_t *c, const char *path, const bson_iter_t *i
                      "positional projection cannot be used with an expression or sub object");
     } else if (v->value_type != BSON_TYPE_BOOL && !bq_num_to_double(v, &d)) {
         bq_error_set(c->err, 31308, "positional projection cannot be used with a literal");
+    } else if (c->elem) {
+        bq_error_set(c->err, 31256, "Cannot specify positional operator and $elemMatch.");
     } else if (c->p->pos_path) {
         bq_error_set(c->err, 31276,
                      "Cannot specify more than one positional projection per query.");

@@ -36,7 +36,12 @@ typedef struct bq_project bq_project_t;
  *   31249  "Path collision at a.b remaining portion b" (a path below an existing leaf)
  *   31250  "Path collision at a" (a path that already has sub-paths or is repeated)
  *   51270  an empty sub-projection {a: {}}
- *   BadValue (2)  malformed $slice / $elemMatch arguments, '$' field names
+ *   31273 / 31272 / 31257 / 31258 / 31259  find's $slice given a non-number non-array, an
+ *          array not of two elements, a non-number skip, a non-number limit, a limit <= 0
+ *          (only without the hooks: with them a bad find $slice is parsed as the expression)
+ *   31274 / 31275  $elemMatch given a non-document / on a dotted path
+ *   31255 / 31256  $elemMatch and a positional projection together (in either order)
+ *   16410  a field name starting with '$'; BadValue (2)  $meta without a string
  *   31276  more than one positional projection; 31395 a positional exclusion
  *   NotImplemented (238)  $meta other than "seq"; expressions before the aggregation
  *                         layer installed its hooks

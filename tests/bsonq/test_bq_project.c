@@ -107,10 +107,19 @@ static const proj_row_t rows[] = {
     {INV, "{'instock.$': 1, 'size.$': 1}", NULL, 31276},
     {INV, "{'instock.$.qty': 1}", NULL, 31394},
     {INV, "{'instock.$': 1, 'item': 0}", NULL, 31254},
-    {INV, "{'instock': {'#slice': 'x'}}", NULL, BQ_ERR_BadValue},
-    {INV, "{'instock': {'#slice': [1, 0]}}", NULL, BQ_ERR_BadValue},
-    {INV, "{'instock': {'#elemMatch': 1}}", NULL, BQ_ERR_BadValue},
-    {INV, "{'size.h': {'#elemMatch': {'a': 1}}}", NULL, BQ_ERR_BadValue},
+    /* find's $slice and $elemMatch arguments (mongod's projection_ast codes; without the
+     * aggregation hooks a bad $slice is not retried as the $slice expression) */
+    {INV, "{'instock': {'#slice': 'x'}}", NULL, 31273},
+    {INV, "{'instock': {'#slice': [1]}}", NULL, 31272},
+    {INV, "{'instock': {'#slice': [1, 2, 3]}}", NULL, 31272},
+    {INV, "{'instock': {'#slice': ['a', 2]}}", NULL, 31257},
+    {INV, "{'instock': {'#slice': [1, 'b']}}", NULL, 31258},
+    {INV, "{'instock': {'#slice': [1, 0]}}", NULL, 31259},
+    {INV, "{'instock': {'#slice': [1, -2]}}", NULL, 31259},
+    {INV, "{'instock': {'#elemMatch': 1}}", NULL, 31274},
+    {INV, "{'size.h': {'#elemMatch': {'a': 1}}}", NULL, 31275},
+    {INV, "{'instock.$': 1, 'size': {'#elemMatch': {'a': 1}}}", NULL, 31255},
+    {INV, "{'size': {'#elemMatch': {'a': 1}}, 'instock.$': 1}", NULL, 31256},
     {INV, "{'#a': 1}", NULL, 16410},
 };
 
