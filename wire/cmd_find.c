@@ -453,38 +453,85 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
+/* distinct's seen set: the order-preserving keys (bq_key.h) of the values added so far,
+ * in an open-addressing hash table (power-of-two slots, linear probing, at most half
+ * full), so a distinct over n documents costs O(n) key builds and probes. */
+typedef struct distinct_seen {
+    uint64_t hash;
+    uint8_t *key; /* NULL: empty slot */
+    size_t len;
+} distinct_seen_t;
+
 typedef struct distinct_ctx {
     bson_t *values;
     uint32_t n;
     const bq_collation_t *collation; /* values equal under it count once; NULL: binary */
     bq_key_t key;
-    /* seen keys: a simple growing array of owned key copies (distinct sets are small) */
-    uint8_t **seen;
-    size_t *seen_len;
-    size_t nseen, cap;
+    distinct_seen_t *slots;
+    size_t nslots, nseen;
 } distinct_ctx_t;
+
+static uint64_t distinct_hash(const uint8_t *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The slot holding key (found) or the empty slot where it goes. */
+static distinct_seen_t *distinct_slot(distinct_ctx_t *d, uint64_t h, const uint8_t *key,
+                                      size_t len)
+{
+    size_t mask = d->nslots - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        distinct_seen_t *e = &d->slots[i];
+        if (!e->key || (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0))
+            return e;
+    }
+}
+
+static void distinct_grow(distinct_ctx_t *d)
+{
+    distinct_seen_t *old = d->slots;
+    size_t nold = d->nslots;
+    d->nslots = nold ? nold * 2 : 64;
+    d->slots = calloc(d->nslots, sizeof *d->slots);
+    if (!d->slots)
+        abort();
+    for (size_t i = 0; i < nold; i++)
+        if (old[i].key)
+            *distinct_slot(d, old[i].hash, old[i].key, old[i].len) = old[i];
+    free(old);
+}
 
 static void distinct_add(distinct_ctx_t *d, const bson_value_t *v)
 {
     bq_key_build_collated(&d->key, v, d->collation);
-    for (size_t i = 0; i < d->nseen; i++)
-        if (d->seen_len[i] == d->key.len && memcmp(d->seen[i], d->key.data, d->key.len) == 0)
-            return;
-    if (d->nseen == d->cap) {
-        d->cap = d->cap ? d->cap * 2 : 16;
-        d->seen = realloc(d->seen, d->cap * sizeof *d->seen);
-        d->seen_len = realloc(d->seen_len, d->cap * sizeof *d->seen_len);
-        if (!d->seen || !d->seen_len)
-            abort();
-    }
-    d->seen[d->nseen] = malloc(d->key.len ? d->key.len : 1);
-    if (!d->seen[d->nseen])
+    if (2 * (d->nseen + 1) > d->nslots)
+        distinct_grow(d);
+    uint64_t h = distinct_hash(d->key.data, d->key.len);
+    distinct_seen_t *e = distinct_slot(d, h, d->key.data, d->key.len);
+    if (e->key)
+        return;
+    e->key = malloc(d->key.len ? d->key.len : 1);
+    if (!e->key)
         abort();
-    memcpy(d->seen[d->nseen], d->key.data, d->key.len);
-    d->seen_len[d->nseen++] = d->key.len;
+    memcpy(e->key, d->key.data, d->key.len);
+    e->len = d->key.len;
+    e->hash = h;
+    d->nseen++;
     char k[16];
     snprintf(k, sizeof k, "%u", d->n++);
     bson_append_value(d->values, k, -1, v);
+}
+
+static void distinct_cleanup(distinct_ctx_t *d)
+{
+    for (size_t i = 0; i < d->nslots; i++)
+        free(d->slots[i].key);
+    free(d->slots);
+    bq_key_cleanup(&d->key);
 }
 
 static bool distinct_hit(void *arg, const bq_path_hit_t *hit)
@@ -556,7 +603,7 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
             bq_match_destroy(m);
             bq_collation_destroy(co);
             bson_destroy(&values);
-            bq_key_cleanup(&d.key);
+            distinct_cleanup(&d);
             return false;
         }
         for (size_t i = 0; i < n; i++) {
@@ -571,7 +618,7 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
             bq_match_destroy(m);
             bq_collation_destroy(co);
             bson_destroy(&values);
-            bq_key_cleanup(&d.key);
+            distinct_cleanup(&d);
             return false;
         }
         for (size_t i = 0; i < n; i++) {
@@ -582,13 +629,13 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
         free(docs);
     }
     bq_match_destroy(m);
-    BSON_APPEND_ARRAY(ctx->reply, "values", &values);
+    bool ok = values.len < WIRE_MAX_BSON_SIZE;
+    if (ok)
+        BSON_APPEND_ARRAY(ctx->reply, "values", &values);
+    else
+        bq_error_set(err, 17217, "distinct too big, 16mb cap");
     bson_destroy(&values);
-    for (size_t i = 0; i < d.nseen; i++)
-        free(d.seen[i]);
-    free(d.seen);
-    free(d.seen_len);
-    bq_key_cleanup(&d.key);
+    distinct_cleanup(&d);
     bq_collation_destroy(co);
-    return true;
+    return ok;
 }

@@ -11,7 +11,7 @@ const assert = require('assert/strict');
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { MongoClient, MongoServerError, MongoBulkWriteError, Long } = require('mongodb');
+const { MongoClient, MongoServerError, MongoBulkWriteError, Long, Double } = require('mongodb');
 const h = require('./lib/server');
 
 let srv;
@@ -155,6 +155,28 @@ h.test('count and distinct', async () => {
     assert.equal(r.n, 2);
     assert.deepEqual((await c.distinct('k')).sort(), ['a', 'b']);
     assert.deepEqual((await c.distinct('t')).sort(), [1, 2, 3]);
+});
+
+h.test('distinct over many values: each once, equal numbers of different types once', async () => {
+    const c = db.collection('cd_many');
+    const docs = [];
+    for (let i = 0; i < 6000; i++) docs.push({ v: i % 3000, s: `s${i % 1500}` });
+    docs.push({ v: 7.0 }, { v: new Long(7) }, { v: new Double(2999) });
+    await c.insertMany(docs);
+    const v = await c.distinct('v');
+    assert.equal(v.length, 3000);
+    assert.deepEqual([...new Set(v.map(Number))].length, 3000);
+    assert.equal((await c.distinct('s')).length, 1500);
+    assert.equal((await c.distinct('s', { v: { $lt: 10 } })).length, 10);
+});
+
+h.test('distinct past 16 MiB of values fails with 17217', async () => {
+    const c = db.collection('cd_big');
+    const big = 'x'.repeat(1024 * 1024);
+    for (let i = 0; i < 17; i++) await c.insertOne({ s: `${i}${big}` });
+    await assert.rejects(c.distinct('s'), (e) => e.code === 17217);
+    // '0…', '1…' and '10…' to '16…'
+    assert.equal((await c.distinct('s', { s: { $lt: '2' } })).length, 9);
 });
 
 h.test('a cursor keeps its snapshot across getMore', async () => {
