@@ -16,7 +16,8 @@
  * computed again from a newer snapshot.
  *
  * Nothing is written when a produced document cannot be stored (two with one _id: 11000;
- * a bad _id; too large): mongod's $out leaves the target untouched then too.
+ * a bad _id; too large; refused by the target's validator: 121, unless the aggregate says
+ * bypassDocumentValidation): mongod's $out leaves the target untouched then too.
  *
  * $merge goes through the same machinery. For every produced document (in the order the
  * pipeline yielded them) agg_merge_prepare() gives the document and the filter of its
@@ -42,6 +43,7 @@
 #include "bq_key.h"
 #include "cmd_aggregate.h"
 #include "cmd_view.h"
+#include "wire_validate.h"
 
 #define OUT_MAX_RETRIES 1000
 
@@ -171,6 +173,23 @@ static bool out_doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc
     return true;
 }
 
+/* Checks a document about to be written against the target's validator (wire_validate.h:
+ * bypassDocumentValidation, validationLevel and validationAction apply as for any write;
+ * `old` is the version it replaces, NULL for an insert). A failure is the command's error,
+ * as mongod reports it: 121 with errInfo beside code and errmsg. */
+static bool out_validate(wire_cmd_ctx_t *ctx, const out_state_t *st, int64_t snap,
+                         const bson_t *doc, const bson_t *old, bq_error_t *err)
+{
+    if (wire_validate_in(ctx, st->db, st->coll, snap, 0, doc, old, err))
+        return true;
+    if (err && err->code == BQ_ERR_DocumentValidationFailure) {
+        if (!ctx->req->reply_extra)
+            ctx->req->reply_extra = bson_new();
+        wire_validate_errinfo_append(ctx->state, 0, ctx->req->reply_extra);
+    }
+    return false;
+}
+
 static int id_cmp(const void *a, const void *b)
 {
     return bq_value_compare(a, b);
@@ -190,7 +209,10 @@ static eng_wop_t *out_op_add(out_state_t *st, eng_wop_kind_t kind)
 }
 
 /* Computes the ops that turn the target, as of now, into the produced documents. */
-static void out_compute(wire_cmd_ctx_t *ctx, out_state_t *st)
+/* Computes the ops of an $out against the target as of now. Every produced document is
+ * checked against the target's validator, the unchanged ones too: mongod's $out writes
+ * them all into a new collection with the target's options. */
+static bool out_compute(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
 {
     out_ops_clear(st);
     int64_t snap = eng_db_snapshot(ctx->server->db);
@@ -220,6 +242,8 @@ static void out_compute(wire_cmd_ctx_t *ctx, out_state_t *st)
         }
     }
     for (size_t i = 0; i < st->n; i++) {
+        if (!out_validate(ctx, st, snap, st->docs[i], NULL, err))
+            return false;
         bson_iter_t it;
         bson_iter_init_find(&it, st->docs[i], "_id");
         eng_doc_t d;
@@ -235,6 +259,7 @@ static void out_compute(wire_cmd_ctx_t *ctx, out_state_t *st)
         bson_value_copy(bson_iter_value(&it), &w->id);
         w->expect = found ? d.seq : ENG_EXPECT_ABSENT;
     }
+    return true;
 }
 
 
@@ -431,11 +456,16 @@ static void merge_dup_id_error(wire_cmd_ctx_t *ctx, const out_state_t *st,
 /* One produced document's write into the ops: an insert, or the new post-image of the
  * document at op index k (-1: an update of the stored version `seq`). */
 static bool merge_emit(wire_cmd_ctx_t *ctx, out_state_t *st, eng_coll_t *c, int64_t snap,
-                       merge_overlay_t *ov, int act, const bson_t *result, long k, int64_t seq,
-                       bq_error_t *err)
+                       merge_overlay_t *ov, int act, const bson_t *result, const bson_t *old,
+                       long k, int64_t seq, bq_error_t *err)
 {
     bson_t *doc, prov;
     if (!out_doc_prepare(ctx, snap, result, &doc, &prov, err)) {
+        bson_destroy(&prov);
+        return false;
+    }
+    if (!out_validate(ctx, st, snap, doc, act == AGG_MERGE_ACT_INSERT ? NULL : old, err)) {
+        bson_destroy(doc);
         bson_destroy(&prov);
         return false;
     }
@@ -500,7 +530,7 @@ static bool merge_compute(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
                 merge_dup_extra(ctx, st->out, st->docs[i]);
             ok = false;
         } else if (act == AGG_MERGE_ACT_INSERT || act == AGG_MERGE_ACT_REPLACE) {
-            ok = merge_emit(ctx, st, c, snap, &ov, act, &result, k, seq, err);
+            ok = merge_emit(ctx, st, c, snap, &ov, act, &result, r ? ex : NULL, k, seq, err);
         }
         bson_destroy(&result);
     }
@@ -514,9 +544,7 @@ static bool out_resume(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
 static bool out_submit(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
 {
-    if (!st->out)
-        out_compute(ctx, st);
-    else if (!merge_compute(ctx, st, err))
+    if (!(st->out ? merge_compute(ctx, st, err) : out_compute(ctx, st, err)))
         return false;
     if (st->nops == 0) {
         /* nothing to change: reply at once */

@@ -201,11 +201,17 @@ static const char *option_str(const bson_t *opts, const char *key, const char *d
 bool wire_validate(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap, size_t index,
                    const bson_t *doc, const bson_t *old, bq_error_t *err)
 {
+    return wire_validate_in(ctx, ctx->db, coll, snap, index, doc, old, err);
+}
+
+bool wire_validate_in(wire_cmd_ctx_t *ctx, const char *db, const char *coll, int64_t snap,
+                      size_t index, const bson_t *doc, const bson_t *old, bq_error_t *err)
+{
     bson_iter_t it;
     if (bson_iter_init_find(&it, ctx->cmd, "bypassDocumentValidation") &&
         bson_iter_as_bool(&it))
         return true;
-    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    eng_coll_t *c = eng_coll_get(ctx->server->db, db, coll, snap);
     if (!c)
         return true; /* created by this write: no options, no validator */
     eng_coll_info_t info;
@@ -237,7 +243,7 @@ bool wire_validate(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap, size_t i
     bson_destroy(&details);
     if (strcmp(option_str(info.options, "validationAction", "error"), "warn") == 0) {
         char *json = bson_as_relaxed_extended_json(errinfo, NULL);
-        wire_log(0, "Document would fail validation: %s.%s %s", ctx->db, coll,
+        wire_log(0, "Document would fail validation: %s.%s %s", db, coll,
                  json ? json : "");
         bson_free(json);
         bson_destroy(errinfo);

@@ -34,6 +34,11 @@ bool wire_validate_options(const char *cmd, const bson_t *opts, bq_error_t *err)
 bool wire_validate(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap, size_t index,
                    const bson_t *doc, const bson_t *old, bq_error_t *err);
 
+/* The same for a write into another database's collection, db.coll ($merge and $out
+ * with {db, coll}). */
+bool wire_validate_in(wire_cmd_ctx_t *ctx, const char *db, const char *coll, int64_t snap,
+                      size_t index, const bson_t *doc, const bson_t *old, bq_error_t *err);
+
 /* Appends `errInfo` to a write error being built, when wire_validate kept one for
  * (owner, index), and forgets it. Only DocumentValidationFailure errors have one. */
 void wire_validate_errinfo_append(const void *owner, size_t index, bson_t *write_error);

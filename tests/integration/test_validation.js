@@ -277,8 +277,41 @@ h.test('$jsonSchema works as a query filter in find, count and update', async ()
     assert.equal((await db.command({ count: 'inventory', query: { $jsonSchema: myschema } })).n, 5);
     const u = await c.updateMany({ $nor: [{ $jsonSchema: myschema }] }, { $set: { bad: true } });
     assert.equal(u.modifiedCount, 2);
-    /* $match runs the same matcher: covered once the aggregate command is wired (it
-     * answers NotImplemented in this build) */
+    const agg = await c.aggregate([{ $match: { $jsonSchema: myschema } }, { $count: 'n' }]).toArray();
+    assert.deepEqual(agg, [{ n: 5 }]);
+});
+
+/* $out and $merge write like any other write: the target's validator applies, unless the
+ * aggregate says bypassDocumentValidation ("Bypass Schema Validation" lists both stages). */
+h.test('$out and $merge into a collection with a validator: 121 with errInfo, nothing written', async () => {
+    await db.createCollection('agg_src');
+    const src = db.collection('agg_src');
+    await src.insertMany([{ _id: 1, n: 5 }, { _id: 2, n: -1 }]);
+    await db.createCollection('agg_dst', { validator: { n: { $gte: 0 } } });
+    const dst = db.collection('agg_dst');
+    await dst.insertOne({ _id: 9, n: 9 });
+
+    let e = await expectValidationFailure(src.aggregate([{ $out: 'agg_dst' }]).toArray());
+    assert.equal(e.errInfo.failingDocumentId, 2);
+    assert.deepEqual(await dst.find().toArray(), [{ _id: 9, n: 9 }], '$out left the target as it was');
+
+    e = await expectValidationFailure(src.aggregate([{ $merge: { into: 'agg_dst' } }]).toArray());
+    assert.equal(e.errInfo.failingDocumentId, 2);
+    assert.deepEqual(await dst.find().toArray(), [{ _id: 9, n: 9 }], '$merge left the target as it was');
+
+    /* an update through $merge is validated too */
+    await expectValidationFailure(
+        src.aggregate([{ $match: { _id: 1 } }, { $set: { _id: 9, n: -3 } }, { $merge: { into: 'agg_dst' } }]).toArray());
+    assert.deepEqual(await dst.find().toArray(), [{ _id: 9, n: 9 }]);
+
+    /* only valid documents: written */
+    await src.aggregate([{ $match: { n: { $gte: 0 } } }, { $merge: { into: 'agg_dst' } }]).toArray();
+    assert.deepEqual(await dst.find().sort({ _id: 1 }).toArray(), [{ _id: 1, n: 5 }, { _id: 9, n: 9 }]);
+
+    /* bypassDocumentValidation writes them all */
+    await src.aggregate([{ $out: 'agg_dst' }], { bypassDocumentValidation: true }).toArray();
+    assert.deepEqual(await dst.find().sort({ _id: 1 }).toArray(), [{ _id: 1, n: 5 }, { _id: 2, n: -1 }]);
+    assert.ok((await options('agg_dst')).validator, '$out keeps the target\'s options');
 });
 
 h.run();
