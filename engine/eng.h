@@ -90,6 +90,11 @@ bool eng_op_build(const eng_op_t *op, bson_t *out, bq_error_t *err);
  * `op` is zeroed first, and its contents are unspecified on failure. */
 bool eng_op_parse(const uint8_t *data, size_t len, eng_op_t *op, bq_error_t *err);
 
+/* The seqs the op's prov names in caused_by (its causes), in their stored order: writes
+ * the first `max` into out and returns how many there are (0 without prov or caused_by),
+ * so a caller with too small a buffer can call again. */
+size_t eng_op_caused_by(const eng_op_t *op, int64_t *out, size_t max);
+
 /* Returns the seq of an op document cheaply, without parsing the rest (the seq field is
  * always first). Returns false when the bytes do not start that way. */
 bool eng_op_peek_seq(const uint8_t *data, size_t len, int64_t *seq);
@@ -204,6 +209,18 @@ bool eng_log_sync(eng_log_t *log, bq_error_t *err);
  * be read. Errors: BQ_ERR_BadValue (no record there), ENG_ERR_CORRUPT, ENG_ERR_IO. */
 bool eng_log_read(eng_log_t *log, eng_pos_t pos, bson_t *body,
                   uint8_t hash_out[ENG_HASH_SIZE], bq_error_t *err);
+
+/* Finds where the flushed record `seq` lives (from any thread). The log keeps a seq ->
+ * position index that readers fill in lazily: the first lookup into a segment walks the
+ * record framing up to the record asked for (reading the length and the seq that starts
+ * each body, not the bodies), later lookups are a bisection and an array read. The writer
+ * never waits for it. Errors: BQ_ERR_BadValue (seq not flushed, or older than the oldest
+ * segment), ENG_ERR_CORRUPT (framing or seqs wrong on the way), ENG_ERR_IO. */
+bool eng_log_locate(eng_log_t *log, uint64_t seq, eng_pos_t *pos, bq_error_t *err);
+
+/* eng_log_locate then eng_log_read: the op document of record `seq` into `body` (always
+ * initialized, owned by the caller). Same errors. */
+bool eng_log_read_seq(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err);
 
 /* Iterator over flushed records from a seq on (from any thread; each iterator belongs to
  * one thread). Records are framed and seq-checked but not re-hashed (the open did that). */

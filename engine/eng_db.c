@@ -258,6 +258,30 @@ size_t eng_prov_effects(eng_db_t *db, int64_t cause, int64_t snap, int64_t *out,
     return eng__store_prov_effects(&db->store, cause, snap, out, max);
 }
 
+bool eng_db_op_read(eng_db_t *db, int64_t snap, int64_t seq, bson_t *body, eng_op_t *op,
+                    bq_error_t *err)
+{
+    if (seq < 0 || seq > snap || snap > eng_db_snapshot(db)) {
+        bson_init(body);
+        bq_error_set(err, BQ_ERR_BadValue, "no op with seq %" PRId64 " at snapshot %" PRId64,
+                     seq, snap);
+        return false;
+    }
+    /* committed seqs are flushed (eng_seq.c publishes after the sync) */
+    if (!eng_log_read_seq(db->log, (uint64_t)seq, body, err))
+        return false;
+    if (!eng_op_parse(bson_get_data(body), body->len, op, err)) {
+        bq_error_prefix(err, "log record %" PRId64, seq);
+        return false;
+    }
+    if (op->seq != seq) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "the log record found for seq %" PRId64
+                     " holds seq %" PRId64, seq, op->seq);
+        return false;
+    }
+    return true;
+}
+
 /* ---- provenance ---- */
 
 static const char *const evidence_values[] = {"user_message", "inference", "tool_result",

@@ -168,11 +168,32 @@ bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_d
 bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
                            const bson_value_t *value, eng_doc_t **out, size_t *n);
 
+/* The seqs of the ops that wrote the versions of the document with _id `id` in c, as of
+ * snap: the versions of its incarnation visible at snap, oldest first (a deleted and
+ * re-inserted _id is a new document; none when no document has this _id at snap).
+ * Writes the first `max` into out and returns how many there are. */
+size_t eng_coll_doc_versions(eng_coll_t *c, int64_t snap, const bson_value_t *id,
+                             int64_t *out, size_t max);
+
 /* ---- provenance ---- */
 
-/* Appends to `out` (an array being built, keys from *next) the seqs of ops whose prov
- * names `cause` in caused_by, as of snap. */
+/* Writes into `out` (at most `max` of them) the seqs of ops whose prov names `cause` in
+ * caused_by, as of snap (the reverse index: the effects of `cause`), in seq order, and
+ * returns how many it wrote; a return of `max` may mean there are more. */
 size_t eng_prov_effects(eng_db_t *db, int64_t cause, int64_t snap, int64_t *out, size_t max);
+
+/* The op with this seq as of snapshot snap (DESIGN.md section 4), for provenance in the
+ * backward direction and for the document version an op wrote. The store keeps versions,
+ * not ops (deletes, catalog changes and prov are only in the log), so this reads the log
+ * record through the log's seq index (eng_log_locate): no scan per call, and no lock the
+ * committer takes for more than a moment. `body` is always initialized and owned by the
+ * caller (bson_destroy it); on success `op` is parsed from it and borrows from it: ns
+ * (not NUL-terminated), o (for i and u: the document version the op wrote; the command
+ * for c), prov (see eng_op_caused_by). Errors: BQ_ERR_BadValue when seq < 0 or seq > snap
+ * (an op after the snapshot is invisible), ENG_ERR_CORRUPT, ENG_ERR_IO. */
+struct eng_op;
+bool eng_db_op_read(eng_db_t *db, int64_t snap, int64_t seq, bson_t *body, struct eng_op *op,
+                    bq_error_t *err);
 
 /* ---- writes ---- */
 

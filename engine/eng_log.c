@@ -45,6 +45,11 @@
  *      sync fails until the log is reopened (no partial batch is ever reported durable).
  *   8. Readers (eng_log_read, iterators) only see bytes below a segment's `size`, which
  *      is advanced under seg_mu after the bytes were written, and always ends on a record.
+ *   9. The seq -> position index (eng_log_locate) holds, for each segment, the offsets of
+ *      a prefix of its records, walked from the segment's header by readers only (the
+ *      length and the seq at the start of each body are checked on the way; bodies are
+ *      not read). Since records are never rewritten, an offset once found stays right;
+ *      each record is walked once per open, however many lookups follow.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -66,6 +71,14 @@
 
 #define WRITE_BUF_SIZE (1u << 20)
 
+/* One segment's part of the seq -> position index (invariant 9): off[k] is the offset of
+ * the record with seq first_seq + k, for k < n; `end` is the offset after record n - 1. */
+struct log_seg_index {
+    uint32_t *off;
+    uint64_t n, cap;
+    uint64_t end;
+};
+
 struct eng_log {
     char *dbpath;
     char *logdir;
@@ -79,6 +92,13 @@ struct eng_log {
     eng__seg_t *segs;
     size_t nsegs, segs_cap;
     uint64_t flushed_next_seq;     /* seqs below this are in the files */
+
+    /* The seq -> position index of eng_log_locate: per segment, the offsets of its
+     * first records in seq order, filled in lazily by readers as far as they needed
+     * (invariant 9). Guarded by idx_mu, which the writer never takes. */
+    pthread_mutex_t idx_mu;
+    struct log_seg_index *sidx;
+    size_t nsidx;
 
     /* Writer thread only. */
     uint64_t next_seq;
@@ -577,6 +597,7 @@ bool eng_log_open(const char *dbpath, const eng_log_options_t *opts, eng_log_t *
         return false;
     }
     pthread_mutex_init(&log->seg_mu, NULL);
+    pthread_mutex_init(&log->idx_mu, NULL);
     log->lock_fd = log->logdir_fd = -1;
     log->segment_size = seg_size;
     log->dbpath = strdup(dbpath);
@@ -639,6 +660,10 @@ void eng_log_close(eng_log_t *log)
     if (log->lock_fd >= 0)
         close(log->lock_fd);   /* releases the flock */
     pthread_mutex_destroy(&log->seg_mu);
+    pthread_mutex_destroy(&log->idx_mu);
+    for (size_t i = 0; i < log->nsidx; i++)
+        free(log->sidx[i].off);
+    free(log->sidx);
     free(log->segs);
     free(log->buf);
     free(log->logdir);
@@ -897,4 +922,146 @@ corrupt:
                      "log segment %u is corrupt at offset %" PRIu64 " (seq %" PRIu64 ")",
                      it->seg, it->off, it->next_seq);
     return false;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Reading by seq
+ * ------------------------------------------------------------------------------------- */
+
+#define LOCATE_BUF_SIZE (64u << 10)
+#define LOCATE_HEAD 22u /* the len field and the body's first 18 bytes (eng_op_peek_seq) */
+
+/* Under idx_mu: walks segment `i` (whose first record is seq `first`, `size` bytes
+ * readable) from where its index ends until it holds record `want` (an index into the
+ * segment) or the readable bytes end. */
+static bool locate_extend(eng_log_t *log, uint32_t i, const char *name, int fd, uint64_t size,
+                          uint64_t first, uint64_t want, bq_error_t *err)
+{
+    struct log_seg_index *x = &log->sidx[i];
+    uint8_t *buf = NULL;
+    uint64_t buf_off = 0;
+    size_t buf_len = 0;
+    bool ok = true;
+    if (x->end == 0)
+        x->end = ENG__SEG_HEADER_SIZE;
+    while (ok && x->n <= want && x->end < size) {
+        uint64_t off = x->end;
+        if (size - off < ENG__REC_OVERHEAD + 5 || off > UINT32_MAX)
+            goto corrupt;
+        if (!buf) {
+            buf = malloc(LOCATE_BUF_SIZE);
+            if (!buf) {
+                bq_error_set(err, BQ_ERR_InternalError, "out of memory reading the log");
+                return false;
+            }
+        }
+        size_t head = size - off < LOCATE_HEAD ? (size_t)(size - off) : LOCATE_HEAD;
+        if (off < buf_off || off + head > buf_off + buf_len) {
+            size_t want_len = size - off < LOCATE_BUF_SIZE ? (size_t)(size - off)
+                                                            : LOCATE_BUF_SIZE;
+            if (!pread_all(fd, buf, want_len, off)) {
+                bq_error_set(err, ENG_ERR_IO, "cannot read log segment %s/%s: %s",
+                             log->logdir, name, strerror(errno));
+                ok = false;
+                break;
+            }
+            buf_off = off;
+            buf_len = want_len;
+        }
+        const uint8_t *p = buf + (off - buf_off);
+        uint32_t len = eng__le32(p);
+        int64_t seq;
+        if (len < 5 || len > ENG_LOG_MAX_BODY || len + ENG__REC_OVERHEAD > size - off ||
+            !eng_op_peek_seq(p + 4, head - 4 < len ? head - 4 : len, &seq) ||
+            (uint64_t)seq != first + x->n)
+            goto corrupt;
+        if (x->n == x->cap) {
+            uint64_t cap = x->cap ? 2 * x->cap : 1024;
+            uint32_t *grown = realloc(x->off, cap * sizeof *grown);
+            if (!grown) {
+                bq_error_set(err, BQ_ERR_InternalError, "out of memory indexing the log");
+                ok = false;
+                break;
+            }
+            x->off = grown;
+            x->cap = cap;
+        }
+        x->off[x->n++] = (uint32_t)off;
+        x->end = off + len + ENG__REC_OVERHEAD;
+    }
+    free(buf);
+    return ok;
+corrupt:
+    free(buf);
+    bq_error_set(err, ENG_ERR_CORRUPT,
+                 "log segment %s/%s is corrupt at offset %" PRIu64 " (seq %" PRIu64 ")",
+                 log->logdir, name, x->end, first + x->n);
+    return false;
+}
+
+bool eng_log_locate(eng_log_t *log, uint64_t seq, eng_pos_t *pos, bq_error_t *err)
+{
+    pthread_mutex_lock(&log->seg_mu);
+    uint64_t flushed = log->flushed_next_seq;
+    size_t nsegs = log->nsegs, lo = 0, hi = nsegs;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (log->segs[mid].first_seq <= seq)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    uint64_t first = nsegs ? log->segs[lo].first_seq : 0;
+    char name[sizeof log->segs[0].name] = "";
+    if (nsegs)
+        memcpy(name, log->segs[lo].name, sizeof name);
+    pthread_mutex_unlock(&log->seg_mu);
+    if (seq >= flushed || nsegs == 0 || seq < first) {
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "no log record with seq %" PRIu64 ": the log is flushed up to seq %" PRIu64,
+                     seq, flushed);
+        return false;
+    }
+    int fd;
+    uint64_t size;
+    if (!seg_get(log, (uint32_t)lo, &fd, &size, NULL, err))
+        return false;
+    uint64_t k = seq - first;
+    bool ok = true;
+    pthread_mutex_lock(&log->idx_mu);
+    if (log->nsidx < nsegs) {
+        struct log_seg_index *grown = realloc(log->sidx, nsegs * sizeof *grown);
+        if (!grown) {
+            bq_error_set(err, BQ_ERR_InternalError, "out of memory indexing the log");
+            ok = false;
+        } else {
+            memset(grown + log->nsidx, 0, (nsegs - log->nsidx) * sizeof *grown);
+            log->sidx = grown;
+            log->nsidx = nsegs;
+        }
+    }
+    if (ok && log->sidx[lo].n <= k)
+        ok = locate_extend(log, (uint32_t)lo, name, fd, size, first, k, err);
+    if (ok && log->sidx[lo].n <= k) {
+        /* the segment's readable bytes ended first: the seqs say it holds seq */
+        bq_error_set(err, ENG_ERR_CORRUPT,
+                     "log segment %s/%s ends before seq %" PRIu64, log->logdir, name, seq);
+        ok = false;
+    }
+    if (ok) {
+        pos->seg = (uint32_t)lo;
+        pos->off = log->sidx[lo].off[k];
+    }
+    pthread_mutex_unlock(&log->idx_mu);
+    return ok;
+}
+
+bool eng_log_read_seq(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err)
+{
+    eng_pos_t pos;
+    if (!eng_log_locate(log, seq, &pos, err)) {
+        bson_init(body);
+        return false;
+    }
+    return eng_log_read(log, pos, body, NULL, err);
 }

@@ -319,3 +319,22 @@ bool eng_op_parse(const uint8_t *data, size_t len, eng_op_t *op, bq_error_t *err
     }
     return op_check(op, code, err);
 }
+
+size_t eng_op_caused_by(const eng_op_t *op, int64_t *out, size_t max)
+{
+    bson_t prov;
+    bson_iter_t it, arr;
+    size_t n = 0;
+    if (!op->prov || !bson_init_static(&prov, op->prov, op->prov_len) ||
+        !bson_iter_init_find(&it, &prov, "caused_by") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr))
+        return 0;
+    while (bson_iter_next(&arr)) {
+        if (!BSON_ITER_HOLDS_INT64(&arr))
+            continue;
+        if (n < max)
+            out[n] = bson_iter_int64(&arr);
+        n++;
+    }
+    return n;
+}

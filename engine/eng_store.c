@@ -406,6 +406,30 @@ bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_d
     return false;
 }
 
+size_t eng_coll_doc_versions(eng_coll_t *c, int64_t snap, const bson_value_t *id,
+                             int64_t *out, size_t max)
+{
+    for (eng__slot_t *s = idx_find_id(c->docs, id); s; s = s->prev_incarnation) {
+        const eng__version_t *v = slot_visible(s, snap);
+        if (!v)
+            continue;
+        if (!v->data)
+            return 0;
+        size_t n = 0;
+        for (const eng__version_t *w = v; w; w = w->older)
+            n++;
+        /* newest first along the chain: fill from the back */
+        size_t i = n;
+        for (const eng__version_t *w = v; w; w = w->older) {
+            i--;
+            if (i < max)
+                out[i] = w->from;
+        }
+        return n;
+    }
+    return 0;
+}
+
 void eng_coll_info(const eng_coll_t *c, eng_coll_info_t *info)
 {
     info->db = c->db;
