@@ -21,12 +21,7 @@
 
 #include "eng_store.h"
 
-static eng_db_options_t default_options;
-
-void eng_db_set_default_options(const eng_db_options_t *opts)
-{
-    default_options = *opts;
-}
+static const eng_db_options_t default_options; /* all zeros: every default */
 
 static bool replay_record(void *ctx, const eng_record_t *rec, bq_error_t *err)
 {

@@ -43,15 +43,17 @@ typedef struct eng_db_options {
                                     are new ops; 0: default, <0: never */
     bool no_close_checkpoint;    /* do not write one at eng_db_close */
     bool ignore_checkpoints;     /* open by replaying the whole log */
+    /* Called on the thread that wrote (or failed to write) a checkpoint, after it is
+     * durable (or abandoned): the seq it covers, how long it took, and NULL or the
+     * error. For the server's log (DESIGN.md section 11); NULL: nobody is told. */
+    void (*checkpoint_done)(void *arg, int64_t seq, double ms, const bq_error_t *err);
+    void *checkpoint_arg;
 } eng_db_options_t;
 
-/* The options eng_db_open uses when it is given NULL (the defaults until this is
- * called). For nedbd's command line; call it before any open. */
-void eng_db_set_default_options(const eng_db_options_t *opts);
-
-/* Opens the data directory (creating it and its log when missing), loads the newest valid
- * checkpoint and replays the log after it (or all of the log) into memory, and starts the
- * committer and the checkpointer (DESIGN.md section 6). A checkpoint that fails its
+/* Opens the data directory (creating it and its log when missing) with `opts` (NULL: every
+ * default), loads the newest valid checkpoint and replays the log after it (or all of the
+ * log) into memory, and starts the committer and the checkpointer (DESIGN.md section 6).
+ * A checkpoint that fails its
  * checksum, does not parse, or whose head is not the log's record at its seq is skipped
  * with a warning, and the previous one (or a full replay) is used. *warnings gets a
  * malloc'd string of recovery warnings ("" when none; free it). Errors: whatever

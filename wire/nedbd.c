@@ -144,9 +144,7 @@ int main(int argc, char **argv)
         }
     }
 
-    /* The engine options reach eng_db_open as its defaults (wire_config_t does not
-     * carry them). */
-    eng_db_set_default_options(&eng_opts);
+    cfg.engine = eng_opts;
     bq_error_t err;
     bq_error_clear(&err);
     if (!wire_server_run(&cfg, &err)) {

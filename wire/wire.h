@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "bq.h"
+#include "eng_db.h"
 
 /* ---- log (wire_log.c) ---- */
 
@@ -30,6 +31,8 @@ typedef struct wire_config {
     int threads;        /* I/O threads, >= 1 */
     int argc;           /* the command line, for getCmdLineOpts */
     char **argv;
+    eng_db_options_t engine; /* checkpoint cadence and the like; zeros: the defaults.
+                                The server sets checkpoint_done itself (its log). */
 } wire_config_t;
 
 /* Runs the server until SIGINT or SIGTERM, then stops accepting, lets the commands in

@@ -739,6 +739,16 @@ static void threads_stop_and_free(struct wire_server_impl *impl)
     free(impl->threads);
 }
 
+/* DESIGN.md section 11: checkpoints are logged at level 2, a failed one at level 0. */
+static void checkpoint_logged(void *arg, int64_t seq, double ms, const bq_error_t *err)
+{
+    (void)arg;
+    if (err)
+        wire_log(0, "checkpoint at seq %lld failed: %s", (long long)seq, err->message);
+    else
+        wire_log(2, "checkpoint at seq %lld written in %.1f ms", (long long)seq, ms);
+}
+
 bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
 {
     static wire_server_t server; /* one per process: signals are process-wide */
@@ -767,7 +777,10 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     gethostname(hn, sizeof hn - 1);
     snprintf(server.host, sizeof server.host, "%s:%d", hn, cfg->port);
     char *warnings = NULL;
-    if (!eng_db_open(cfg->dbpath, NULL, &server.db, &warnings, err))
+    eng_db_options_t eopts = cfg->engine;
+    eopts.checkpoint_done = checkpoint_logged;
+    eopts.checkpoint_arg = NULL;
+    if (!eng_db_open(cfg->dbpath, &eopts, &server.db, &warnings, err))
         return false;
     if (warnings && *warnings)
         wire_log(0, "recovery: %s", warnings);

@@ -597,6 +597,77 @@ Test(eng_ckpt, background_checkpoint_by_time)
     free(path);
 }
 
+/* What checkpoint_done saw: one call per checkpoint written or failed. */
+typedef struct done_log {
+    int calls;
+    int64_t seq;
+    double ms;
+    int failed;
+} done_log_t;
+
+static void done_record(void *arg, int64_t seq, double ms, const bq_error_t *err)
+{
+    done_log_t *l = arg;
+    l->calls++;
+    l->seq = seq;
+    l->ms = ms;
+    l->failed += err != NULL;
+}
+
+Test(eng_ckpt, checkpoint_done_is_told_of_each_checkpoint_with_its_seq)
+{
+    char *path = t_dbpath();
+    done_log_t log = {0};
+    eng_db_options_t o = manual_no_close;
+    o.checkpoint_done = done_record;
+    o.checkpoint_arg = &log;
+    eng_db_t *db = open_with(path, &o, NULL);
+    bq_error_t err;
+    put(db, "app", "a", 1, 1, -1);
+    cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
+    cr_assert_eq(log.calls, 1);
+    cr_assert_eq(log.seq, eng_db_snapshot(db));
+    cr_assert_eq(log.seq, status_of(db).checkpoint_seq);
+    cr_assert(log.ms >= 0);
+    cr_assert(eng_db_checkpoint(db, &err));
+    cr_assert_eq(log.calls, 1, "nothing new: no checkpoint, no call");
+    put(db, "app", "a", 2, 2, -1);
+    cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
+    cr_assert_eq(log.calls, 2);
+    cr_assert_eq(log.seq, eng_db_snapshot(db));
+    cr_assert_eq(log.failed, 0);
+    eng_db_close(db);
+    t_rm_rf(path);
+    free(path);
+}
+
+Test(eng_ckpt, checkpoint_done_is_told_of_a_failed_checkpoint)
+{
+    char *path = t_dbpath();
+    done_log_t log = {0};
+    eng_db_options_t o = manual_no_close;
+    o.checkpoint_done = done_record;
+    o.checkpoint_arg = &log;
+    eng_db_t *db = open_with(path, &o, NULL);
+    /* a file where the checkpoint directory goes: the write cannot happen */
+    char f[700];
+    snprintf(f, sizeof f, "%s/checkpoint", path);
+    rmdir(f); /* none written yet: empty if there */
+    FILE *fp = fopen(f, "w");
+    cr_assert_not_null(fp);
+    fclose(fp);
+    put(db, "app", "a", 1, 1, -1);
+    bq_error_t err;
+    cr_assert_not(eng_db_checkpoint(db, &err));
+    cr_assert_eq(log.calls, 1);
+    cr_assert_eq(log.failed, 1);
+    cr_assert_eq(log.seq, eng_db_snapshot(db));
+    cr_assert_eq(status_of(db).checkpoint_failures, 1);
+    eng_db_close(db);
+    t_rm_rf(path);
+    free(path);
+}
+
 Test(eng_ckpt, only_the_newest_two_are_kept)
 {
     char *path = t_dbpath();

@@ -367,4 +367,28 @@ h.test('acknowledged writes survive a restart, and the chain verifies offline', 
     assert.equal(people.length, 3);
 });
 
+h.test('checkpoints are logged at log level 2 with the seq serverStatus reports', async () => {
+    const s2 = await h.startServer({ logLevel: 2, args: ['--checkpointOps', '20'] });
+    const c2 = new MongoClient(`mongodb://127.0.0.1:${s2.port}/?directConnection=true`);
+    try {
+        await c2.connect();
+        const coll = c2.db('ck').collection('c');
+        for (let i = 0; i < 50; i++) await coll.insertOne({ i });
+        let ck;
+        for (let t = 0; t < 100; t++) {
+            ck = (await c2.db('admin').command({ serverStatus: 1 })).nedb.checkpoints;
+            if (Number(ck.written) >= 1) break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.ok(Number(ck.written) >= 1, 'a checkpoint after 20 ops');
+        const lines = fs.readFileSync(s2.logPath, 'utf8').split('\n')
+            .filter((l) => /checkpoint at seq \d+ written in [0-9.]+ ms/.test(l));
+        assert.equal(lines.length, Number(ck.written));
+        assert.ok(lines.some((l) => l.includes(`checkpoint at seq ${ck.seq} written`)), lines.join('\n'));
+    } finally {
+        await c2.close();
+        await s2.stop();
+    }
+});
+
 h.run();
