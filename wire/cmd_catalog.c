@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cmd_index.h"
+#include "cmd_timeseries.h"
 #include "cmd_view.h"
 #include "wire_cmd.h"
 #include "wire_cursor.h"
@@ -30,16 +31,19 @@ static bool generic_arg(const char *key)
     return false;
 }
 
-/* A catalog write of one op; its completion ends the command. */
+/* A catalog write of one op, or two (a time-series collection and its buckets); its
+ * completion ends the command. Both ops are always initialized; intent.nops says how many
+ * are submitted. */
 typedef struct catalog_state {
     eng_intent_t intent;
-    eng_wop_t op;
+    eng_wop_t ops[2];
 } catalog_state_t;
 
 static void catalog_state_free(void *p)
 {
     catalog_state_t *st = p;
-    eng_wop_cleanup(&st->op);
+    eng_wop_cleanup(&st->ops[0]);
+    eng_wop_cleanup(&st->ops[1]);
     bson_free(st);
 }
 
@@ -47,8 +51,9 @@ static catalog_state_t *catalog_begin(wire_cmd_ctx_t *ctx, eng_wop_kind_t kind,
                                       const char *coll)
 {
     catalog_state_t *st = BSON_ALIGNED_ALLOC0(catalog_state_t); /* embeds bson_t */
-    eng_wop_init(&st->op, kind, ctx->db, coll);
-    st->intent.ops = &st->op;
+    eng_wop_init(&st->ops[0], kind, ctx->db, coll);
+    eng_wop_init(&st->ops[1], kind, ctx->db, coll);
+    st->intent.ops = &st->ops[0];
     st->intent.nops = 1;
     st->intent.ordered = true;
     st->intent.durable = true;
@@ -64,9 +69,11 @@ static bool catalog_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
         *err = st->intent.err;
         return false;
     }
-    if (st->op.err.code) {
-        *err = st->op.err;
-        return false;
+    for (size_t i = 0; i < st->intent.nops; i++) {
+        if (st->ops[i].err.code) {
+            *err = st->ops[i].err;
+            return false;
+        }
     }
     return true;
 }
@@ -90,15 +97,224 @@ static void copy_options(const wire_cmd_ctx_t *ctx, bson_t *out)
 static bool create_view(wire_cmd_ctx_t *ctx, catalog_state_t *st, const char *coll,
                         bq_error_t *err)
 {
-    if (!wire_view_create_check(ctx, coll, &st->op.doc, err))
+    if (!wire_view_create_check(ctx, coll, &st->ops[0].doc, err))
         return false;
-    if (!bson_has_field(&st->op.doc, "pipeline")) {
+    if (!bson_has_field(&st->ops[0].doc, "pipeline")) {
         bson_t empty = BSON_INITIALIZER;
-        BSON_APPEND_ARRAY(&st->op.doc, "pipeline", &empty);
+        BSON_APPEND_ARRAY(&st->ops[0].doc, "pipeline", &empty);
         bson_destroy(&empty);
     }
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
+}
+
+/* create of a time-series collection X (cmd_timeseries.h): one intent creating
+ * system.buckets.X and then the view X over it. Creating X again with the same options
+ * succeeds without an op, as in mongod; anything else already there is NamespaceExists. */
+static bool create_timeseries(wire_cmd_ctx_t *ctx, catalog_state_t *st, const char *coll,
+                              bq_error_t *err)
+{
+    bson_t view_opts, buckets_opts;
+    char buckets[ENG_NS_MAX + 1];
+    bool ok = wire_ts_create_build(ctx, coll, &st->ops[0].doc, &view_opts, &buckets_opts,
+                                   buckets, err);
+    if (ok) {
+        int64_t snap = eng_db_snapshot(ctx->server->db);
+        eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+        if (c) {
+            eng_coll_info_t info;
+            eng_coll_info(c, &info);
+            bool same = bson_equal(info.options, &view_opts);
+            if (!same)
+                bq_error_set(err, BQ_ERR_NamespaceExists, "Collection %s.%s already exists.",
+                             ctx->db, coll);
+            bson_destroy(&view_opts);
+            bson_destroy(&buckets_opts);
+            return same; /* identical: nothing to do */
+        }
+        if (eng_coll_get(ctx->server->db, ctx->db, buckets, snap)) {
+            bq_error_set(err, BQ_ERR_NamespaceExists, "Collection %s.%s already exists.",
+                         ctx->db, buckets);
+            ok = false;
+        }
+    }
+    if (ok) {
+        snprintf(st->ops[0].coll, sizeof st->ops[0].coll, "%s", buckets);
+        bson_reinit(&st->ops[0].doc);
+        bson_concat(&st->ops[0].doc, &buckets_opts);
+        bson_reinit(&st->ops[1].doc);
+        bson_concat(&st->ops[1].doc, &view_opts);
+        st->intent.nops = 2;
+        wire_cmd_submit(ctx, &st->intent, catalog_done);
+    }
+    bson_destroy(&view_opts);
+    bson_destroy(&buckets_opts);
+    return ok;
+}
+
+/*
+ * The clusteredIndex option of a create (MongoDB 7.0): {key: {_id: 1}, unique: true,
+ * name?, v?} recorded as {key, unique, name (default "_id_"), v: 2}; the boolean form only
+ * for a time-series buckets collection (the legacy form mongod keeps for them); false
+ * means an ordinary collection. The store is keyed by _id already, so a clustered
+ * collection behaves as any other; listCollections and listIndexes show the option.
+ * Rewrites opts in place.
+ */
+static bool create_clustered(const char *coll, bson_t *opts, bq_error_t *err)
+{
+    bson_iter_t it, ci;
+    bson_iter_init_find(&it, opts, "clusteredIndex");
+    bool buckets = strncmp(coll, WIRE_TS_BUCKETS_PREFIX, strlen(WIRE_TS_BUCKETS_PREFIX)) == 0;
+    if (!BSON_ITER_HOLDS_BOOL(&it) && !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bq_error_set(err, 5979702, "'clusteredIndex' has to be a boolean or object.");
+        return false;
+    }
+    if (BSON_ITER_HOLDS_BOOL(&it) ? bson_iter_bool(&it) && !buckets : buckets) {
+        bq_error_set(err, 5979703,
+                     "The 'clusteredIndex' option must be a boolean for a time-series buckets "
+                     "collection and an object {key: {_id: 1}, unique: true} for any other");
+        return false;
+    }
+    if (BSON_ITER_HOLDS_BOOL(&it) && !bson_iter_bool(&it) &&
+        bson_has_field(opts, "expireAfterSeconds")) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "'expireAfterSeconds' requires clustering to be enabled");
+        return false;
+    }
+    /* the other options beside a clustered index */
+    bool clustered = !BSON_ITER_HOLDS_BOOL(&it) || bson_iter_bool(&it);
+    bson_iter_t o;
+    if (clustered && (bson_has_field(opts, "viewOn") || bson_has_field(opts, "pipeline"))) {
+        bq_error_set(err, 6026500, "The 'clusteredIndex' option is not supported with views");
+        return false;
+    }
+    if (clustered && bson_iter_init_find(&o, opts, "autoIndexId") && !bson_iter_as_bool(&o)) {
+        bq_error_set(err, 6026501,
+                     "The 'clusteredIndex' option does not support {autoIndexId: false}");
+        return false;
+    }
+    if (clustered && bson_has_field(opts, "size")) {
+        bq_error_set(err, 6049200, "Cannot specify 'size' for a clustered capped collection");
+        return false;
+    }
+    if (clustered && bson_has_field(opts, "max")) {
+        bq_error_set(err, 6049204, "Cannot specify 'max' for a clustered capped collection");
+        return false;
+    }
+    if (clustered && bson_iter_init_find(&o, opts, "capped") && bson_iter_as_bool(&o) &&
+        !bson_has_field(opts, "expireAfterSeconds")) {
+        bq_error_set(err, 6049201,
+                     "A capped clustered collection requires the 'expireAfterSeconds' option");
+        return false;
+    }
+    int64_t expire = -1;
+    if (bson_iter_init_find(&o, opts, "expireAfterSeconds") &&
+        !wire_expire_after_check(&o, &expire, err))
+        return false;
+
+    bson_t spec = BSON_INITIALIZER;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bool has_key = false, has_unique = false;
+        const char *name = "_id_";
+        bson_iter_recurse(&it, &ci);
+        while (bson_iter_next(&ci)) {
+            const char *k = bson_iter_key(&ci);
+            bool ok = true;
+            if (!strcmp(k, "key")) {
+                ok = BSON_ITER_HOLDS_DOCUMENT(&ci);
+                if (ok) {
+                    bson_iter_t kp;
+                    has_key = true;
+                    bson_iter_recurse(&ci, &kp);
+                    if (!bson_iter_next(&kp) || strcmp(bson_iter_key(&kp), "_id") ||
+                        !BSON_ITER_HOLDS_NUMBER(&kp) || bson_iter_as_int64(&kp) != 1 ||
+                        bson_iter_next(&kp)) {
+                        bson_destroy(&spec);
+                        bq_error_set(err, BQ_ERR_InvalidIndexSpecificationOption,
+                                     "The clusteredIndex option is only supported for key: "
+                                     "{_id: 1}");
+                        return false;
+                    }
+                }
+            } else if (!strcmp(k, "unique")) {
+                ok = BSON_ITER_HOLDS_BOOL(&ci);
+                has_unique = ok;
+                if (ok && !bson_iter_bool(&ci)) {
+                    bson_destroy(&spec);
+                    bq_error_set(err, 5979700,
+                                 "The clusteredIndex option requires unique: true");
+                    return false;
+                }
+            } else if (!strcmp(k, "name")) {
+                ok = BSON_ITER_HOLDS_UTF8(&ci);
+                if (ok)
+                    name = bson_iter_utf8(&ci, NULL);
+            } else if (!strcmp(k, "v")) {
+                ok = BSON_ITER_HOLDS_NUMBER(&ci);
+                if (ok && bson_iter_as_int64(&ci) != 2) {
+                    bson_destroy(&spec);
+                    bq_error_set(err, 5979704, "Invalid clustered index version: %lld",
+                                 (long long)bson_iter_as_int64(&ci));
+                    return false;
+                }
+            } else {
+                bson_destroy(&spec);
+                bq_error_set(err, BQ_ERR_IDLUnknownField,
+                             "BSON field 'create.clusteredIndex.%s' is an unknown field.", k);
+                return false;
+            }
+            if (!ok) {
+                bson_destroy(&spec);
+                bq_error_set(err, BQ_ERR_TypeMismatch,
+                             "BSON field 'create.clusteredIndex.%s' is the wrong type '%s'", k,
+                             bq_type_name(bson_iter_type(&ci)));
+                return false;
+            }
+        }
+        if (!has_key || !has_unique) {
+            bson_destroy(&spec);
+            bq_error_set(err, BQ_ERR_IDLFailedToParse,
+                         "BSON field 'create.clusteredIndex.%s' is missing but a required field",
+                         has_key ? "unique" : "key");
+            return false;
+        }
+        bson_t key;
+        BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+        BSON_APPEND_INT32(&key, "_id", 1);
+        bson_append_document_end(&spec, &key);
+        BSON_APPEND_BOOL(&spec, "unique", true);
+        BSON_APPEND_UTF8(&spec, "name", name);
+        BSON_APPEND_INT32(&spec, "v", 2);
+    }
+    /* the options again, clusteredIndex and expireAfterSeconds normalized */
+    bson_t out = BSON_INITIALIZER;
+    bson_iter_init(&o, opts);
+    while (bson_iter_next(&o)) {
+        const char *k = bson_iter_key(&o);
+        if (!strcmp(k, "clusteredIndex")) {
+            if (BSON_ITER_HOLDS_DOCUMENT(&o))
+                BSON_APPEND_DOCUMENT(&out, k, &spec);
+            else if (bson_iter_bool(&o))
+                BSON_APPEND_BOOL(&out, k, true);
+        } else if (!strcmp(k, "expireAfterSeconds")) {
+            BSON_APPEND_INT64(&out, k, expire);
+        } else {
+            bson_append_iter(&out, k, -1, &o);
+        }
+    }
+    bson_reinit(opts);
+    bson_concat(opts, &out);
+    bson_destroy(&out);
+    bson_destroy(&spec);
+    return true;
+}
+
+/* Whether create's options ask for a clustered collection. */
+static bool options_clustered(const bson_t *opts)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, opts, "clusteredIndex") &&
+           (BSON_ITER_HOLDS_DOCUMENT(&it) || (BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it)));
 }
 
 bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
@@ -107,11 +323,16 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!wire_arg_coll(ctx, true, &coll, err))
         return false;
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_CREATE, coll);
-    copy_options(ctx, &st->op.doc);
+    bson_t *opts = &st->ops[0].doc;
+    copy_options(ctx, opts);
     bson_iter_t it;
-    if (bson_has_field(&st->op.doc, "viewOn") || bson_has_field(&st->op.doc, "pipeline"))
+    if (bson_has_field(opts, "timeseries"))
+        return create_timeseries(ctx, st, coll, err);
+    if (bson_has_field(opts, "clusteredIndex") && !create_clustered(coll, opts, err))
+        return false;
+    if (bson_has_field(opts, "viewOn") || bson_has_field(opts, "pipeline"))
         return create_view(ctx, st, coll, err);
-    bson_iter_init(&it, &st->op.doc);
+    bson_iter_init(&it, opts);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (strcmp(k, "capped") == 0 && !BSON_ITER_HOLDS_BOOL(&it) &&
@@ -122,20 +343,26 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
                          bq_type_name(bson_iter_type(&it)));
             return false;
         }
-        if (strcmp(k, "timeseries") == 0 || strcmp(k, "clusteredIndex") == 0 ||
-            strcmp(k, "encryptedFields") == 0) {
+        if (strcmp(k, "encryptedFields") == 0) {
             bq_error_set(err, BQ_ERR_NotImplemented,
                          "%s collections are not implemented yet in NEDB", k);
             return false;
         }
     }
-    if (bson_iter_init_find(&it, &st->op.doc, "capped") && bson_iter_as_bool(&it) &&
-        !bson_has_field(&st->op.doc, "size")) {
+    bool clustered = options_clustered(opts);
+    if (!clustered && bson_has_field(opts, "expireAfterSeconds")) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "'expireAfterSeconds' is only supported on time-series collections or "
+                     "when the 'clusteredIndex' option is specified");
+        return false;
+    }
+    if (!clustered && bson_iter_init_find(&it, opts, "capped") && bson_iter_as_bool(&it) &&
+        !bson_has_field(opts, "size")) {
         bq_error_set(err, BQ_ERR_InvalidOptions,
                      "the 'size' field is required when 'capped' is true");
         return false;
     }
-    if (!wire_validate_options("create", &st->op.doc, err))
+    if (!wire_validate_options("create", opts, err))
         return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
@@ -144,16 +371,23 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
 static bool drop_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     catalog_state_t *st = ctx->state;
-    if (st->op.err.code == BQ_ERR_NamespaceNotFound)
-        return true; /* dropping what is not there is not an error since MongoDB 7.0 */
-    if (!catalog_done(ctx, err))
+    if (st->intent.err.code) {
+        *err = st->intent.err;
         return false;
+    }
+    if (st->ops[0].err.code == BQ_ERR_NamespaceNotFound)
+        return true; /* dropping what is not there is not an error since MongoDB 7.0 */
+    if (st->ops[0].err.code) {
+        /* (a time-series collection's buckets already gone is no error either) */
+        *err = st->ops[0].err;
+        return false;
+    }
     char ns[ENG_NS_MAX + 80];
-    snprintf(ns, sizeof ns, "%s.%s", ctx->db, st->op.coll);
+    snprintf(ns, sizeof ns, "%s.%s", ctx->db, st->ops[0].coll);
     /* the indexes of the incarnation the drop ended (cmd_index.c) */
-    int64_t before = st->op.seq - 1;
+    int64_t before = st->ops[0].seq - 1;
     BSON_APPEND_INT32(ctx->reply, "nIndexesWas",
-                      wire_index_count(eng_coll_get(ctx->server->db, ctx->db, st->op.coll,
+                      wire_index_count(eng_coll_get(ctx->server->db, ctx->db, st->ops[0].coll,
                                                     before),
                                        before));
     BSON_APPEND_UTF8(ctx->reply, "ns", ns);
@@ -166,6 +400,12 @@ bool cmd_drop(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (!wire_arg_coll(ctx, false, &coll, err))
         return false;
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_DROP, coll);
+    if (wire_ts_options(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db))) {
+        /* a time-series collection: its buckets go with it */
+        snprintf(st->ops[1].coll, sizeof st->ops[1].coll, WIRE_TS_BUCKETS_PREFIX "%s", coll);
+        st->intent.nops = 2;
+        st->intent.ordered = false;
+    }
     wire_cmd_submit(ctx, &st->intent, drop_done);
     return true;
 }
@@ -192,6 +432,49 @@ bool cmd_drop_database(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
+/* collMod of a time-series collection: expireAfterSeconds (a number), recorded on the
+ * collection and its buckets in one intent; changing the bucketing is not implemented. */
+static bool coll_mod_timeseries(wire_cmd_ctx_t *ctx, catalog_state_t *st, const char *coll,
+                                bq_error_t *err)
+{
+    bson_iter_t it;
+    int64_t expire = -1;
+    bson_iter_init(&it, &st->ops[0].doc);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (!strcmp(k, "expireAfterSeconds") && BSON_ITER_HOLDS_UTF8(&it)) {
+            bq_error_set(err, BQ_ERR_NotImplemented,
+                         "collMod expireAfterSeconds: \"%s\" on a time-series collection is "
+                         "not implemented yet in NEDB",
+                         bson_iter_utf8(&it, NULL));
+            return false;
+        }
+        if (!strcmp(k, "expireAfterSeconds")) {
+            if (!wire_expire_after_check(&it, &expire, err))
+                return false;
+        } else if (!strcmp(k, "timeseries")) {
+            bq_error_set(err, BQ_ERR_NotImplemented,
+                         "collMod of a time-series collection's bucketing is not implemented "
+                         "yet in NEDB");
+            return false;
+        } else {
+            bq_error_set(err, BQ_ERR_InvalidOptions,
+                         "option not supported on a time-series collection: %s", k);
+            return false;
+        }
+    }
+    if (expire < 0)
+        return true; /* nothing to change */
+    for (int i = 0; i < 2; i++) {
+        bson_reinit(&st->ops[i].doc);
+        BSON_APPEND_INT64(&st->ops[i].doc, "expireAfterSeconds", expire);
+    }
+    snprintf(st->ops[1].coll, sizeof st->ops[1].coll, WIRE_TS_BUCKETS_PREFIX "%s", coll);
+    st->intent.nops = 2;
+    wire_cmd_submit(ctx, &st->intent, catalog_done);
+    return true;
+}
+
 bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
@@ -200,9 +483,11 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (bson_has_field(ctx->cmd, "index"))
         return cmd_index_coll_mod(ctx, coll, err); /* cmd_index.c */
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_COLLMOD, coll);
-    copy_options(ctx, &st->op.doc);
-    if (!wire_view_coll_mod_check(ctx, coll, &st->op.doc, err) ||
-        !wire_validate_options("collMod", &st->op.doc, err))
+    copy_options(ctx, &st->ops[0].doc);
+    if (wire_ts_options(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db)))
+        return coll_mod_timeseries(ctx, st, coll, err);
+    if (!wire_view_coll_mod_check(ctx, coll, &st->ops[0].doc, err) ||
+        !wire_validate_options("collMod", &st->ops[0].doc, err))
         return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
@@ -240,11 +525,23 @@ bool cmd_rename_collection(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bq_error_set(err, BQ_ERR_IllegalOperation, "Can't rename a collection to itself");
         return false;
     }
+    /* time series (mongod 7.0): the collection itself never moves, its buckets only to
+     * other buckets, and nothing else becomes buckets */
+    size_t plen = strlen(WIRE_TS_BUCKETS_PREFIX);
+    bool from_buckets = strncmp(fcoll, WIRE_TS_BUCKETS_PREFIX, plen) == 0;
+    bool to_buckets = strncmp(tcoll, WIRE_TS_BUCKETS_PREFIX, plen) == 0;
+    if (wire_ts_options(ctx->server->db, fdb, fcoll, eng_db_snapshot(ctx->server->db)) ||
+        from_buckets != to_buckets) {
+        bq_error_set(err, BQ_ERR_IllegalOperation,
+                     "Renaming a time-series collection or its buckets to %s.%s is not allowed",
+                     tdb, tcoll);
+        return false;
+    }
     catalog_state_t *st = catalog_begin(ctx, ENG_WOP_RENAME, fcoll);
-    snprintf(st->op.db, sizeof st->op.db, "%s", fdb);
-    snprintf(st->op.to_db, sizeof st->op.to_db, "%s", tdb);
-    snprintf(st->op.to_coll, sizeof st->op.to_coll, "%s", tcoll);
-    st->op.drop_target = drop_target;
+    snprintf(st->ops[0].db, sizeof st->ops[0].db, "%s", fdb);
+    snprintf(st->ops[0].to_db, sizeof st->ops[0].to_db, "%s", tdb);
+    snprintf(st->ops[0].to_coll, sizeof st->ops[0].to_coll, "%s", tcoll);
+    st->ops[0].drop_target = drop_target;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
 }
@@ -322,8 +619,9 @@ bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err)
     wire_cursor_t *cur = wire_cursor_new(ctx->db, "$cmd.listCollections");
     for (size_t i = 0; i < n; i++) {
         bson_t d = BSON_INITIALIZER, info;
-        if (list_view(&d, &colls[i], name_only)) {
-            /* a view: its own entry */
+        if (wire_ts_list_entry(&d, &colls[i], name_only) ||
+            list_view(&d, &colls[i], name_only)) {
+            /* a time-series collection or a view: its own entry */
         } else if (BSON_APPEND_UTF8(&d, "name", colls[i].name) &&
                    BSON_APPEND_UTF8(&d, "type", "collection") && !name_only) {
             BSON_APPEND_DOCUMENT(&d, "options", colls[i].options);
@@ -331,7 +629,8 @@ bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err)
             BSON_APPEND_BOOL(&info, "readOnly", false);
             BSON_APPEND_INT64(&info, "createdSeq", colls[i].created_seq);
             bson_append_document_end(&d, &info);
-            id_index_spec(&d, "idIndex");
+            if (!bson_has_field(colls[i].options, "clusteredIndex"))
+                id_index_spec(&d, "idIndex"); /* a clustered collection has none */
         }
         if (bq_match_eval(m, &d))
             wire_cursor_add_owned(cur, &d);
@@ -354,20 +653,47 @@ bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bq_error_set(err, BQ_ERR_NamespaceNotFound, "ns does not exist: %s.%s", ctx->db, coll);
         return false;
     }
-    if (!wire_view_refuse(ctx, coll, NULL, err))
+    /* a time-series collection: no index of its own here (its buckets are keyed by _id) */
+    bool ts = wire_ts_options(ctx->server->db, ctx->db, coll, snap) != NULL;
+    if (!ts && !wire_view_refuse(ctx, coll, NULL, err))
         return false;
     wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
-    bson_t holder = BSON_INITIALIZER;
-    id_index_spec(&holder, "x");
-    bson_iter_t it;
-    bson_iter_init_find(&it, &holder, "x");
-    uint32_t len;
-    const uint8_t *data;
-    bson_iter_document(&it, &len, &data);
-    bson_t spec;
-    bson_init_static(&spec, data, len);
-    wire_cursor_add_owned(cur, &spec);
-    bson_destroy(&holder);
+    if (ts)
+        return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", batch, false, err);
+    eng_coll_info_t info;
+    eng_coll_info(c, &info);
+    bson_iter_t it, f;
+    bson_t spec = BSON_INITIALIZER;
+    if (bson_iter_init_find(&it, info.options, "clusteredIndex") &&
+        BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        /* a clustered collection: its clustered index in place of _id_, as mongod lists it */
+        bson_t key;
+        BSON_APPEND_INT32(&spec, "v", 2);
+        BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+        BSON_APPEND_INT32(&key, "_id", 1);
+        bson_append_document_end(&spec, &key);
+        bson_iter_recurse(&it, &f);
+        const char *name = bson_iter_find(&f, "name") && BSON_ITER_HOLDS_UTF8(&f)
+                               ? bson_iter_utf8(&f, NULL)
+                               : "_id_";
+        BSON_APPEND_UTF8(&spec, "name", name);
+        BSON_APPEND_BOOL(&spec, "unique", true);
+        BSON_APPEND_BOOL(&spec, "clustered", true);
+        wire_cursor_add_owned(cur, &spec);
+    } else if (!bson_iter_init_find(&it, info.options, "clusteredIndex")) {
+        /* (the boolean form, a time-series buckets collection's, lists no _id index) */
+        bson_t holder = BSON_INITIALIZER;
+        id_index_spec(&holder, "x");
+        bson_iter_init_find(&it, &holder, "x");
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        bson_t id_spec;
+        bson_init_static(&id_spec, data, len);
+        wire_cursor_add_owned(cur, &id_spec);
+        bson_destroy(&holder);
+    }
+    bson_destroy(&spec);
     /* the secondary indexes that existed at the snapshot (cmd_index.c creates them) */
     const bson_t **specs;
     size_t nspecs = eng_coll_indexes(c, snap, &specs);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agg_pipeline.h"
+#include "cmd_timeseries.h"
 #include "cmd_view.h"
 
 /* The options of db.name at snap when it is a view (borrowed from the catalog). */
@@ -80,6 +81,8 @@ bool wire_view_resolve(eng_db_t *db, const char *dbname, const char *name, int64
 bool wire_view_refuse(wire_cmd_ctx_t *ctx, const char *coll, const char *what,
                       bq_error_t *err)
 {
+    if (!wire_ts_refuse(ctx, coll, err))
+        return false; /* a time-series collection: NotImplemented rather than "a view" */
     if (!wire_view_is(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db)))
         return true;
     bq_error_set(err, BQ_ERR_CommandNotSupportedOnView, "Namespace %s.%s is a view, not a "

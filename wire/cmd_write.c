@@ -21,6 +21,7 @@
 #include "bq_update.h"
 #include "cmd_aggregate.h"
 #include "wire_cmd.h"
+#include "cmd_timeseries.h"
 #include "cmd_view.h"
 #include "wire_validate.h"
 
@@ -176,6 +177,23 @@ static bool doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc, co
 
 /* ---- insert ---- */
 
+/* The bucket of a time-series measurement into `out` (initialized by the callee) with its
+ * _id into *id, checked against the document size limit. */
+static bool ts_bucket(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
+                      bson_value_t *id, bq_error_t *err)
+{
+    bson_destroy(out);
+    if (!wire_ts_bucket_build(ts_opts, measurement, out, id, err))
+        return false;
+    if (out->len > WIRE_MAX_BSON_SIZE) {
+        bq_error_set(err, BQ_ERR_BSONObjectTooLarge,
+                     "object to insert too large. size in bytes: %u, max size: %d",
+                     measurement->len, WIRE_MAX_BSON_SIZE);
+        return false;
+    }
+    return true;
+}
+
 typedef struct insert_state {
     eng_intent_t intent;
     eng_wop_t *ops;
@@ -245,7 +263,17 @@ bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err)
     const char *coll;
     bson_iter_t docs;
     bool present, ordered;
-    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err) ||
+    if (!wire_arg_coll(ctx, true, &coll, err))
+        return false;
+    /* a time-series collection: the measurements go into its buckets (cmd_timeseries.h) */
+    const bson_t *ts_opts = wire_ts_options(ctx->server->db, ctx->db, coll,
+                                            eng_db_snapshot(ctx->server->db));
+    char buckets[ENG_NS_MAX + 1];
+    if (ts_opts) {
+        snprintf(buckets, sizeof buckets, WIRE_TS_BUCKETS_PREFIX "%s", coll);
+        coll = buckets;
+    }
+    if ((!ts_opts && !wire_view_refuse(ctx, coll, NULL, err)) ||
         !wire_arg_array(ctx, "documents", &docs, &present, err) ||
         !wire_arg_bool(ctx, "ordered", true, &ordered, err))
         return false;
@@ -305,8 +333,21 @@ bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bson_destroy(&w->prov);
         bq_error_t e;
         bq_error_clear(&e);
-        if (!doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e) ||
-            !wire_validate(ctx, coll, snap, index, &w->doc, NULL, &e)) {
+        bool ok;
+        if (ts_opts) {
+            bson_t measurement;
+            bson_value_t mid;
+            mid.value_type = BSON_TYPE_EOD;
+            bson_init(&w->doc); /* ts_bucket replaces it */
+            ok = doc_prepare(ctx, snap, &doc, NULL, &measurement, &w->prov, &mid, &e) &&
+                 ts_bucket(ts_opts, &measurement, &w->doc, &w->id, &e);
+            bson_destroy(&measurement);
+            bson_value_destroy(&mid);
+        } else {
+            ok = doc_prepare(ctx, snap, &doc, NULL, &w->doc, &w->prov, &w->id, &e) &&
+                 wire_validate(ctx, coll, snap, index, &w->doc, NULL, &e);
+        }
+        if (!ok) {
             eng_wop_cleanup(w);
             st->verr_index[st->nverr] = index;
             st->verr[st->nverr++] = e;
