@@ -6,7 +6,9 @@
  * Two ways in:
  *  - a filter of find/update/delete: the $expr gets a scope of its own holding the
  *    command's `let` variables, evaluated once when the filter is compiled (as mongod
- *    does), and a fresh env per document ($$NOW is the wall clock);
+ *    does), and a fresh env per document in which $$NOW is the wall clock read once at
+ *    compile time, so every document (and the let values) of a command see one $$NOW, as
+ *    in mongod;
  *  - a pipeline's $match (bq_match_opts_t.expr_scope set): the $expr is compiled in the
  *    pipeline's scope and evaluated in the run's env, so it sees $lookup's let variables
  *    and the command's $$NOW.
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agg.h"
 #include "agg_expr.h"
@@ -31,6 +34,7 @@ typedef struct match_expr {
     int nlet;
     int *let_slots;           /* the slot of each let variable */
     bson_value_t *let_values; /* its value, evaluated at compile time (owned) */
+    int64_t now_ms;           /* $$NOW of the command (own scope only) */
 } match_expr_t;
 
 static void match_expr_free(match_expr_t *m)
@@ -65,6 +69,7 @@ static bool let_prepare(match_expr_t *m, const bson_t *let, bq_error_t *err)
         agg_expr_t *e = agg_expr_compile(bson_iter_value(&it), outer, err);
         agg_env_t env;
         agg_env_init(&env);
+        agg_env_set_now(&env, m->now_ms);
         bool ok = e && agg_expr_eval(e, &env, &m->let_values[m->nlet], err);
         agg_env_cleanup(&env);
         if (e)
@@ -92,6 +97,9 @@ static void *hook_compile(const bson_value_t *spec, const bq_match_opts_t *opts,
         }
         return m;
     }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    m->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     m->scope = agg_scope_new(NULL);
     if ((opts->let && !let_prepare(m, opts->let, err)) ||
         !(m->expr = agg_expr_compile(spec, m->scope, err))) {
@@ -99,6 +107,16 @@ static void *hook_compile(const bson_value_t *spec, const bq_match_opts_t *opts,
         return NULL;
     }
     return m;
+}
+
+/* A fresh env for one evaluation of an expression compiled in its own scope: the let
+ * values and the command's $$NOW. */
+static void own_env_init(const match_expr_t *m, agg_env_t *env)
+{
+    agg_env_init(env);
+    agg_env_set_now(env, m->now_ms);
+    for (int i = 0; i < m->nlet; i++)
+        agg_env_set_var_borrowed(env, m->let_slots[i], &m->let_values[i]);
 }
 
 static int hook_matches(const void *compiled, const bson_t *doc, void *run_env,
@@ -113,9 +131,7 @@ static int hook_matches(const void *compiled, const bson_t *doc, void *run_env,
     }
     if (m->scope) {
         env = &own;
-        agg_env_init(env);
-        for (int i = 0; i < m->nlet; i++)
-            agg_env_set_var_borrowed(env, m->let_slots[i], &m->let_values[i]);
+        own_env_init(m, env);
     }
     agg_env_set_root(env, doc);
     bson_value_t out;
@@ -138,9 +154,7 @@ static bool eval_own(const match_expr_t *m, const bson_t *doc, bson_value_t *out
                      bq_error_t *err)
 {
     agg_env_t env;
-    agg_env_init(&env);
-    for (int i = 0; i < m->nlet; i++)
-        agg_env_set_var_borrowed(&env, m->let_slots[i], &m->let_values[i]);
+    own_env_init(m, &env);
     agg_env_set_root(&env, doc);
     bool ok = agg_expr_eval(m->expr, &env, out, err);
     agg_env_cleanup(&env);

@@ -108,6 +108,25 @@ h.test('the command\'s let variables are visible to projection expressions', asy
     assert.deepEqual(doc, { v: 7 });
 });
 
+/* "$$NOW returns the same value for all members of the deployment and remains the same
+ * throughout all stages of the aggregation pipeline" (Aggregation Variables); find's
+ * expressions share it across documents, let values and getMore batches. */
+h.test('$$NOW is one value for the whole find: every document, let values, $expr, getMore', async () => {
+    const c = db.collection('now');
+    await c.insertMany(Array.from({ length: 3000 }, (_, i) => ({ _id: i, pad: 'x'.repeat(200) })));
+    const before = Date.now();
+    const docs = await c.find({ $expr: { $lte: ['$$NOW', '$$NOW'] } },
+                              { projection: { t: '$$NOW', l: '$$start' }, let: { start: '$$NOW' }, batchSize: 500 })
+        .toArray();
+    assert.equal(docs.length, 3000);
+    const t0 = docs[0].t.getTime();
+    assert.ok(t0 >= before - 1000 && t0 <= Date.now() + 1000, 'the wall clock of the command');
+    for (const d of docs) {
+        assert.equal(d.t.getTime(), t0, `document ${d._id}`);
+        assert.equal(d.l.getTime(), t0, `let value, document ${d._id}`);
+    }
+});
+
 h.test('mongod\'s codes: expressions in an exclusion projection, unknown operators', async () => {
     assert.equal((await findErr({ item: 0, x: { $add: [1, 2] } })).code, 31252);
     assert.equal((await findErr({ x: { $add: [1, 2] }, item: 0 })).code, 31254);
