@@ -80,7 +80,8 @@ void agg_scope_destroy(agg_scope_t *s);
 
 /* Checks a user variable name as mongod does: it must start with a lowercase letter or a
  * non-ASCII byte and contain only letters, digits, '_' and non-ASCII bytes. Errors:
- * 16866 (empty), 16867 (bad first char), 16868 (bad char later). */
+ * FailedToParse (9) for an empty name, a bad first character or a bad later one (the
+ * code mongod 7.0 gives; older servers used 16866-16868). */
 bool agg_var_name_check(const char *name, bq_error_t *err);
 
 /* ---------------------------------------------------------------- compiling */

@@ -4,8 +4,10 @@
 #ifndef AGG_HOOKS_H
 #define AGG_HOOKS_H
 
-/* Installs $expr support into bsonq's query matcher (bq_expr_hooks_install). Call once,
- * before any filter is compiled. */
+/* Installs the expression language into bsonq (agg_bq_hooks.c): $expr in query filters
+ * (bq_expr_hooks_install) and aggregation expressions in find projections
+ * (bq_project_expr_hooks_install). Call once, before any filter or projection is
+ * compiled. */
 void agg_install_bq_hooks(void);
 
 #endif
