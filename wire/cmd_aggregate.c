@@ -248,34 +248,92 @@ static bool source_count(void *ctx, const char *db, const char *coll, int64_t *n
     return true;
 }
 
-/* Forward links come from the engine's reverse provenance index; backward links need
- * the op itself, which the engine does not hand out by seq yet. */
+/* Fills a malloc'd buf through `call`, an engine function that writes at most cap seqs
+ * into buf and returns how many there are (or how many it wrote): a smaller answer than
+ * cap means all of them are in buf, else it tries again with a bigger buf. */
+#define FILL_ALL(buf, cap, got, call)                                                      \
+    for (;;) {                                                                             \
+        buf = malloc(cap * sizeof *buf);                                                   \
+        if (!buf)                                                                          \
+            abort();                                                                       \
+        got = (call);                                                                      \
+        if (got < cap)                                                                     \
+            break;                                                                         \
+        free(buf);                                                                         \
+        cap *= 4;                                                                          \
+    }
+
+/* $trace's links (DESIGN.md section 7). Forward: the ops whose prov names seq, from the
+ * engine's reverse provenance index. Backward: the causes sealed in the op's own prov,
+ * read back from the log by seq (an update that set no provenance has none of its own). */
 static bool source_prov_links(void *ctx, int64_t seq, bool forward, int64_t **out, size_t *n,
                               bq_error_t *err)
 {
     wire_agg_source_t *src = ctx;
+    int64_t *buf;
+    size_t cap = 64, got;
     *out = NULL;
     *n = 0;
-    if (!forward) {
-        bq_error_set(err, BQ_ERR_NotImplemented,
-                     "backward provenance links are not available to pipelines yet");
+    if (forward) {
+        FILL_ALL(buf, cap, got, eng_prov_effects(src->db, seq, src->snap, buf, cap));
+    } else {
+        bson_t body;
+        eng_op_t op;
+        if (!eng_db_op_read(src->db, src->snap, seq, &body, &op, err)) {
+            bson_destroy(&body);
+            bq_error_prefix(err, "$trace");
+            return false;
+        }
+        FILL_ALL(buf, cap, got, eng_op_caused_by(&op, buf, cap));
+        bson_destroy(&body);
+    }
+    *out = buf;
+    *n = got;
+    return true;
+}
+
+/* The namespace of op seq and the document version it wrote (none for a delete or a
+ * catalog change). */
+static bool source_op_doc(void *ctx, int64_t seq, char *ns, size_t ns_size, bson_t **doc,
+                          bq_error_t *err)
+{
+    wire_agg_source_t *src = ctx;
+    bson_t body;
+    eng_op_t op;
+    *doc = NULL;
+    if (!eng_db_op_read(src->db, src->snap, seq, &body, &op, err)) {
+        bson_destroy(&body);
+        bq_error_prefix(err, "$trace");
         return false;
     }
-    size_t cap = 64;
-    for (;;) {
-        int64_t *buf = malloc(cap * sizeof *buf);
-        if (!buf)
-            abort();
-        size_t got = eng_prov_effects(src->db, seq, src->snap, buf, cap);
-        if (got < cap) {
-            *out = buf;
-            *n = got;
-            return true;
-        }
-        free(buf);
-        cap *= 4;
-    }
+    snprintf(ns, ns_size, "%.*s", op.ns ? (int)op.ns_len : 0, op.ns ? op.ns : "");
+    if ((op.op == ENG_OP_INSERT || op.op == ENG_OP_UPDATE) && op.o)
+        *doc = bson_new_from_data(op.o, op.o_len);
+    bson_destroy(&body);
+    return true;
 }
+
+/* The seqs of the versions of db.coll's document _id at the snapshot, oldest first. */
+static bool source_doc_versions(void *ctx, const char *db, const char *coll,
+                                const bson_value_t *id, int64_t **out, size_t *n,
+                                bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    *out = NULL;
+    *n = 0;
+    eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
+    if (!c)
+        return true; /* a view or a missing collection: no versions */
+    int64_t *buf;
+    size_t cap = 16, got;
+    FILL_ALL(buf, cap, got, eng_coll_doc_versions(c, src->snap, id, buf, cap));
+    *out = buf;
+    *n = got;
+    return true;
+}
+
+#undef FILL_ALL
 
 static bool source_list_sessions(void *ctx, bson_t ***docs, size_t *n, bq_error_t *err)
 {
@@ -296,7 +354,8 @@ void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t s
     s->src.count = source_count;
     s->src.prov_links = source_prov_links;
     s->src.list_sessions = source_list_sessions;
-    s->src.op_doc = NULL;
+    s->src.op_doc = source_op_doc;
+    s->src.doc_versions = source_doc_versions;
 }
 
 /* ================================================================ a running pipeline */

@@ -16,8 +16,9 @@ bool cmd_aggregate(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_explain(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
 /* An agg_source_t over the NEDB store at one snapshot: scans (with the _id equality fast
- * path), counts, and forward provenance links. The struct must not move while a run uses
- * it (run->source points at src). */
+ * path), counts, and provenance for $trace (the causes and effects of an op, the document
+ * version an op wrote, the versions of a document). The struct must not move while a run
+ * uses it (run->source points at src). */
 typedef struct wire_agg_source {
     agg_source_t src;
     eng_db_t *db;
