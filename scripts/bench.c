@@ -35,6 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <mongoc/mongoc.h>
 
 #define BENCH_DB "nedb_bench"
@@ -396,12 +402,75 @@ static mongoc_uri_t *uri_checked_new(void)
 
 static mongoc_uri_t *g_uri;
 
+/* libmongoc's own connection, read through a buffer: libmongoc reads a reply as its
+ * 4-byte length and then the rest, two recv() calls on a bare socket; through the
+ * buffered stream the first read takes the whole reply. The bytes on the wire are the
+ * same. */
+static mongoc_stream_t *stream_buffered_initiator(const mongoc_uri_t *uri,
+                                                  const mongoc_host_list_t *host,
+                                                  void *client, bson_error_t *error)
+{
+    (void)client;
+    int32_t timeout_ms = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
+                                                        10000);
+    int64_t expire_at = bson_get_monotonic_time() + (int64_t)timeout_ms * 1000;
+    mongoc_socket_t *sock = NULL;
+    if (host->family == AF_UNIX) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        if (strlen(host->host) < sizeof sun.sun_path) {
+            memcpy(sun.sun_path, host->host, strlen(host->host) + 1);
+            sock = mongoc_socket_new(AF_UNIX, SOCK_STREAM, 0);
+            if (sock && mongoc_socket_connect(sock, (struct sockaddr *)&sun, sizeof sun,
+                                              expire_at) != 0) {
+                mongoc_socket_destroy(sock);
+                sock = NULL;
+            }
+        }
+    } else {
+        char port[16];
+        snprintf(port, sizeof port, "%u", (unsigned)host->port);
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = host->family};
+        struct addrinfo *res = NULL;
+        if (getaddrinfo(host->host, port, &hints, &res) == 0) {
+            for (struct addrinfo *ai = res; ai && !sock; ai = ai->ai_next) {
+                sock = mongoc_socket_new(ai->ai_family, SOCK_STREAM, 0);
+                if (!sock)
+                    continue;
+                int one = 1;
+                mongoc_socket_setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                if (mongoc_socket_connect(sock, ai->ai_addr, ai->ai_addrlen, expire_at) != 0) {
+                    mongoc_socket_destroy(sock);
+                    sock = NULL;
+                }
+            }
+            freeaddrinfo(res);
+        }
+    }
+    if (!sock) {
+        bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT,
+                       "cannot connect to %s", host->host_and_port);
+        return NULL;
+    }
+    return mongoc_stream_buffered_new(mongoc_stream_socket_new(sock), 16384);
+}
+
+/* libmongoc's messages at warning and above; its debug line for every client that uses a
+ * custom stream initiator (client_new) would drown the table. */
+static void log_handler(mongoc_log_level_t level, const char *domain, const char *message,
+                        void *data)
+{
+    if (level <= MONGOC_LOG_LEVEL_WARNING)
+        mongoc_log_default_handler(level, domain, message, data);
+}
+
 /* A client on g_uri whose server errors carry the server's own code (error API 2). */
 static mongoc_client_t *client_new(bson_error_t *error)
 {
     mongoc_client_t *client = mongoc_client_new_from_uri_with_error(g_uri, error);
-    if (client)
+    if (client) {
         mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+        mongoc_client_set_stream_initiator(client, stream_buffered_initiator, client);
+    }
     return client;
 }
 
@@ -479,6 +548,52 @@ static void docbuf_cleanup(docbuf_t *d)
     bson_free(d->data);
 }
 
+/*
+ * The insert workload's command, built once per connection: {insert: <coll>, documents:
+ * [<the thread's document>], ordered: true}. Only the document's _id is rewritten before
+ * each op, in place, at `id_at` (found by locating the template document inside the
+ * command's bytes), so an op costs no BSON building. This is the command libmongoc's
+ * insertOne sends; the write concern goes in through the opts, as insertOne's would.
+ */
+typedef struct insert_cmd {
+    uint8_t *data;
+    size_t len;
+    size_t id_at;
+    bson_t cmd; /* static view over data */
+} insert_cmd_t;
+
+static bool insert_cmd_init(insert_cmd_t *c, const docbuf_t *doc, const char *coll)
+{
+    bson_t t = BSON_INITIALIZER, arr;
+    BSON_APPEND_UTF8(&t, "insert", coll);
+    BSON_APPEND_ARRAY_BEGIN(&t, "documents", &arr);
+    BSON_APPEND_DOCUMENT(&arr, "0", &doc->doc);
+    bson_append_array_end(&t, &arr);
+    BSON_APPEND_BOOL(&t, "ordered", true);
+    c->len = t.len;
+    c->data = bson_malloc(c->len);
+    memcpy(c->data, bson_get_data(&t), c->len);
+    bson_destroy(&t);
+    const uint8_t *at = memmem(c->data, c->len, doc->data, doc->len);
+    if (!at)
+        return false;
+    c->id_at = (size_t)(at - c->data) + ID_OFFSET;
+    bson_init_static(&c->cmd, c->data, c->len);
+    return true;
+}
+
+static void insert_cmd_set_id(insert_cmd_t *c, int64_t id)
+{
+    uint64_t u = (uint64_t)id;
+    for (int i = 0; i < 8; i++)
+        c->data[c->id_at + i] = (uint8_t)(u >> (8 * i));
+}
+
+static void insert_cmd_cleanup(insert_cmd_t *c)
+{
+    bson_free(c->data);
+}
+
 /* Ids unique per thread: thread in the high bits, a counter below. */
 static int64_t thread_id_base(int thread)
 {
@@ -526,29 +641,64 @@ static void worker_fail_text(worker_t *w, const char *text)
 
 static char g_coll_insert[64], g_coll_many[64], g_coll_kv[64];
 
+/* What a worker builds once and reuses for every op. */
+typedef struct op_ctx {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    docbuf_t *docs;
+    const bson_t *wc_opts;   /* {writeConcern: {w: 1, j: true}} */
+    const bson_t *ping;      /* {ping: 1} */
+    insert_cmd_t *insert;    /* the insert workload's command */
+} op_ctx_t;
+
+/* Checks an insert reply for the one document it must have written: n is 1 and there is
+ * no writeErrors or writeConcernError. */
+static bool insert_reply_ok(worker_t *w, const bson_t *reply)
+{
+    bson_iter_t it;
+    int64_t n = -1;
+    if (bson_iter_init_find(&it, reply, "n") && BSON_ITER_HOLDS_NUMBER(&it))
+        n = bson_iter_as_int64(&it);
+    if (n == 1 && !bson_has_field(reply, "writeErrors") &&
+        !bson_has_field(reply, "writeConcernError"))
+        return true;
+    bson_error_t error;
+    bson_set_error(&error, MONGOC_ERROR_SERVER, 0, "insert not acknowledged: n = %" PRId64
+                   "%s%s", n, bson_has_field(reply, "writeErrors") ? ", writeErrors" : "",
+                   bson_has_field(reply, "writeConcernError") ? ", writeConcernError" : "");
+    worker_fail(w, &error, reply);
+    return false;
+}
+
 /* One op of `w->kind`; false when it failed (error recorded). */
-static bool worker_op(worker_t *w, mongoc_client_t *client, mongoc_collection_t *coll,
-                      docbuf_t *docs, const bson_t *wc_opts)
+static bool worker_op(worker_t *w, const op_ctx_t *x)
 {
     bson_error_t error;
     bool ok = false;
+    mongoc_client_t *client = x->client;
+    mongoc_collection_t *coll = x->coll;
+    docbuf_t *docs = x->docs;
+    const bson_t *wc_opts = x->wc_opts;
     switch (w->kind) {
     case W_PING: {
-        bson_t cmd = BSON_INITIALIZER, reply;
-        BSON_APPEND_INT32(&cmd, "ping", 1);
-        ok = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &error);
+        bson_t reply;
+        ok = mongoc_client_command_simple(client, "admin", x->ping, NULL, &reply, &error);
         if (!ok)
             worker_fail(w, &error, &reply);
         bson_destroy(&reply);
-        bson_destroy(&cmd);
         break;
     }
     case W_INSERT: {
+        /* The insert command insertOne sends, prebuilt (see insert_cmd_t): one document,
+         * acknowledged with {w: 1, j: true}, an implicit session (lsid) as insertOne. */
         bson_t reply;
-        docbuf_set_id(&docs[0], thread_id_base(w->index) + (int64_t)w->ops);
-        ok = mongoc_collection_insert_one(coll, &docs[0].doc, wc_opts, &reply, &error);
+        insert_cmd_set_id(x->insert, thread_id_base(w->index) + (int64_t)w->ops);
+        ok = mongoc_client_write_command_with_opts(client, BENCH_DB, &x->insert->cmd, wc_opts,
+                                                   &reply, &error);
         if (!ok)
             worker_fail(w, &error, &reply);
+        else
+            ok = insert_reply_ok(w, &reply);
         bson_destroy(&reply);
         break;
     }
@@ -631,13 +781,17 @@ static void *worker_main(void *arg)
     bson_error_t error;
     mongoc_client_t *client = client_new(&error);
     mongoc_collection_t *coll = NULL;
-    bson_t wc_opts = BSON_INITIALIZER;
+    bson_t wc_opts = BSON_INITIALIZER, ping = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&ping, "ping", 1);
     int ndocs = w->kind == W_INSERTMANY ? BATCH_DOCS : 1;
     docbuf_t *docs = bson_malloc0(sizeof *docs * (size_t)ndocs);
     for (int i = 0; i < ndocs; i++)
         docbuf_init(&docs[i], w->index);
+    insert_cmd_t icmd = {0};
     bool ready = false;
-    if (!client) {
+    if (w->kind == W_INSERT && !insert_cmd_init(&icmd, &docs[0], g_coll_insert)) {
+        worker_fail_text(w, "cannot build the insert command");
+    } else if (!client) {
         worker_fail(w, &error, NULL);
     } else {
         const char *cname = w->kind == W_INSERT       ? g_coll_insert
@@ -650,14 +804,13 @@ static void *worker_main(void *arg)
         mongoc_write_concern_append(wc, &wc_opts);
         mongoc_write_concern_destroy(wc);
         /* Connect and handshake outside the measured window. */
-        bson_t cmd = BSON_INITIALIZER, reply;
-        BSON_APPEND_INT32(&cmd, "ping", 1);
-        ready = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &error);
+        bson_t reply;
+        ready = mongoc_client_command_simple(client, "admin", &ping, NULL, &reply, &error);
         if (!ready)
             worker_fail(w, &error, &reply);
         bson_destroy(&reply);
-        bson_destroy(&cmd);
     }
+    op_ctx_t x = {client, coll, docs, &wc_opts, &ping, &icmd};
     pthread_barrier_wait(w->ready);
     pthread_barrier_wait(w->go);
     uint64_t deadline = *w->deadline;
@@ -665,7 +818,7 @@ static void *worker_main(void *arg)
         uint64_t t0 = now_ns();
         if (t0 >= deadline)
             break;
-        if (!worker_op(w, client, coll, docs, &wc_opts))
+        if (!worker_op(w, &x))
             break; /* one error is enough: the line reports it */
         hist_add(w->hist, now_ns() - t0);
         w->ops++;
@@ -673,6 +826,8 @@ static void *worker_main(void *arg)
     for (int i = 0; i < ndocs; i++)
         docbuf_cleanup(&docs[i]);
     bson_free(docs);
+    insert_cmd_cleanup(&icmd);
+    bson_destroy(&ping);
     bson_destroy(&wc_opts);
     if (coll)
         mongoc_collection_destroy(coll);
@@ -1085,6 +1240,7 @@ int main(int argc, char **argv)
         needs_server |= opt.runs[i].kind != W_VERIFY;
 
     mongoc_init();
+    mongoc_log_set_handler(log_handler, NULL);
     int rc = 0;
     g_uri = uri_checked_new();
     if (!g_uri || (needs_server && !server_check())) {
