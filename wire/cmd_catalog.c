@@ -7,6 +7,9 @@
  * wire_validate_options, enforced by wire_validate.c) and listCollections reports them so.
  * A view is a catalog entry whose options are {viewOn, pipeline} (cmd_view.h): create and
  * collMod check its definition there, listCollections reports it with type "view".
+ * A clustered collection records its normalized clusteredIndex option (create_clustered);
+ * a time-series collection X is a view over system.buckets.X created, dropped and collMod'ed
+ * with it in one intent of two ops (cmd_timeseries.h).
  */
 #include <stdlib.h>
 #include <string.h>
