@@ -365,7 +365,7 @@ bool cmd_create(wire_cmd_ctx_t *ctx, bq_error_t *err)
                      "the 'size' field is required when 'capped' is true");
         return false;
     }
-    if (!wire_validate_options("create", opts, err))
+    if (!wire_validate_options("create", ctx->db, coll, opts, err))
         return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;
@@ -490,7 +490,7 @@ bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err)
     if (wire_ts_options(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db)))
         return coll_mod_timeseries(ctx, st, coll, err);
     if (!wire_view_coll_mod_check(ctx, coll, &st->ops[0].doc, err) ||
-        !wire_validate_options("collMod", &st->ops[0].doc, err))
+        !wire_validate_options("collMod", ctx->db, coll, &st->ops[0].doc, err))
         return false;
     wire_cmd_submit(ctx, &st->intent, catalog_done);
     return true;

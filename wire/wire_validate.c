@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_timeseries.h"
 #include "wire_validate.h"
 
 /* ---- options ---- */
@@ -47,7 +48,8 @@ static bool option_enum(const char *cmd, const bson_t *opts, const char *key,
     return false;
 }
 
-bool wire_validate_options(const char *cmd, const bson_t *opts, bq_error_t *err)
+bool wire_validate_options(const char *cmd, const char *db, const char *coll,
+                           const bson_t *opts, bq_error_t *err)
 {
     static const char *const levels[] = {"off", "strict", "moderate", NULL};
     static const char *const actions[] = {"error", "warn", NULL};
@@ -69,6 +71,20 @@ bool wire_validate_options(const char *cmd, const bson_t *opts, bq_error_t *err)
     bson_iter_document(&it, &len, &data);
     if (!bson_init_static(&filter, data, len)) {
         bq_error_set(err, BQ_ERR_InvalidBSON, "invalid BSON in validator");
+        return false;
+    }
+    if (!bson_empty(&filter) && !strncmp(coll, "system.", 7) &&
+        strncmp(coll, WIRE_TS_BUCKETS_PREFIX, strlen(WIRE_TS_BUCKETS_PREFIX)) != 0) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Document validators not allowed on system collection %s.%s", db, coll);
+        return false;
+    }
+    if (!bson_empty(&filter) &&
+        (!strcmp(db, "admin") || !strcmp(db, "local") || !strcmp(db, "config"))) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Document validators are not allowed on collection %s.%s in the %s "
+                     "internal database",
+                     db, coll, db);
         return false;
     }
     bq_match_t *m = bq_match_compile(&filter, err);

@@ -12,11 +12,14 @@
 
 #include "wire_int.h"
 
-/* Checks the validation options among a create or collMod command's options `opts`:
- * validator must be a document that compiles as a filter, the level and the action one of
- * their names. Errors: TypeMismatch (14), BadValue (2), the filter's own parse errors
- * (InvalidOptions (72) wraps none: mongod reports the filter's code). */
-bool wire_validate_options(const char *cmd, const bson_t *opts, bq_error_t *err);
+/* Checks the validation options among a create or collMod command's options `opts` for
+ * db.coll: validator must be a document that compiles as a filter, the level and the
+ * action one of their names. Errors: TypeMismatch (14), BadValue (2), the filter's own
+ * parse errors (mongod reports the filter's code), InvalidOptions (72) for a non-empty
+ * validator on a system.* collection (time-series buckets excepted) or in the admin,
+ * local or config database, as mongod refuses them. */
+bool wire_validate_options(const char *cmd, const char *db, const char *coll,
+                           const bson_t *opts, bq_error_t *err);
 
 /*
  * Checks `doc`, the new version of a document of ctx->db.coll about to be written, against

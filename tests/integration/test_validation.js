@@ -246,6 +246,23 @@ h.test('bad validation options are refused with mongod codes', async () => {
     assert.ok(!names.some((n) => n.startsWith('bad')), `created: ${names}`);
 });
 
+h.test('validators are refused on system collections and in admin, local and config (72)', async () => {
+    const refuse72 = async (d, cmd) => {
+        await assert.rejects(d.command(cmd), (e) => e.code === 72 && /Document validators/.test(e.message));
+    };
+    await refuse72(db, { create: 'system.js', validator: { a: 1 } });
+    assert.equal((await db.listCollections({ name: 'system.js' }).toArray()).length, 0);
+    for (const name of ['admin', 'local', 'config']) {
+        const d = client.db(name);
+        await refuse72(d, { create: 'v', validator: { a: { $exists: true } } });
+        assert.equal((await d.listCollections({ name: 'v' }).toArray()).length, 0);
+        await d.createCollection('plain');
+        await refuse72(d, { collMod: 'plain', validator: { a: 1 } });
+        await d.command({ collMod: 'plain', validator: {} }); /* an empty one is no validator */
+        await d.collection('plain').drop();
+    }
+});
+
 h.test('$jsonSchema works as a query filter in find, count and update', async () => {
     const c = db.collection('inventory');
     await c.insertMany([
