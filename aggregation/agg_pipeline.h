@@ -117,6 +117,11 @@ struct agg_source {
      * ({_id: {id: <UUID>, uid: <BinData>}, lastUse: <Date>}): *docs is a malloc'ed array
      * of new bson_t the caller frees. NULL when unsupported. */
     bool (*list_sessions)(void *ctx, bson_t ***docs, size_t *n, bq_error_t *err);
+    /* The indexes of db.coll at the snapshot as listIndexes gives them ({v, key, name,
+     * ...}), for $indexStats: *specs is a malloc'd array of new bson_t the caller frees;
+     * none for a missing collection. NULL when unsupported. */
+    bool (*indexes)(void *ctx, const char *db, const char *coll, bson_t ***specs, size_t *n,
+                    bq_error_t *err);
 };
 
 /* ------------------------------------------------------------------ run context */

@@ -655,32 +655,46 @@ bool agg__index_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **st
     return true;
 }
 
+/* One document per index of the collection (none when it does not exist), in
+ * listIndexes order: {name, key, host, accesses: {ops, since}, spec}. NEDB does not count
+ * index accesses: ops is 0 and since is the time of the command. */
 agg_iter_t *agg__index_stats_open(const void *state, agg_iter_t *input, agg_run_t *run,
                                   bq_error_t *err)
 {
-    (void)state;
-    (void)err;
+    const ns_state_t *s = state;
+    const agg_source_t *src = run->source;
+    agg_iter_close(input);
+    if (!src || !src->indexes) {
+        bq_error_set(err, BQ_ERR_NotImplemented, "$indexStats needs a collection source");
+        return NULL;
+    }
+    bson_t **specs;
+    size_t n;
+    if (!src->indexes(src->ctx, s->db, s->coll, &specs, &n, err))
+        return NULL;
     char host[256];
     host_name(host, sizeof host);
-    bson_t *doc = bson_new();
-    bson_t key, acc, spec, skey;
-    BSON_APPEND_UTF8(doc, "name", "_id_");
-    BSON_APPEND_DOCUMENT_BEGIN(doc, "key", &key);
-    BSON_APPEND_INT32(&key, "_id", 1);
-    bson_append_document_end(doc, &key);
-    BSON_APPEND_UTF8(doc, "host", host);
-    BSON_APPEND_DOCUMENT_BEGIN(doc, "accesses", &acc);
-    BSON_APPEND_INT64(&acc, "ops", 0);
-    BSON_APPEND_DATE_TIME(&acc, "since", run_now(run));
-    bson_append_document_end(doc, &acc);
-    BSON_APPEND_DOCUMENT_BEGIN(doc, "spec", &spec);
-    BSON_APPEND_INT32(&spec, "v", 2);
-    BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &skey);
-    BSON_APPEND_INT32(&skey, "_id", 1);
-    bson_append_document_end(&spec, &skey);
-    BSON_APPEND_UTF8(&spec, "name", "_id_");
-    bson_append_document_end(doc, &spec);
-    return once_new(input, run, doc);
+    for (size_t i = 0; i < n; i++) {
+        bson_t *doc = bson_new(), acc;
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, specs[i], "name"))
+            bson_append_iter(doc, "name", 4, &it);
+        if (bson_iter_init_find(&it, specs[i], "key"))
+            bson_append_iter(doc, "key", 3, &it);
+        BSON_APPEND_UTF8(doc, "host", host);
+        BSON_APPEND_DOCUMENT_BEGIN(doc, "accesses", &acc);
+        BSON_APPEND_INT64(&acc, "ops", 0);
+        BSON_APPEND_DATE_TIME(&acc, "since", run_now(run));
+        bson_append_document_end(doc, &acc);
+        BSON_APPEND_DOCUMENT(doc, "spec", specs[i]);
+        bson_destroy(specs[i]);
+        specs[i] = doc;
+    }
+    agg_iter_t *out = agg_iter_from_docs(run, specs, n);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(specs[i]);
+    free(specs);
+    return out;
 }
 
 /* ================================================================ $listLocalSessions */

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "cmd_aggregate.h"
+#include "cmd_index.h"
 #include "cmd_view.h"
 #include "wire_cursor.h"
 
@@ -343,6 +344,17 @@ static bool source_list_sessions(void *ctx, bson_t ***docs, size_t *n, bq_error_
     return true;
 }
 
+static bool source_indexes(void *ctx, const char *db, const char *coll, bson_t ***specs,
+                           size_t *n, bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
+    *specs = NULL;
+    *n = c ? wire_index_specs(c, src->snap, specs) : 0;
+    return true;
+}
+
 void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t snap)
 {
     memset(s, 0, sizeof *s);
@@ -356,6 +368,7 @@ void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t s
     s->src.list_sessions = source_list_sessions;
     s->src.op_doc = source_op_doc;
     s->src.doc_versions = source_doc_versions;
+    s->src.indexes = source_indexes;
 }
 
 /* ================================================================ a running pipeline */

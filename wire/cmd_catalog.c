@@ -663,45 +663,12 @@ bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err)
     wire_cursor_t *cur = wire_cursor_new(ctx->db, coll);
     if (ts)
         return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", batch, false, err);
-    eng_coll_info_t info;
-    eng_coll_info(c, &info);
-    bson_iter_t it, f;
-    bson_t spec = BSON_INITIALIZER;
-    if (bson_iter_init_find(&it, info.options, "clusteredIndex") &&
-        BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        /* a clustered collection: its clustered index in place of _id_, as mongod lists it */
-        bson_t key;
-        BSON_APPEND_INT32(&spec, "v", 2);
-        BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
-        BSON_APPEND_INT32(&key, "_id", 1);
-        bson_append_document_end(&spec, &key);
-        bson_iter_recurse(&it, &f);
-        const char *name = bson_iter_find(&f, "name") && BSON_ITER_HOLDS_UTF8(&f)
-                               ? bson_iter_utf8(&f, NULL)
-                               : "_id_";
-        BSON_APPEND_UTF8(&spec, "name", name);
-        BSON_APPEND_BOOL(&spec, "unique", true);
-        BSON_APPEND_BOOL(&spec, "clustered", true);
-        wire_cursor_add_owned(cur, &spec);
-    } else if (!bson_iter_init_find(&it, info.options, "clusteredIndex")) {
-        /* (the boolean form, a time-series buckets collection's, lists no _id index) */
-        bson_t holder = BSON_INITIALIZER;
-        id_index_spec(&holder, "x");
-        bson_iter_init_find(&it, &holder, "x");
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&it, &len, &data);
-        bson_t id_spec;
-        bson_init_static(&id_spec, data, len);
-        wire_cursor_add_owned(cur, &id_spec);
-        bson_destroy(&holder);
-    }
-    bson_destroy(&spec);
-    /* the secondary indexes that existed at the snapshot (cmd_index.c creates them) */
-    const bson_t **specs;
-    size_t nspecs = eng_coll_indexes(c, snap, &specs);
-    for (size_t i = 0; i < nspecs; i++)
+    bson_t **specs;
+    size_t nspecs = wire_index_specs(c, snap, &specs);
+    for (size_t i = 0; i < nspecs; i++) {
         wire_cursor_add_owned(cur, specs[i]);
+        bson_destroy(specs[i]);
+    }
     free(specs);
     return wire_cursor_reply(ctx->server, cur, ctx->reply, "firstBatch", batch, false, err);
 }

@@ -496,25 +496,70 @@ bool cmd_index_coll_mod(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
 
 /* ---- figures for drop, collStats and dbStats (cmd_catalog.c) ---- */
 
+size_t wire_index_specs(eng_coll_t *c, int64_t snap, bson_t ***out)
+{
+    const bson_t **secondary;
+    size_t nsec = eng_coll_indexes(c, snap, &secondary);
+    bson_t **specs = calloc(nsec + 1, sizeof *specs);
+    if (!specs)
+        abort();
+    size_t n = 0;
+    eng_coll_info_t info;
+    eng_coll_info(c, &info);
+    bson_iter_t it, f;
+    bson_t key;
+    if (bson_iter_init_find(&it, info.options, "clusteredIndex") &&
+        BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        /* a clustered collection: its clustered index in place of _id_, as mongod lists it */
+        bson_t *spec = specs[n++] = bson_new();
+        BSON_APPEND_INT32(spec, "v", 2);
+        BSON_APPEND_DOCUMENT_BEGIN(spec, "key", &key);
+        BSON_APPEND_INT32(&key, "_id", 1);
+        bson_append_document_end(spec, &key);
+        bson_iter_recurse(&it, &f);
+        const char *name = bson_iter_find(&f, "name") && BSON_ITER_HOLDS_UTF8(&f)
+                               ? bson_iter_utf8(&f, NULL)
+                               : "_id_";
+        BSON_APPEND_UTF8(spec, "name", name);
+        BSON_APPEND_BOOL(spec, "unique", true);
+        BSON_APPEND_BOOL(spec, "clustered", true);
+    } else if (!bson_iter_init_find(&it, info.options, "clusteredIndex")) {
+        /* (the boolean form, a time-series buckets collection's, has no _id index) */
+        bson_t *spec = specs[n++] = bson_new();
+        BSON_APPEND_INT32(spec, "v", 2);
+        BSON_APPEND_DOCUMENT_BEGIN(spec, "key", &key);
+        BSON_APPEND_INT32(&key, "_id", 1);
+        bson_append_document_end(spec, &key);
+        BSON_APPEND_UTF8(spec, "name", "_id_");
+    }
+    for (size_t i = 0; i < nsec; i++)
+        specs[n++] = bson_copy(secondary[i]);
+    free(secondary);
+    *out = specs;
+    return n;
+}
+
 int32_t wire_index_count(eng_coll_t *c, int64_t snap)
 {
     if (!c)
         return 0;
-    const bson_t **specs;
-    size_t n = eng_coll_indexes(c, snap, &specs);
+    bson_t **specs;
+    size_t n = wire_index_specs(c, snap, &specs);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(specs[i]);
     free(specs);
-    return 1 + (int32_t)n;
+    return (int32_t)n;
 }
 
 void wire_index_sizes(bson_t *sizes, eng_coll_t *c, int64_t snap)
 {
-    BSON_APPEND_INT64(sizes, "_id_", 0);
-    const bson_t **specs;
-    size_t n = eng_coll_indexes(c, snap, &specs);
+    bson_t **specs;
+    size_t n = wire_index_specs(c, snap, &specs);
     for (size_t i = 0; i < n; i++) {
         bson_iter_t it;
         if (bson_iter_init_find(&it, specs[i], "name") && BSON_ITER_HOLDS_UTF8(&it))
             BSON_APPEND_INT64(sizes, bson_iter_utf8(&it, NULL), 0);
+        bson_destroy(specs[i]);
     }
     free(specs);
 }

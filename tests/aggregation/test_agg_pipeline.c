@@ -114,6 +114,22 @@ static bool mem_count(void *ctx, const char *db, const char *coll, int64_t *n,
     return true;
 }
 
+/* The in-memory collections have the _id index only. */
+static bool mem_indexes(void *ctx, const char *db, const char *coll, bson_t ***specs,
+                        size_t *n, bq_error_t *err)
+{
+    (void)db;
+    (void)err;
+    mem_source_t *ms = ctx;
+    *specs = calloc(1, sizeof **specs);
+    *n = 0;
+    for (int i = 0; i < ms->ncolls; i++)
+        if (!strcmp(ms->colls[i].name, coll))
+            (*specs)[(*n)++] = BCON_NEW("v", BCON_INT32(2), "key", "{", "_id", BCON_INT32(1),
+                                        "}", "name", BCON_UTF8("_id_"));
+    return true;
+}
+
 /* ------------------------------------------------------------ running one case */
 
 
@@ -125,7 +141,8 @@ static bool run_pipeline(const bson_t *pipeline, const bson_t *let, bool has_col
     agg_pipeline_t *p = agg_pipeline_parse(pipeline, &opts, err);
     if (!p)
         return false;
-    agg_source_t src = {.ctx = ms, .scan = mem_scan, .count = mem_count};
+    agg_source_t src = {.ctx = ms, .scan = mem_scan, .count = mem_count,
+                        .indexes = mem_indexes};
     agg_run_t run;
     bool ok = agg_run_init(&run, p, &src, "test", NOW_MS, 1577836800u, 1, false, err);
     agg_iter_t *it = ok ? agg_pipeline_open(p, NULL, &run, err) : NULL;

@@ -284,6 +284,25 @@ h.test('collStats, dbStats and drop count the secondary indexes', async () => {
     await sdb.dropDatabase();
 });
 
+h.test('$indexStats has one document per index, as listIndexes lists them', async () => {
+    const sdb = client.db('idx_istats');
+    const c = sdb.collection('s');
+    await c.createIndexes([{ key: { a: 1 }, unique: true }, { key: { b: -1, c: 1 }, name: 'bc' }]);
+    const listed = await c.listIndexes().toArray();
+    const before = Date.now();
+    const stats = await c.aggregate([{ $indexStats: {} }]).toArray();
+    assert.deepEqual(stats.map((s) => s.name), names(listed));
+    for (const [i, s] of stats.entries()) {
+        assert.deepEqual(s.key, listed[i].key);
+        assert.deepEqual(s.spec, listed[i]);
+        assert.equal(typeof s.host, 'string');
+        assert.equal(Number(s.accesses.ops), 0);
+        assert.ok(Math.abs(s.accesses.since.getTime() - before) < 60000);
+    }
+    assert.deepEqual(await sdb.collection('none').aggregate([{ $indexStats: {} }]).toArray(), []);
+    await sdb.dropDatabase();
+});
+
 h.test('indexes and their enforcement survive a restart', async () => {
     await client.close();
     await srv.stop();
