@@ -955,8 +955,8 @@ static bool locate_extend(eng_log_t *log, uint32_t i, const char *name, int fd, 
                 return false;
             }
         }
-        size_t head = size - off < LOCATE_HEAD ? (size_t)(size - off) : LOCATE_HEAD;
-        if (off < buf_off || off + head > buf_off + buf_len) {
+        /* a whole record (ENG__REC_OVERHEAD + 18 bytes at least) is longer than its head */
+        if (off < buf_off || off + LOCATE_HEAD > buf_off + buf_len) {
             size_t want_len = size - off < LOCATE_BUF_SIZE ? (size_t)(size - off)
                                                             : LOCATE_BUF_SIZE;
             if (!pread_all(fd, buf, want_len, off)) {
@@ -972,7 +972,7 @@ static bool locate_extend(eng_log_t *log, uint32_t i, const char *name, int fd, 
         uint32_t len = eng__le32(p);
         int64_t seq;
         if (len < 5 || len > ENG_LOG_MAX_BODY || len + ENG__REC_OVERHEAD > size - off ||
-            !eng_op_peek_seq(p + 4, head - 4 < len ? head - 4 : len, &seq) ||
+            !eng_op_peek_seq(p + 4, len < LOCATE_HEAD - 4 ? len : LOCATE_HEAD - 4, &seq) ||
             (uint64_t)seq != first + x->n)
             goto corrupt;
         if (x->n == x->cap) {
