@@ -73,9 +73,10 @@ static void write_error_append(const void *owner, bson_t *errors, uint32_t *n, s
 
 static void array_append_int64(bson_t *arr, uint32_t *n, int64_t v)
 {
-    char key[16];
-    snprintf(key, sizeof key, "%u", (*n)++);
-    BSON_APPEND_INT64(arr, key, v);
+    char buf[16];
+    const char *key;
+    size_t klen = bson_uint32_to_string((*n)++, &key, buf, sizeof buf);
+    bson_append_int64(arr, key, (int)klen, v);
 }
 
 /* Checks the _id of a document to be stored (MongoDB's storage rules). */
