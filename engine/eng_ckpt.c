@@ -9,20 +9,21 @@
  *
  * What a checkpoint holds: the cluster time of every op 0..S (for atClusterTime and
  * operationTime), every document incarnation of every collection with its whole version
- * chain (from, to, the document bytes, or a deletion), every collection incarnation
- * (database, name, options, [from, to), which document set it shares with the others),
- * and the provenance reverse index (cause -> effects). So time travel to any seq, dropped
- * collections, and "what did this cause" work after a restart exactly as after a full
- * replay. The store keeps every version in memory, so the checkpoint does too; DESIGN.md
- * section 5 allows old versions to be read back from the log instead, which would make
- * checkpoints hold only live documents plus (seq, log position) for older versions.
+ * chain (from, to, length, or a deletion; the document bytes of the newest version only),
+ * every collection incarnation (database, name, options, [from, to), which document set
+ * it shares with the others), and the provenance reverse index (cause -> effects). So
+ * time travel to any seq, dropped collections, and "what did this cause" work after a
+ * restart exactly as after a full replay, while the file and the load grow with the live
+ * data and the number of versions, not with the bytes of all history (DESIGN.md sections
+ * 5 and 6): an older version is loaded without its body, and a reader that reaches it
+ * reads the op at its `from` back from the log (eng_store.c invariant 6).
  *
  * File format (integers little-endian):
  *
  *   | offset | size | field                                                        |
  *   |--------|------|--------------------------------------------------------------|
  *   | 0      | 8    | magic "NEDBCKP1"                                             |
- *   | 8      | 4    | format version, u32 (2; 1 has no 'I' entries, 3 end counts)  |
+ *   | 8      | 4    | format version, u32 (3; see "Versions" below)                |
  *   | 12     | 4    | flags, u32 (0)                                               |
  *   | 16     | 8    | S: the newest seq the checkpoint covers, u64                 |
  *   | 24     | 8    | ts of op S (ms since the epoch), i64                         |
@@ -39,7 +40,8 @@
  *       an earlier incarnation of the same _id precedes it in the set):
  *       u32 keylen, key bytes (bq_key of the _id), u32 nver, then nver versions oldest
  *       first: i64 from, i64 to (INT64_MAX while current), u32 len (0xFFFFFFFF for a
- *       deletion), len bytes of BSON
+ *       deletion), then len bytes of BSON for the last (newest) version only: the body
+ *       of an older version is the `o` of the log record at its `from`
  *   'C' one collection incarnation, each namespace's incarnations oldest first:
  *       u32 docs set k, u8 owns (exactly one incarnation per set owns it), i64 from,
  *       i64 to, u32 len + database name, u32 len + collection name, u32 len + options BSON
@@ -52,6 +54,9 @@
  *       indexes 'I': the end
  *
  * The key bytes are bq_key's encoding: a change to it needs a new format version.
+ *
+ * Versions: 3 is written. 2 (every version with its body) and 1 (also no 'I' entries and
+ * three end counts) still load, with every version in memory.
  *
  * Invariants:
  *   1. A checkpoint covers only committed seqs, which are durable (eng_seq.c publishes a
@@ -84,7 +89,8 @@
 #include "eng_store.h"
 
 #define CKPT_MAGIC "NEDBCKP1"
-#define CKPT_VERSION 2u     /* 2 added the 'I' entries; version 1 files still load */
+#define CKPT_VERSION 3u     /* 3: bodies of the newest versions only; 2 added the 'I'
+                               entries; files of 1 and 2 still load */
 #define CKPT_HEADER_SIZE 64u
 #define CKPT_SUFFIX ".ckpt"
 #define CKPT_TMP_SUFFIX ".ckpt.tmp"
@@ -147,6 +153,7 @@ typedef struct wbuf {
     crypto_generichash_state hash;
     bool failed;
     int err_no;
+    bq_error_t load_err;    /* failed because a version could not be read from the log */
 } wbuf_t;
 
 static void wb_flush(wbuf_t *w)
@@ -268,8 +275,10 @@ static int64_t to_at(int64_t to, int64_t snap)
     return to > snap ? ENG_SEQ_MAX : to;
 }
 
-/* Writes the 'S' entries of one docs set as of snap. Returns the number written. */
-static uint64_t write_docs(wbuf_t *w, eng__docs_t *d, int64_t snap)
+/* Writes the 'S' entries of one docs set as of snap in format `version`. Returns the
+ * number written. */
+static uint64_t write_docs(wbuf_t *w, eng__store_t *st, eng__docs_t *d, int64_t snap,
+                           uint32_t version)
 {
     uint64_t n = eng__vec_len(&d->slots), written = 0;
     const eng__version_t **vers = NULL;
@@ -294,17 +303,26 @@ static uint64_t write_docs(wbuf_t *w, eng__docs_t *d, int64_t snap)
         wb_u8(w, s->prev_incarnation ? 'R' : 'S');
         wb_str(w, s->key, s->keylen);
         wb_u32(w, (uint32_t)nv);
-        for (size_t k = nv; k-- > 0;) {
+        for (size_t k = nv; k-- > 0 && !w->failed;) {
             const eng__version_t *v = vers[k];
             wb_u64(w, (uint64_t)v->from);
             wb_u64(w, (uint64_t)to_at(atomic_load_explicit(&v->to, memory_order_acquire),
                                       snap));
-            if (v->data) {
-                wb_u32(w, v->len);
-                wb_put(w, v->data, v->len);
-            } else {
+            if (v->deleted) {
                 wb_u32(w, CKPT_DELETED);
+                continue;
             }
+            wb_u32(w, v->len);
+            if (k > 0 && version >= 3)
+                continue; /* older than the newest at snap: metadata only */
+            /* the newest at snap is in memory unless snap is older than the checkpoint
+             * the store was loaded from */
+            const uint8_t *data;
+            if (!eng__version_body(st, s, v, &data, &w->load_err)) {
+                w->failed = true;
+                break;
+            }
+            wb_put(w, data, v->len);
         }
         written++;
     }
@@ -454,8 +472,9 @@ static void ckpt_prune(const char *dir)
     free(seqs);
 }
 
-/* Writes the checkpoint of snapshot snap. Caller holds write_lock. */
-static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
+/* Writes the checkpoint of snapshot snap in format `version` (CKPT_VERSION but for
+ * tests). Caller holds write_lock. */
+static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, uint32_t version, bq_error_t *err)
 {
     eng_db_t *db = ck->db;
     eng__store_t *st = &db->store;
@@ -494,7 +513,7 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
     /* header */
     uint8_t hdr[CKPT_HEADER_SIZE] = {0};
     memcpy(hdr, CKPT_MAGIC, 8);
-    eng__put_le32(hdr + 8, CKPT_VERSION);
+    eng__put_le32(hdr + 8, version);
     eng__put_le32(hdr + 16, (uint32_t)snap);
     eng__put_le32(hdr + 20, (uint32_t)((uint64_t)snap >> 32));
     eng__put_le32(hdr + 24, (uint32_t)ts);
@@ -526,7 +545,7 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
         wb_u8(&w, 'D');
         wb_u32(&w, (uint32_t)k);
         wb_u64(&w, eng__vec_len(&colls.v[i]->docs->slots));
-        nslots += write_docs(&w, colls.v[i]->docs, snap);
+        nslots += write_docs(&w, st, colls.v[i]->docs, snap, version);
     }
     for (size_t i = 0; i < colls.n; i++) {
         eng_coll_t *c = colls.v[i];
@@ -617,8 +636,14 @@ static bool ckpt_write(eng__ckpt_t *ck, int64_t snap, bq_error_t *err)
     }
     if (!ok) {
         unlinkat(dfd, tmp, 0);
-        bq_error_set(err, ENG_ERR_IO, "cannot write checkpoint %s/%s: %s", dir, fin,
-                     strerror(w.err_no));
+        if (w.load_err.code) {
+            if (err)
+                *err = w.load_err;
+            bq_error_prefix(err, "cannot write checkpoint %s/%s", dir, fin);
+        } else {
+            bq_error_set(err, ENG_ERR_IO, "cannot write checkpoint %s/%s: %s", dir, fin,
+                         strerror(w.err_no));
+        }
     }
     close(dfd);
     if (ok)
@@ -640,7 +665,7 @@ static bool ckpt_now(eng__ckpt_t *ck, bq_error_t *err)
         double t0 = now_s();
         bq_error_t werr;
         bq_error_clear(&werr);
-        ok = ckpt_write(ck, snap, &werr);
+        ok = ckpt_write(ck, snap, CKPT_VERSION, &werr);
         double ms = (now_s() - t0) * 1000;
         if (ck->done) /* before the counters: whoever sees them can find the log line */
             ck->done(ck->done_arg, snap, ms, ok ? NULL : &werr);
@@ -763,15 +788,15 @@ static void versions_free(eng__version_t *v)
 {
     while (v) {
         eng__version_t *older = v->older;
-        free((void *)v->data);
+        free((void *)atomic_load(&v->data));
         free(v);
         v = older;
     }
 }
 
-/* One 'S' or 'R' entry into docs set d. */
+/* One 'S' or 'R' entry into docs set d (format `version`). */
 static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap,
-                      bool reincarnation)
+                      bool reincarnation, uint32_t version)
 {
     uint32_t keylen = rb_u32(r);
     const uint8_t *key = rb_bytes(r, keylen);
@@ -787,7 +812,9 @@ static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap,
     for (uint32_t i = 0; i < nver && !r->bad; i++) {
         int64_t from = (int64_t)rb_u64(r), to = (int64_t)rb_u64(r);
         uint32_t len = rb_u32(r);
-        const uint8_t *data = len == CKPT_DELETED ? NULL : rb_bytes(r, len);
+        bool deleted = len == CKPT_DELETED;
+        bool body = !deleted && (i + 1 == nver || version < 3);
+        const uint8_t *data = body ? rb_bytes(r, len) : NULL;
         if (r->bad)
             break;
         if (from <= prev_from || from > snap || to <= from ||
@@ -795,12 +822,16 @@ static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap,
             rb_fail(r, "a version's seq range is out of order");
             break;
         }
-        if (i == 0 && !data) {
+        if (i == 0 && deleted) {
             rb_fail(r, "a document incarnation starts with a deletion");
             break;
         }
         if (data && (len < 5 || eng__le32(data) != len || data[len - 1] != 0)) {
             rb_fail(r, "a document is not BSON");
+            break;
+        }
+        if (!deleted && !data && (len < 5 || len > ENG_LOG_MAX_BODY)) {
+            rb_fail(r, "an old document version has a bad length");
             break;
         }
         eng__version_t *v = calloc(1, sizeof *v);
@@ -811,8 +842,9 @@ static void load_slot(rbuf_t *r, eng__store_t *st, eng__docs_t *d, int64_t snap,
             memcpy(copy, data, len);
         v->from = from;
         atomic_init(&v->to, to);
-        v->data = copy;
-        v->len = data ? len : 0;
+        atomic_init(&v->data, copy); /* NULL and not deleted: not loaded */
+        v->len = deleted ? 0 : len;
+        v->deleted = deleted;
         v->older = head;
         head = v;
         prev_from = from;
@@ -895,7 +927,7 @@ static bool load_body(rbuf_t *r, eng__store_t *st, uint64_t snap_u, uint32_t ver
                 rb_fail(r, "a document outside a document set");
                 break;
             }
-            load_slot(r, st, cur, snap, tag == 'R');
+            load_slot(r, st, cur, snap, tag == 'R', version);
             nslots++;
             break;
         case 'C': {
@@ -1025,7 +1057,7 @@ static bool ckpt_load(const char *dir, uint64_t seq, eng__store_t *st, eng__ckpt
         bq_error_set(err, ENG_ERR_CORRUPT, "%s is not a checkpoint (bad magic)", path);
     } else if (sodium_memcmp(sum, p + size - ENG_HASH_SIZE, ENG_HASH_SIZE) != 0) {
         bq_error_set(err, ENG_ERR_CORRUPT, "%s fails its checksum", path);
-    } else if (eng__le32(p + 8) != CKPT_VERSION && eng__le32(p + 8) != 1u) {
+    } else if (eng__le32(p + 8) < 1u || eng__le32(p + 8) > CKPT_VERSION) {
         bq_error_set(err, ENG_ERR_CORRUPT, "%s has format version %u, this build reads %u",
                      path, eng__le32(p + 8), CKPT_VERSION);
     } else if (hseq != seq || seq > (uint64_t)ENG_SEQ_MAX / 2) {
@@ -1155,7 +1187,21 @@ bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err)
         return false;
     }
     pthread_mutex_lock(&db->ckpt->write_lock);
-    bool ok = ckpt_write(db->ckpt, snap, err);
+    bool ok = ckpt_write(db->ckpt, snap, CKPT_VERSION, err);
+    pthread_mutex_unlock(&db->ckpt->write_lock);
+    return ok;
+}
+
+bool eng__ckpt_write_format(eng_db_t *db, int64_t snap, uint32_t version, bq_error_t *err)
+{
+    if (!db->ckpt || snap < 0 || snap > eng_db_snapshot(db) || version < 2 ||
+        version > CKPT_VERSION) {
+        bq_error_set(err, BQ_ERR_BadValue, "no checkpoint at seq %lld in format %u",
+                     (long long)snap, version);
+        return false;
+    }
+    pthread_mutex_lock(&db->ckpt->write_lock);
+    bool ok = ckpt_write(db->ckpt, snap, version, err);
     pthread_mutex_unlock(&db->ckpt->write_lock);
     return ok;
 }

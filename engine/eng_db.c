@@ -93,6 +93,7 @@ static bool open_from(eng_db_t *db, const char *dbpath, const eng_db_options_t *
         eng__store_cleanup(&db->store);
         return false;
     }
+    db->store.log = db->log; /* versions the checkpoint left on disk are read from it */
     return true;
 }
 
@@ -337,7 +338,10 @@ static bool cause_resolve(eng_db_t *db, const char *dbname, int64_t snap, bson_i
         }
         eng_coll_t *c = eng_coll_get(db, rdb, coll, snap);
         eng_doc_t doc;
-        if (!c || !eng_coll_find_id(c, snap, id, &doc)) {
+        bool found = false;
+        if (c && !eng_coll_find_id_checked(c, snap, id, &doc, &found, err))
+            return false;
+        if (!found) {
             bq_error_set(err, BQ_ERR_BadValue,
                          "_caused_by reference {coll: '%s'} names no existing document in %s",
                          coll, rdb);

@@ -17,6 +17,11 @@
  *
  * Memory. Documents and versions live until eng_db_close(): a pointer handed out by a
  * read stays valid for the life of the db, so a cursor may keep one across getMores.
+ * Versions older than the newest of a document may not be in memory after an open from a
+ * checkpoint (DESIGN.md section 5): the first read that reaches one reads it back from
+ * the log. That read can fail (I/O, a log record changed on disk): eng_scan_next stops
+ * with the error in eng_scan_error, eng_coll_find_id_checked returns it. The unchecked
+ * eng_coll_find_id cannot tell such a failure from a missing document.
  */
 #ifndef ENG_DB_H
 #define ENG_DB_H
@@ -153,20 +158,38 @@ typedef struct eng_scan {
     int64_t snap;
     uint64_t next;         /* next slot to look at */
     bool reverse;
+    bq_error_t err;        /* why the last eng_scan_next returned false (code 0: the end) */
 } eng_scan_t;
 
 void eng_scan_init(eng_scan_t *scan, eng_coll_t *coll, int64_t snap, bool reverse);
-/* The next visible document, or false at the end. */
+/* The next visible document, or false at the end or when the next visible document could
+ * not be read back from the log (see eng_scan_error). */
 bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out);
 
-/* The document with this _id at snap, or false when there is none. */
+/* After eng_scan_next returned false: NULL at the end, or the error that stopped the scan
+ * (ENG_ERR_IO, ENG_ERR_CORRUPT), which stays at the document that failed (a later
+ * eng_scan_next tries it again). Borrowed from the scan. */
+const bq_error_t *eng_scan_error(const eng_scan_t *scan);
+
+/* The document with this _id at snap: returns true with *found (and *out when found), or
+ * false with ENG_ERR_IO / ENG_ERR_CORRUPT when its version could not be read back from
+ * the log. */
+bool eng_coll_find_id_checked(eng_coll_t *c, int64_t snap, const bson_value_t *id,
+                              eng_doc_t *out, bool *found, bq_error_t *err);
+
+/* The document with this _id at snap, or false when there is none, or when it could not
+ * be read (use eng_coll_find_id_checked to tell the two apart). */
 bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out);
 
 /* Equality lookup through a single-field index on `path` (one without collation or
  * partial filter) that existed at snap: fills a malloc'd array with the documents visible
  * at snap that hold `value` at path as an index key (the value itself, or an element of
  * an array there; numbers by value), in natural order, and returns true; false (nothing allocated) when no index can answer, or
- * for values an index cannot look up (null, undefined, arrays, regexes). free(*out). */
+ * for values an index cannot look up (null, undefined, arrays, regexes). free(*out).
+ * An index answers only snapshots its postings cover: after an open from a checkpoint,
+ * not those before it (old versions were not in memory to post); a scan answers those.
+ * A version that cannot be read back from the log makes it answer false too, so that
+ * the caller's scan reports the error. */
 bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
                            const bson_value_t *value, eng_doc_t **out, size_t *n);
 

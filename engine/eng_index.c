@@ -31,7 +31,11 @@
  *      live, so a reader at any snapshot in [from, to) finds a superset of the slots with
  *      the key and keeps those whose visible version has it. Only the committer appends;
  *      key nodes and list nodes never move or go away before eng_db_close, and a grown
- *      table replaces the old one, which is retired (freed at close).
+ *      table replaces the old one, which is retired (freed at close). The install posts
+ *      only versions in memory: after an open from a checkpoint, older versions are not
+ *      loaded (eng_store.c invariant 6), so the postings answer only snapshots from
+ *      `post_from` (the latest end of a version left out) on; lookups before it answer
+ *      "no index" and the caller scans.
  *
  * collMod {index: ...} (hidden, expireAfterSeconds, prepareUnique, unique) replaces a
  * definition by a new one from the op's seq; prepareUnique makes the committer refuse new
@@ -1360,14 +1364,22 @@ static void post_build(eng__store_t *st, eng__docs_t *d, eng__index_t *ix)
     if (!post_eligible(ix))
         return;
     atomic_store_explicit(&ix->post, ptab_alloc(64), memory_order_release);
+    ix->post_from = ix->from;
     uint64_t n = eng__vec_len(&d->slots);
     for (uint64_t i = 0; i < n; i++) {
         eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, i);
-        /* every version: a lookup at any snapshot the index covers must find the slot */
+        /* every version: a lookup at any snapshot the index covers must find the slot.
+         * One that is not loaded (an open from a checkpoint) is not read back from the
+         * log here: the postings then answer only the snapshots after it ended. */
         for (const eng__version_t *v = atomic_load_explicit(&s->head, memory_order_acquire); v;
-             v = v->older)
-            if (v->data)
-                post_doc(st, ix, s, v->data, v->len);
+             v = v->older) {
+            const uint8_t *data = atomic_load_explicit(&v->data, memory_order_acquire);
+            int64_t to = atomic_load_explicit(&v->to, memory_order_acquire);
+            if (data)
+                post_doc(st, ix, s, data, v->len);
+            else if (!v->deleted && to > ix->post_from)
+                ix->post_from = to;
+        }
     }
 }
 
@@ -1404,7 +1416,8 @@ bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
     for (; ix; ix = ix->next) {
         if (ix->from <= snap && snap < atomic_load_explicit(&ix->to, memory_order_acquire) &&
             ix->nfields == 1 && strcmp(ix->fields[0], path) == 0 &&
-            (t = atomic_load_explicit(&ix->post, memory_order_acquire)))
+            (t = atomic_load_explicit(&ix->post, memory_order_acquire)) &&
+            snap >= ix->post_from)
             break;
     }
     if (!ix || !t)
@@ -1441,19 +1454,28 @@ bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
         if (i && slots[i] == slots[i - 1])
             continue;
         const eng__version_t *v = eng__slot_visible(slots[i], snap);
-        if (!v || !v->data)
+        const uint8_t *data;
+        if (!v || v->deleted)
             continue;
+        /* loaded at snapshots >= post_from, unless a reader loaded it: a failure is left to
+         * the caller's scan to report */
+        if (!eng__version_body(c->store, slots[i], v, &data, NULL)) {
+            bq_key_cleanup(&key);
+            free(slots);
+            free(docs);
+            return false;
+        }
         /* the slot had the key in some version: does the one visible at snap? */
         bson_t doc;
         keyset_t ks;
         bool covered, has = false;
-        if (bson_init_static(&doc, v->data, v->len) && doc_keys(ix, &doc, &ks, &covered, NULL)) {
+        if (bson_init_static(&doc, data, v->len) && doc_keys(ix, &doc, &ks, &covered, NULL)) {
             for (size_t j = 0; j < ks.n && !has; j++)
                 has = ks.keys[j].len == key.len && memcmp(ks.keys[j].data, key.data, key.len) == 0;
             keyset_cleanup(&ks);
         }
         if (has)
-            docs[m++] = (eng_doc_t){v->data, v->len, v->from};
+            docs[m++] = (eng_doc_t){data, v->len, v->from};
     }
     bq_key_cleanup(&key);
     free(slots);

@@ -139,6 +139,16 @@ void eng__ckpt_status(eng_db_t *db, eng_db_status_t *out);
  * background thread does while the committer has moved on past it. */
 bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err);
 
+/* Test hook: the same in an older file format (2: every version with its body), to check
+ * that such files still load. */
+bool eng__ckpt_write_format(eng_db_t *db, int64_t snap, uint32_t version, bq_error_t *err);
+
+/* eng_log_read_seq, and then the record's hash checked against the previous record's
+ * (its link in the chain), so that a record changed on disk since the open is an error,
+ * not a different document. For bodies read back long after the open checked the chain
+ * (old document versions). Same errors; a hash that does not match is ENG_ERR_CORRUPT. */
+bool eng__log_read_checked(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err);
+
 /* Test hooks: make the next file write and/or sync of `log` fail with EIO. */
 enum { ENG__FAULT_WRITE = 1, ENG__FAULT_SYNC = 2 };
 void eng__log_inject_fault(eng_log_t *log, unsigned faults);

@@ -1065,3 +1065,53 @@ bool eng_log_read_seq(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *er
     }
     return eng_log_read(log, pos, body, NULL, err);
 }
+
+bool eng__log_read_checked(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err)
+{
+    eng_pos_t pos;
+    uint8_t hash[ENG_HASH_SIZE], prev[ENG_HASH_SIZE], want[ENG_HASH_SIZE];
+    if (!eng_log_locate(log, seq, &pos, err)) {
+        bson_init(body);
+        return false;
+    }
+    if (!eng_log_read(log, pos, body, hash, err))
+        return false;
+    /* the previous record's hash: the 32 bytes before this record in its segment, or the
+     * end of the previous record when this one opens its segment */
+    memset(prev, 0, sizeof prev);
+    if (seq > 0 && pos.off > ENG__SEG_HEADER_SIZE) {
+        int fd;
+        uint64_t size;
+        if (!seg_get(log, pos.seg, &fd, &size, NULL, err))
+            return false;
+        if (pos.off < ENG__SEG_HEADER_SIZE + ENG__REC_OVERHEAD) {
+            bq_error_set(err, ENG_ERR_CORRUPT, "the log record of seq %" PRIu64 " starts "
+                         "inside its segment's first record (segment %u offset %u)", seq,
+                         pos.seg, pos.off);
+            return false;
+        }
+        if (!pread_all(fd, prev, ENG_HASH_SIZE, pos.off - ENG_HASH_SIZE)) {
+            bq_error_set(err, ENG_ERR_IO, "cannot read the log record before seq %" PRIu64
+                         " (segment %u offset %u): %s", seq, pos.seg, pos.off,
+                         strerror(errno));
+            return false;
+        }
+    } else if (seq > 0) {
+        eng_pos_t ppos;
+        bson_t pbody;
+        if (!eng_log_locate(log, seq - 1, &ppos, err))
+            return false;
+        bool ok = eng_log_read(log, ppos, &pbody, prev, err);
+        bson_destroy(&pbody);
+        if (!ok)
+            return false;
+    }
+    eng__hash(prev, bson_get_data(body), body->len, want);
+    if (sodium_memcmp(want, hash, ENG_HASH_SIZE) != 0) {
+        bq_error_set(err, ENG_ERR_CORRUPT,
+                     "the log record of seq %" PRIu64 " (segment %u offset %u) fails its "
+                     "hash: it changed after the chain was verified", seq, pos.seg, pos.off);
+        return false;
+    }
+    return true;
+}

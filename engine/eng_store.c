@@ -23,7 +23,19 @@
  *      starts one under the new name that shares the same documents (eng__docs), which is
  *      correct for every snapshot since versions written after the rename have larger
  *      seqs than the old incarnation's `to`.
+ *   6. Old versions may be "not loaded" (DESIGN.md section 5): a checkpoint holds only the
+ *      metadata of versions older than the newest of their slot, and its load makes them
+ *      with `data` NULL and `deleted` false. The newest version of a slot is always loaded
+ *      (or a tombstone), so the committer never reads the log. A reader that reaches a not
+ *      loaded version reads the op at its `from` back from the log (hash-checked), checks
+ *      that it is the insert or update of this _id with this length, and publishes a copy
+ *      of its `o` by compare-and-swap on `data`; the loser frees its copy and uses the
+ *      winner's. Published bodies are freed only at eng_db_close (invariant 3), so a
+ *      pointer handed out stays valid. A read that cannot load a version fails with the
+ *      error (eng_scan_error, eng_coll_find_id_checked): a document is never silently
+ *      missing from a snapshot.
  */
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +126,7 @@ static void docs_free(eng__docs_t *d)
         eng__version_t *v = atomic_load(&s->head);
         while (v) {
             eng__version_t *older = v->older;
-            free((void *)v->data);
+            free((void *)atomic_load(&v->data));
             free(v);
             v = older;
         }
@@ -206,6 +218,63 @@ static const eng__version_t *slot_visible(const eng__slot_t *s, int64_t snap)
 const eng__version_t *eng__slot_visible(const eng__slot_t *s, int64_t snap)
 {
     return slot_visible(s, snap);
+}
+
+/* Reads a not loaded version back from the log and publishes it (invariant 6). */
+static bool version_load(eng__store_t *st, const eng__slot_t *s, const eng__version_t *v,
+                         const uint8_t **data, bq_error_t *err)
+{
+    bson_t body;
+    eng_op_t op;
+    if (!st->log) {
+        bq_error_set(err, ENG_ERR_CORRUPT, "the version of seq %lld is not loaded and there "
+                     "is no log to read it from", (long long)v->from);
+        return false;
+    }
+    bool ok = eng__log_read_checked(st->log, (uint64_t)v->from, &body, err) &&
+              eng_op_parse(bson_get_data(&body), body.len, &op, err);
+    if (ok) {
+        bq_key_t key;
+        bq_key_init(&key);
+        if (op.has_id)
+            bq_key_build(&key, &op.id);
+        ok = op.seq == v->from && (op.op == ENG_OP_INSERT || op.op == ENG_OP_UPDATE) &&
+             op.o && op.o_len == v->len && op.has_id && key.len == s->keylen &&
+             memcmp(key.data, s->key, key.len) == 0;
+        bq_key_cleanup(&key);
+        if (!ok)
+            bq_error_set(err, ENG_ERR_CORRUPT, "the log record of seq %lld is not the write "
+                         "of the document version the store expects there", (long long)v->from);
+    }
+    if (!ok) {
+        bq_error_prefix(err, "reading an old document version back from the log");
+        bson_destroy(&body);
+        return false;
+    }
+    uint8_t *copy = malloc(v->len);
+    if (!copy)
+        abort();
+    memcpy(copy, op.o, v->len);
+    bson_destroy(&body);
+    const uint8_t *expected = NULL;
+    eng__version_t *w = (eng__version_t *)(uintptr_t)v; /* `data` is published once */
+    if (!atomic_compare_exchange_strong_explicit(&w->data, &expected, copy,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        free(copy); /* another reader was first: use its copy */
+        *data = expected;
+    } else {
+        *data = copy;
+    }
+    return true;
+}
+
+bool eng__version_body(eng__store_t *st, const eng__slot_t *s, const eng__version_t *v,
+                       const uint8_t **data, bq_error_t *err)
+{
+    *data = atomic_load_explicit(&v->data, memory_order_acquire);
+    if (*data || v->deleted)
+        return true;
+    return version_load(st, s, v, data, err);
 }
 
 /* ---- catalog ---- */
@@ -353,32 +422,55 @@ void eng_scan_init(eng_scan_t *scan, eng_coll_t *coll, int64_t snap, bool revers
     scan->snap = snap;
     scan->reverse = reverse;
     scan->next = reverse ? eng__vec_len(&coll->docs->slots) : 0;
+    bq_error_clear(&scan->err);
+}
+
+/* The document of slot s visible at the scan's snapshot into out: 1, 0 when there is
+ * none, -1 when its version could not be loaded (scan->err). */
+static int scan_slot(eng_scan_t *scan, const eng__slot_t *s, eng_doc_t *out)
+{
+    const eng__version_t *v = slot_visible(s, scan->snap);
+    const uint8_t *data;
+    if (!v || v->deleted)
+        return 0;
+    if (!eng__version_body(scan->coll->store, s, v, &data, &scan->err))
+        return -1;
+    *out = (eng_doc_t){data, v->len, v->from};
+    return 1;
 }
 
 bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out)
 {
     eng__docs_t *d = scan->coll->docs;
+    bq_error_clear(&scan->err);
     if (scan->reverse) {
         while (scan->next > 0) {
-            eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, --scan->next);
-            const eng__version_t *v = slot_visible(s, scan->snap);
-            if (v && v->data) {
-                *out = (eng_doc_t){v->data, v->len, v->from};
+            eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, scan->next - 1);
+            int r = scan_slot(scan, s, out);
+            if (r < 0)
+                return false; /* stays at the slot that failed */
+            scan->next--;
+            if (r)
                 return true;
-            }
         }
         return false;
     }
     uint64_t n = eng__vec_len(&d->slots);
     while (scan->next < n) {
-        eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, scan->next++);
-        const eng__version_t *v = slot_visible(s, scan->snap);
-        if (v && v->data) {
-            *out = (eng_doc_t){v->data, v->len, v->from};
+        eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, scan->next);
+        int r = scan_slot(scan, s, out);
+        if (r < 0)
+            return false;
+        scan->next++;
+        if (r)
             return true;
-        }
     }
     return false;
+}
+
+const bq_error_t *eng_scan_error(const eng_scan_t *scan)
+{
+    return scan->err.code ? &scan->err : NULL;
 }
 
 /* The newest incarnation's slot of _id `id`, or NULL. */
@@ -392,18 +484,30 @@ static eng__slot_t *idx_find_id(const eng__docs_t *d, const bson_value_t *id)
     return s;
 }
 
-bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out)
+bool eng_coll_find_id_checked(eng_coll_t *c, int64_t snap, const bson_value_t *id,
+                              eng_doc_t *out, bool *found, bq_error_t *err)
 {
+    *found = false;
     for (eng__slot_t *s = idx_find_id(c->docs, id); s; s = s->prev_incarnation) {
         const eng__version_t *v = slot_visible(s, snap);
+        const uint8_t *data;
         if (v) {
-            if (!v->data)
+            if (v->deleted)
+                return true;
+            if (!eng__version_body(c->store, s, v, &data, err))
                 return false;
-            *out = (eng_doc_t){v->data, v->len, v->from};
+            *out = (eng_doc_t){data, v->len, v->from};
+            *found = true;
             return true;
         }
     }
-    return false;
+    return true;
+}
+
+bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out)
+{
+    bool found;
+    return eng_coll_find_id_checked(c, snap, id, out, &found, NULL) && found;
 }
 
 size_t eng_coll_doc_versions(eng_coll_t *c, int64_t snap, const bson_value_t *id,
@@ -413,7 +517,7 @@ size_t eng_coll_doc_versions(eng_coll_t *c, int64_t snap, const bson_value_t *id
         const eng__version_t *v = slot_visible(s, snap);
         if (!v)
             continue;
-        if (!v->data)
+        if (v->deleted)
             return 0;
         size_t n = 0;
         for (const eng__version_t *w = v; w; w = w->older)
@@ -441,13 +545,17 @@ void eng_coll_info(const eng_coll_t *c, eng_coll_info_t *info)
 
 void eng_coll_stats(eng_coll_t *c, int64_t snap, uint64_t *count, uint64_t *bytes)
 {
-    eng_scan_t scan;
-    eng_doc_t doc;
+    /* lengths are metadata: no version is loaded for this */
+    const eng__docs_t *d = c->docs;
+    uint64_t n = eng__vec_len(&d->slots);
     *count = *bytes = 0;
-    eng_scan_init(&scan, c, snap, false);
-    while (eng_scan_next(&scan, &doc)) {
-        (*count)++;
-        *bytes += doc.len;
+    for (uint64_t i = 0; i < n; i++) {
+        const eng__slot_t *s = (const eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, i);
+        const eng__version_t *v = slot_visible(s, snap);
+        if (v && !v->deleted) {
+            (*count)++;
+            *bytes += v->len;
+        }
     }
 }
 
@@ -481,7 +589,7 @@ int64_t eng__store_current(eng_coll_t *c, const bson_value_t *id, eng__slot_t **
     if (!s)
         return ENG_EXPECT_ABSENT;
     eng__version_t *v = atomic_load_explicit(&s->head, memory_order_relaxed);
-    return v && v->data ? v->from : ENG_EXPECT_ABSENT;
+    return v && !v->deleted ? v->from : ENG_EXPECT_ABSENT;
 }
 
 /* ---- provenance reverse index ---- */
@@ -572,8 +680,14 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
     eng__store_current(c, id, &slot);
     eng__version_t *head = slot ? atomic_load_explicit(&slot->head, memory_order_relaxed)
                                 : NULL;
+    /* the newest version of a slot is always loaded (invariant 6) */
+    const uint8_t *head_data = head ? atomic_load_explicit(&head->data, memory_order_relaxed)
+                                    : NULL;
+    bool head_live = head && !head->deleted;
+    assert(!head_live || head_data);
     if (atomic_load_explicit(&d->indexes, memory_order_relaxed))
-        eng__index_update(d, id, head ? head->data : NULL, head ? head->len : 0, data, len);
+        eng__index_update(d, id, head_live ? head_data : NULL, head_live ? head->len : 0, data,
+                          len);
     uint8_t *copy = NULL;
     if (data) {
         copy = malloc(len);
@@ -586,10 +700,11 @@ static void version_push(eng__store_t *st, eng_coll_t *c, const bson_value_t *id
         abort();
     v->from = seq;
     atomic_init(&v->to, ENG_SEQ_MAX);
-    v->data = copy;
+    atomic_init(&v->data, copy);
     v->len = len;
+    v->deleted = data == NULL;
 
-    if (slot && head && head->data) {
+    if (slot && head_live) {
         /* update or delete of a live document: a new version in the same slot */
         v->older = head;
         atomic_store_explicit(&head->to, seq, memory_order_release);

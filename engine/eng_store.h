@@ -27,12 +27,18 @@ uint64_t eng__vec_len(const eng__vec_t *v);
 void eng__vec_push(eng__vec_t *v, uint64_t value);
 void eng__vec_free(eng__vec_t *v);
 
-/* One version of a document: visible for seqs in [from, to). data NULL: deleted. */
+/* One version of a document: visible for seqs in [from, to). A deletion (tombstone) has
+ * `deleted` set and no body. Otherwise `data` is the body, or NULL while the version is
+ * not loaded: only its metadata is in memory ([from, to), len), and the body is the `o`
+ * of the op at seq `from` in the log, read back on demand (eng__version_body) and
+ * published once by compare-and-swap. A version is created not loaded only by a
+ * checkpoint load, and never as the newest of its slot. */
 typedef struct eng__version {
     int64_t from;
     _Atomic int64_t to;
-    const uint8_t *data;
+    _Atomic(const uint8_t *) data;
     uint32_t len;
+    bool deleted;
     struct eng__version *older;
 } eng__version_t;
 
@@ -75,6 +81,9 @@ typedef struct eng__index {
     _Atomic(eng__ptab_t *) post;  /* single-field indexes without collation or partial
                                      filter: key -> every slot that ever had the key, for
                                      readers' equality lookups; NULL otherwise */
+    int64_t post_from;            /* the postings answer snapshots >= this only: versions
+                                     that were not loaded when they were built are not in
+                                     them (their `to` bounds it) */
 } eng__index_t;
 
 typedef struct eng__docs {
@@ -116,6 +125,8 @@ typedef struct eng__prov {
 } eng__prov_t;
 
 struct eng__store {
+    eng_log_t *log;               /* where not loaded versions are read from (set by the
+                                     open once the log is open; NULL before) */
     _Atomic(eng__catalog_t *) catalog;
     eng_coll_t *all_colls;
     eng__retired_t *retired;
@@ -125,8 +136,15 @@ struct eng__store {
     size_t prov_n, prov_cap;
 };
 
-/* The version of slot s visible at snap (NULL when none; data NULL: deleted then). */
+/* The version of slot s visible at snap (NULL when none; `deleted`: deleted then). */
 const eng__version_t *eng__slot_visible(const eng__slot_t *s, int64_t snap);
+
+/* The body of v, a live (not deleted) version of slot s: its data, or, when it is not
+ * loaded, the document read back from the log (any thread; the first reader to finish
+ * publishes it, and it stays until eng_db_close). Errors: ENG_ERR_IO, ENG_ERR_CORRUPT
+ * (the record is not there, fails its hash, or is not the op that wrote v). */
+bool eng__version_body(eng__store_t *st, const eng__slot_t *s, const eng__version_t *v,
+                       const uint8_t **data, bq_error_t *err);
 
 void eng__store_init(eng__store_t *st);
 void eng__store_cleanup(eng__store_t *st);

@@ -612,15 +612,20 @@ Test(eng_index, equality_lookup_at_every_snapshot_in_natural_order)
     cr_assert_str_eq(ids, "3", "dotted path through an array of documents");
     lookup_ids(db, s_up, "z", 5, ids, sizeof ids);
     cr_assert_str_eq(ids, "none", "no index on z");
-    /* after a checkpoint and reopen, postings are rebuilt from every version */
+    /* after a checkpoint and reopen, postings are rebuilt from the versions in memory:
+     * old versions are left in the log (not loaded), so the index answers only from the
+     * end of the newest of those (s_up, where document 1's first version ended) and the
+     * caller scans before that */
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     eng_db_close(db);
     db = open_opts(path, &manual);
     lookup_ids(db, s3, "a", 5, ids, sizeof ids);
-    cr_assert_str_eq(ids, "1,3");
+    cr_assert_str_eq(ids, "none", "not covered: the version of _id 1 at s3 is on disk");
     lookup_ids(db, s_up, "a", 5, ids, sizeof ids);
     cr_assert_str_eq(ids, "3");
+    lookup_ids(db, s_up, "a", 6, ids, sizeof ids);
+    cr_assert_str_eq(ids, "1,2");
     eng_db_close(db);
     t_rm_rf(path);
     free(path);
