@@ -34,9 +34,10 @@
  * driver sends it) must still parse. */
 #define FRAME_MAX_DOC_SIZE WIRE_MAX_BSON_INTERNAL_SIZE
 
-/* Deepest nesting of documents/arrays accepted (mongod: BSONDepth 200). The limit also keeps
- * libbson's recursive bson_validate() off a stack overflow: a 16 MiB document could
- * otherwise nest two million levels deep. */
+/* Deepest nesting of documents/arrays accepted (mongod: BSONDepth 200). The limit also
+ * bounds doc_walk()'s stack of iterators, and keeps every recursive libbson walk that comes
+ * later off a stack overflow: a 16 MiB document could otherwise nest two million levels
+ * deep. */
 #define FRAME_MAX_DEPTH 200
 
 /* Kind-1 sections accepted in one OP_MSG. Real requests carry at most two (bulkWrite: ops
@@ -44,12 +45,6 @@
  * (SERVER-31829). A small cap bounds the duplicate-identifier check. */
 #define FRAME_MAX_SEQUENCES 8
 
-/* What bson_validate() is asked to check besides structure: nothing. The UTF-8 of every
- * key and text value is doc_walk()'s job, which runs first on the same document (libbson
- * 1.23's BSON_VALIDATE_UTF8 lets some invalid values through anyway), so asking libbson
- * for it too only validated every string twice: that second pass was a third of the
- * server's instructions per durable insert (callgrind). */
-#define FRAME_VALIDATE_FLAGS BSON_VALIDATE_NONE
 
 #define OP_MSG_KNOWN_REQUIRED (WIRE_MSG_CHECKSUM_PRESENT | WIRE_MSG_MORE_TO_COME)
 
@@ -141,7 +136,7 @@ static bool text_utf8_ok(const char *s, size_t len, bool allow_null)
 }
 
 /* What doc_walk() found. */
-typedef enum walk_result { WALK_OK, WALK_TOO_DEEP, WALK_BAD_UTF8 } walk_result_t;
+typedef enum walk_result { WALK_OK, WALK_TOO_DEEP, WALK_BAD_UTF8, WALK_CORRUPT } walk_result_t;
 
 /* The text an element carries that must be UTF-8: string, code, symbol, the code of
  * code-with-scope, a DBPointer's collection, a regex's pattern and options. */
@@ -182,12 +177,16 @@ static bool elem_text_ok(const bson_iter_t *it)
 }
 
 /* Walks doc with libbson's iterator, without recursion: checks that no document or array
- * (code-with-scope scopes included) nests deeper than FRAME_MAX_DEPTH, and that every key
- * and every text value is UTF-8. libbson 1.23's bson_validate() accepts invalid UTF-8 in
- * values despite BSON_VALIDATE_UTF8 (the corpus's "invalid UTF-8" cases prove it), so the
- * walk checks text itself (text_utf8_ok: libbson's bson_utf8_validate). Stops quietly at a
- * structural fault: bson_validate() reports those afterwards, and never recurses deeper
- * than this walk went, since it meets the same fault in the same order. */
+ * (code-with-scope scopes included) nests deeper than FRAME_MAX_DEPTH, that every key and
+ * every text value is UTF-8, and that the structure holds. libbson 1.23's bson_validate()
+ * accepts invalid UTF-8 in values despite BSON_VALIDATE_UTF8 (the corpus's "invalid UTF-8"
+ * cases prove it), so the walk checks text itself (text_utf8_ok: libbson's
+ * bson_utf8_validate). The structure is what libbson's iterator checks at every element,
+ * at every level (bson_validate() is the same walk with a visitor, and cost as much again
+ * per document): an element the iterator cannot read, or a document, array or scope that
+ * does not delimit. A structural fault ends its own level only; the walk goes on in the
+ * levels above, and reports WALK_CORRUPT at the end unless it found a text or depth fault,
+ * which take precedence (as when bson_validate() ran after the walk). */
 static walk_result_t doc_walk(const bson_t *doc)
 {
     /* bson_iter_t is over-aligned, so it cannot be an array element by itself. */
@@ -195,14 +194,17 @@ static walk_result_t doc_walk(const bson_t *doc)
         bson_iter_t it;
     } stack[FRAME_MAX_DEPTH + 1];
     size_t depth = 0;
+    bool corrupt = false;
 
     if (!bson_iter_init(&stack[0].it, doc))
-        return WALK_OK;
+        return WALK_CORRUPT;
     for (;;) {
         bson_iter_t *it = &stack[depth].it;
         if (!bson_iter_next(it)) {
+            if (it->err_off != 0)
+                corrupt = true; /* the iterator stopped at an element it could not read */
             if (depth == 0)
-                return WALK_OK;
+                return corrupt ? WALK_CORRUPT : WALK_OK;
             depth--;
             continue;
         }
@@ -213,6 +215,7 @@ static walk_result_t doc_walk(const bson_t *doc)
         bool has_child = false;
         if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
             has_child = bson_iter_recurse(it, &child);
+            corrupt |= !has_child;
         } else if (BSON_ITER_HOLDS_CODEWSCOPE(it)) {
             uint32_t code_len = 0, scope_len = 0;
             const uint8_t *scope = NULL;
@@ -220,6 +223,7 @@ static walk_result_t doc_walk(const bson_t *doc)
             bson_iter_codewscope(it, &code_len, &scope_len, &scope);
             has_child = scope && bson_init_static(&scope_doc, scope, scope_len) &&
                         bson_iter_init(&child, &scope_doc);
+            corrupt |= !has_child;
         }
         if (!has_child)
             continue;
@@ -261,17 +265,8 @@ static bool doc_check_fails(frame_check_t *chk, const uint8_t *doc, size_t dlen)
                      "BSONObj exceeds maximum nested object depth: %d", FRAME_MAX_DEPTH);
         return true;
     }
-    bson_error_t berr;
-    memset(&berr, 0, sizeof berr);
-    if (!bson_validate_with_error(&b, FRAME_VALIDATE_FLAGS, &berr)) {
-        /* libbson's message may quote a key; print it only when it is clean text. */
-        const char *why = berr.message;
-        size_t why_len = strnlen(why, sizeof berr.message);
-        if (why_len == 0 || why_len == sizeof berr.message ||
-            !bson_utf8_validate(why, why_len, false))
-            why = "corrupt document";
-        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "not valid BSON: %.*s",
-                     utf8_print_len(why, strlen(why), 200), why);
+    if (w == WALK_CORRUPT) {
+        bq_error_set(&chk->err, BQ_ERR_InvalidBSON, "not valid BSON: corrupt BSON");
         return true;
     }
     chk->failed = false;
