@@ -442,7 +442,8 @@ static int scan_slot(eng_scan_t *scan, const eng__slot_t *s, eng_doc_t *out)
 bool eng_scan_next(eng_scan_t *scan, eng_doc_t *out)
 {
     eng__docs_t *d = scan->coll->docs;
-    bq_error_clear(&scan->err);
+    if (scan->err.code)
+        bq_error_clear(&scan->err); /* a retry of the document that failed */
     if (scan->reverse) {
         while (scan->next > 0) {
             eng__slot_t *s = (eng__slot_t *)(uintptr_t)eng__vec_get(&d->slots, scan->next - 1);

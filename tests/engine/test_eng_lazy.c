@@ -100,10 +100,17 @@ static void create_index(eng_db_t *db, const char *coll, const char *field)
 
 /* ---- opening ---- */
 
-static const eng_db_options_t manual = {.checkpoint_ops = -1, .checkpoint_seconds = -1};
-static const eng_db_options_t manual_no_close = {
-    .checkpoint_ops = -1, .checkpoint_seconds = -1, .no_close_checkpoint = true};
-static const eng_db_options_t full_replay = {.checkpoint_ops = -1,
+/* Small segments: many records open a segment, whose link is checked against the end of
+ * the previous segment when the record is read back. */
+#define SEG_SIZE 4096
+static const eng_db_options_t manual = {
+    .segment_size = SEG_SIZE, .checkpoint_ops = -1, .checkpoint_seconds = -1};
+static const eng_db_options_t manual_no_close = {.segment_size = SEG_SIZE,
+                                                 .checkpoint_ops = -1,
+                                                 .checkpoint_seconds = -1,
+                                                 .no_close_checkpoint = true};
+static const eng_db_options_t full_replay = {.segment_size = SEG_SIZE,
+                                             .checkpoint_ops = -1,
                                              .checkpoint_seconds = -1,
                                              .no_close_checkpoint = true,
                                              .ignore_checkpoints = true};
@@ -466,7 +473,7 @@ Test(eng_lazy, a_corrupted_log_record_of_an_old_version_fails_the_read_that_need
 
     /* flip one byte inside the padding string of the victim's document: still BSON, still
      * the same length, a different document */
-    eng_log_t *log = t_open(path, 0);
+    eng_log_t *log = t_open(path, SEG_SIZE);
     eng_pos_t pos;
     bq_error_t err;
     bq_error_clear(&err);
