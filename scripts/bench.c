@@ -646,7 +646,8 @@ typedef struct op_ctx {
     mongoc_client_t *client;
     mongoc_collection_t *coll;
     docbuf_t *docs;
-    const bson_t *wc_opts;   /* {writeConcern: {w: 1, j: true}} */
+    const bson_t *wc_opts;   /* {writeConcern: {w: 1, j: true}}, and the insert workload's
+                              * sessionId */
     const bson_t *ping;      /* {ping: 1} */
     insert_cmd_t *insert;    /* the insert workload's command */
 } op_ctx_t;
@@ -690,7 +691,7 @@ static bool worker_op(worker_t *w, const op_ctx_t *x)
     }
     case W_INSERT: {
         /* The insert command insertOne sends, prebuilt (see insert_cmd_t): one document,
-         * acknowledged with {w: 1, j: true}, an implicit session (lsid) as insertOne. */
+         * acknowledged with {w: 1, j: true}, with the connection's lsid (worker_main). */
         bson_t reply;
         insert_cmd_set_id(x->insert, thread_id_base(w->index) + (int64_t)w->ops);
         ok = mongoc_client_write_command_with_opts(client, BENCH_DB, &x->insert->cmd, wc_opts,
@@ -781,8 +782,9 @@ static void *worker_main(void *arg)
     bson_error_t error;
     mongoc_client_t *client = client_new(&error);
     mongoc_collection_t *coll = NULL;
-    bson_t wc_opts = BSON_INITIALIZER, ping = BSON_INITIALIZER;
+    bson_t wc_opts = BSON_INITIALIZER, insert_opts = BSON_INITIALIZER, ping = BSON_INITIALIZER;
     BSON_APPEND_INT32(&ping, "ping", 1);
+    mongoc_client_session_t *session = NULL;
     int ndocs = w->kind == W_INSERTMANY ? BATCH_DOCS : 1;
     docbuf_t *docs = bson_malloc0(sizeof *docs * (size_t)ndocs);
     for (int i = 0; i < ndocs; i++)
@@ -809,8 +811,24 @@ static void *worker_main(void *arg)
         if (!ready)
             worker_fail(w, &error, &reply);
         bson_destroy(&reply);
+        /* The insert workload's session, started once: every insert carries its lsid, as
+         * with the implicit session libmongoc would otherwise check out of (and back into)
+         * its pool around every command, always the same one on a single-threaded client.
+         * Not causally consistent, so it adds nothing else to the commands. */
+        if (ready && w->kind == W_INSERT) {
+            mongoc_session_opt_t *sopts = mongoc_session_opts_new();
+            mongoc_session_opts_set_causal_consistency(sopts, false);
+            session = mongoc_client_start_session(client, sopts, &error);
+            mongoc_session_opts_destroy(sopts);
+            bson_copy_to_excluding_noinit(&wc_opts, &insert_opts, "", NULL);
+            if (!session || !mongoc_client_session_append(session, &insert_opts, &error)) {
+                worker_fail(w, &error, NULL);
+                ready = false;
+            }
+        }
     }
-    op_ctx_t x = {client, coll, docs, &wc_opts, &ping, &icmd};
+    op_ctx_t x = {client, coll, docs, w->kind == W_INSERT ? &insert_opts : &wc_opts, &ping,
+                  &icmd};
     pthread_barrier_wait(w->ready);
     pthread_barrier_wait(w->go);
     uint64_t deadline = *w->deadline;
@@ -828,7 +846,10 @@ static void *worker_main(void *arg)
     bson_free(docs);
     insert_cmd_cleanup(&icmd);
     bson_destroy(&ping);
+    bson_destroy(&insert_opts);
     bson_destroy(&wc_opts);
+    if (session)
+        mongoc_client_session_destroy(session);
     if (coll)
         mongoc_collection_destroy(coll);
     if (client)
