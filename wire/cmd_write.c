@@ -123,31 +123,57 @@ static bool id_valid(const bson_value_t *id, bq_error_t *err)
 static bool doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc, const bson_t *old,
                         bson_t *out, bson_t *prov, bson_value_t *id_out, bq_error_t *err)
 {
-    bson_iter_t it;
-    bson_t tmp = BSON_INITIALIZER;
+    static const char *const prov_fields[] = {"_caused_by", "_evidence", "_confidence"};
+    bson_iter_t it, id_it;
     bson_init(out);
     bson_init(prov);
-    if (bson_iter_init_find(&it, doc, "_id")) {
-        if (!id_valid(bson_iter_value(&it), err)) {
-            bson_destroy(&tmp);
-            return false;
+    /* One pass over the keys: where _id is (the first one counts, later ones are dropped)
+     * and whether any provenance field is there at all. */
+    size_t nid = 0;
+    bool id_first = false, has_prov = false;
+    if (bson_iter_init(&it, doc)) {
+        for (bool first = true; bson_iter_next(&it); first = false) {
+            const char *key = bson_iter_key(&it);
+            if (key[0] != '_')
+                continue;
+            if (strcmp(key, "_id") == 0) {
+                if (nid++ == 0) {
+                    id_it = it;
+                    id_first = first;
+                }
+                continue;
+            }
+            for (size_t i = 0; i < 3; i++)
+                has_prov |= strcmp(key, prov_fields[i]) == 0;
         }
-        bson_append_iter(&tmp, "_id", 3, &it);
-    } else {
-        bson_oid_t oid;
-        bson_oid_init(&oid, NULL);
-        BSON_APPEND_OID(&tmp, "_id", &oid);
     }
-    bson_iter_init(&it, doc);
-    while (bson_iter_next(&it))
-        if (strcmp(bson_iter_key(&it), "_id") != 0)
-            bson_append_iter(&tmp, bson_iter_key(&it), -1, &it);
+    if (nid && !id_valid(bson_iter_value(&id_it), err))
+        return false;
 
-    static const char *const prov_fields[] = {"_caused_by", "_evidence", "_confidence"};
+    /* The document with _id first: as it came when it already is (the common case), or
+     * rebuilt, with an ObjectId when it has none. */
+    bson_t tmp = BSON_INITIALIZER;
+    const bson_t *src = doc;
+    bool as_is = nid == 1 && id_first;
+    if (!as_is) {
+        src = &tmp;
+        if (nid) {
+            bson_append_iter(&tmp, "_id", 3, &id_it);
+        } else {
+            bson_oid_t oid;
+            bson_oid_init(&oid, NULL);
+            BSON_APPEND_OID(&tmp, "_id", &oid);
+        }
+        bson_iter_init(&it, doc);
+        while (bson_iter_next(&it))
+            if (strcmp(bson_iter_key(&it), "_id") != 0)
+                bson_append_iter(&tmp, bson_iter_key(&it), -1, &it);
+    }
+
     bool touches_prov = false;
-    for (size_t i = 0; i < 3 && !touches_prov; i++) {
+    for (size_t i = 0; i < 3 && has_prov && !touches_prov; i++) {
         bson_iter_t a, b;
-        bool in_new = bson_iter_init_find(&a, &tmp, prov_fields[i]);
+        bool in_new = bson_iter_init_find(&a, src, prov_fields[i]);
         bool in_old = old && bson_iter_init_find(&b, old, prov_fields[i]);
         if (in_new && !in_old)
             touches_prov = true;
@@ -160,9 +186,9 @@ static bool doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc, co
         bool has;
         bson_destroy(out);
         bson_destroy(prov);
-        ok = eng_prov_prepare(ctx->server->db, ctx->db, snap, &tmp, out, prov, &has, err);
+        ok = eng_prov_prepare(ctx->server->db, ctx->db, snap, src, out, prov, &has, err);
     } else {
-        bson_concat(out, &tmp);
+        bson_concat(out, src);
     }
     bson_destroy(&tmp);
     if (ok && out->len > WIRE_MAX_BSON_SIZE) {
@@ -171,7 +197,9 @@ static bool doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc, co
                      WIRE_MAX_BSON_SIZE);
         ok = false;
     }
-    if (ok && bson_iter_init_find(&it, out, "_id"))
+    /* _id is out's first field, unless eng_prov_prepare rebuilt it */
+    if (ok && (touches_prov ? bson_iter_init_find(&it, out, "_id")
+                            : bson_iter_init(&it, out) && bson_iter_next(&it)))
         bson_value_copy(bson_iter_value(&it), id_out);
     return ok;
 }
