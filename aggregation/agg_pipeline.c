@@ -345,6 +345,11 @@ static bool parse_stages(agg_pipeline_t *p, const bson_t *pipeline, agg_parse_t 
                          name);
             return false;
         }
+        if ((kind->flags & AGG_STAGE_NOT_API_V1) && pc->api_strict) {
+            bq_error_set(err, BQ_ERR_APIStrictError,
+                         "%s is not allowed with 'apiStrict: true' in API Version 1", name);
+            return false;
+        }
         if ((kind->flags & AGG_STAGE_FIRST) && i != 0) {
             bq_error_set(err, 40602,
                          "%s is only valid as the first stage in a pipeline", name);
@@ -419,7 +424,7 @@ agg_pipeline_t *agg_pipeline_parse(const bson_t *pipeline, const agg_pipeline_op
     }
     p->collation = bq_collation_ref(opts->collation);
     agg_parse_t pc = {.db = p->db, .coll = p->coll, .scope = p->scope,
-                      .collation = p->collation};
+                      .collation = p->collation, .api_strict = opts->api_strict};
     if (!parse_stages(p, pipeline, &pc, err)) {
         agg_pipeline_destroy(p);
         return NULL;

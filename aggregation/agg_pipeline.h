@@ -171,6 +171,7 @@ typedef struct agg_parse {
                                         ...) use it */
     int index;             /* position of the stage being parsed */
     int count;             /* number of stages in this pipeline */
+    bool api_strict;       /* the command said apiStrict: true (sub-pipelines inherit it) */
 } agg_parse_t;
 
 /* Stage properties that the pipeline parser checks. */
@@ -180,6 +181,7 @@ enum {
     AGG_STAGE_NO_FACET = 4,    /* not allowed inside $facet */
     AGG_STAGE_GENERATOR = 8,   /* ignores its input; a pipeline starting with it on
                                   aggregate: 1 needs no collection ($documents) */
+    AGG_STAGE_NOT_API_V1 = 16, /* not in the Stable API V1: refused under apiStrict */
 };
 
 /* One stage kind. parse() validates spec (the value of the stage's only field) and
@@ -211,11 +213,13 @@ typedef struct agg_pipeline_opts {
     const bson_t *let;  /* the command's let, or NULL */
     const bq_collation_t *collation; /* the command's collation, or NULL; the pipeline
                                         takes a reference */
+    bool api_strict;    /* apiStrict: true: stages outside the Stable API V1 are 323 */
 } agg_pipeline_opts_t;
 
 /* Parses the command's pipeline (an array of one-field documents). Errors as mongod:
  * 14 TypeMismatch for a non-array/non-document stage, 40323 a stage with not exactly
- * one field, 40324 unknown stage name, 40602 $out/$merge not last, 40601/40602-style
+ * one field, 40324 unknown stage name, 323 APIStrictError a stage outside API V1 under
+ * apiStrict, 40602 $out/$merge not last, 40601/40602-style
  * position errors per stage flags, and each stage's own codes. */
 agg_pipeline_t *agg_pipeline_parse(const bson_t *pipeline, const agg_pipeline_opts_t *opts,
                                    bq_error_t *err);

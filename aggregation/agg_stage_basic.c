@@ -972,6 +972,8 @@ REFUSE(refuse_query_stats, "$queryStats", BQ_ERR_NotImplemented,
 
 #define FAMILY(name, x, flags) {name, flags, agg__##x##_parse, agg__##x##_open, agg__##x##_free}
 #define REFUSED(name, fn) {name, 0, fn, NULL, NULL}
+/* refused, and outside the Stable API V1 (under apiStrict that is the error) */
+#define REFUSED_NOT_V1(name, fn) {name, AGG_STAGE_NOT_API_V1, fn, NULL, NULL}
 
 const agg_stage_kind_t agg__stages_basic[] = {
     FAMILY("$project", project, 0),
@@ -991,22 +993,22 @@ const agg_stage_kind_t agg__stages_basic[] = {
     FAMILY("$facet", facet, AGG_STAGE_NO_FACET),
     FAMILY("$collStats", coll_stats, AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET),
     FAMILY("$indexStats", index_stats,
-           AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET),
-    FAMILY("$trace", trace, 0),
+           AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET | AGG_STAGE_NOT_API_V1),
+    FAMILY("$trace", trace, AGG_STAGE_NOT_API_V1), /* NEDB's own */
     REFUSED("$changeStream", refuse_change_stream),
-    REFUSED("$listSessions", refuse_list_sessions),
+    REFUSED_NOT_V1("$listSessions", refuse_list_sessions),
     FAMILY("$listLocalSessions", list_local_sessions,
-           AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET),
-    REFUSED("$currentOp", refuse_current_op),
-    REFUSED("$search", refuse_search),
-    REFUSED("$searchMeta", refuse_search_meta),
-    REFUSED("$vectorSearch", refuse_vector_search),
+           AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET | AGG_STAGE_NOT_API_V1),
+    REFUSED_NOT_V1("$currentOp", refuse_current_op),
+    REFUSED_NOT_V1("$search", refuse_search),
+    REFUSED_NOT_V1("$searchMeta", refuse_search_meta),
+    REFUSED_NOT_V1("$vectorSearch", refuse_vector_search),
     REFUSED("$geoNear", refuse_geo_near),
-    REFUSED("$planCacheStats", refuse_plan_cache),
-    REFUSED("$listSearchIndexes", refuse_list_search_indexes),
-    REFUSED("$listSampledQueries", refuse_list_sampled),
-    REFUSED("$listCatalog", refuse_list_cached),
-    REFUSED("$shardedDataDistribution", refuse_shard_dist),
-    REFUSED("$queryStats", refuse_query_stats),
+    REFUSED_NOT_V1("$planCacheStats", refuse_plan_cache),
+    REFUSED_NOT_V1("$listSearchIndexes", refuse_list_search_indexes),
+    REFUSED_NOT_V1("$listSampledQueries", refuse_list_sampled),
+    REFUSED_NOT_V1("$listCatalog", refuse_list_cached),
+    REFUSED_NOT_V1("$shardedDataDistribution", refuse_shard_dist),
+    REFUSED_NOT_V1("$queryStats", refuse_query_stats),
     {NULL, 0, NULL, NULL, NULL},
 };

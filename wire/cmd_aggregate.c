@@ -721,7 +721,8 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
         bson_destroy(&view_stages);
 
     agg_pipeline_opts_t opts = {.db = ctx->db, .coll = is_view ? src : a.coll,
-                                .let = a.has_let ? &a.let : NULL, .collation = a.collation};
+                                .let = a.has_let ? &a.let : NULL, .collation = a.collation,
+                                .api_strict = ctx->api_strict};
     agg_pipeline_t *p = agg_pipeline_parse(combined ? combined : &a.pipeline, &opts, err);
     bq_collation_destroy(a.collation);
     if (!p) {

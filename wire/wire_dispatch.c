@@ -37,6 +37,58 @@ static bool db_name_valid(const char *db, uint32_t len)
     return true;
 }
 
+/* The Stable API parameters (MongoDB's "Stable API" page): apiVersion, when given, must be
+ * the string "1" (else 322 APIVersionError); apiStrict and apiDeprecationErrors are
+ * booleans and need an apiVersion (4886600); with apiStrict: true a command outside API
+ * V1 is 323 APIStrictError, and the handlers learn it through ctx->api_strict (aggregate
+ * refuses the stages outside V1). NEDB deprecates nothing, so apiDeprecationErrors only
+ * gets its type checked. */
+static bool api_check(wire_cmd_ctx_t *ctx, const wire_command_t *cmd, bq_error_t *err)
+{
+    static const char *const flags[] = {"apiStrict", "apiDeprecationErrors"};
+    bson_iter_t it;
+    bool version = bson_iter_init_find(&it, ctx->cmd, "apiVersion");
+    if (version && !BSON_ITER_HOLDS_UTF8(&it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field 'apiVersion' is the wrong type '%s', expected type 'string'",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    if (version && strcmp(bson_iter_utf8(&it, NULL), "1") != 0) {
+        bq_error_set(err, BQ_ERR_APIVersionError, "API version must be \"1\"");
+        return false;
+    }
+    bool strict = false;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (!bson_iter_init_find(&it, ctx->cmd, flags[i]))
+            continue;
+        if (!BSON_ITER_HOLDS_BOOL(&it)) {
+            bq_error_set(err, BQ_ERR_TypeMismatch,
+                         "BSON field '%s' is the wrong type '%s', expected type 'bool'",
+                         flags[i], bq_type_name(bson_iter_type(&it)));
+            return false;
+        }
+        if (!version) {
+            bq_error_set(err, 4886600,
+                         "Provided apiStrict and/or apiDeprecationErrors without passing "
+                         "apiVersion");
+            return false;
+        }
+        if (i == 0)
+            strict = bson_iter_bool(&it);
+    }
+    if (strict && !(cmd->flags & WIRE_CMD_API_V1)) {
+        bq_error_set(err, BQ_ERR_APIStrictError,
+                     "Provided apiStrict:true, but the command %s is not in API Version 1. "
+                     "Information on supported commands and migrations in API Version 1 can "
+                     "be found at https://dochub.mongodb.org/core/manual-versioning",
+                     cmd->name);
+        return false;
+    }
+    ctx->api_strict = strict;
+    return true;
+}
+
 /* The shared checks. On success fills ctx->name, ctx->db and *cmdp. */
 static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
                              const wire_command_t **cmdp, char *dbbuf, size_t dbsize,
@@ -101,6 +153,8 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
                      ctx->name);
         return false;
     }
+    if (!api_check(ctx, cmd, err))
+        return false;
     if ((cmd->flags & WIRE_CMD_ADMIN_ONLY) && strcmp(ctx->db, "admin") != 0) {
         bq_error_set(err, BQ_ERR_Unauthorized,
                      "%s may only be run against the admin database.", cmd->name);
@@ -123,6 +177,34 @@ static bool dispatch_prepare(wire_cmd_ctx_t *ctx, const wire_msg_t *msg,
     return true;
 }
 
+/* A snapshot read's reply says when it read: cursor.atClusterTime for a cursor reply,
+ * atClusterTime at the top otherwise (distinct), as mongod answers snapshot reads. */
+static void reply_add_at_cluster_time(bson_t *reply, uint32_t t, uint32_t i)
+{
+    bson_t out = BSON_INITIALIZER, child;
+    bson_iter_t it, sub;
+    bool cursor = false;
+    bson_iter_init(&it, reply);
+    while (bson_iter_next(&it)) {
+        if (!cursor && strcmp(bson_iter_key(&it), "cursor") == 0 &&
+            BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub)) {
+            cursor = true;
+            BSON_APPEND_DOCUMENT_BEGIN(&out, "cursor", &child);
+            while (bson_iter_next(&sub))
+                bson_append_iter(&child, bson_iter_key(&sub), -1, &sub);
+            bson_append_timestamp(&child, "atClusterTime", -1, t, i);
+            bson_append_document_end(&out, &child);
+        } else {
+            bson_append_iter(&out, bson_iter_key(&it), -1, &it);
+        }
+    }
+    if (!cursor)
+        bson_append_timestamp(&out, "atClusterTime", -1, t, i);
+    bson_reinit(reply);
+    bson_concat(reply, &out);
+    bson_destroy(&out);
+}
+
 /* Ends a request: turns the handler's outcome into the reply, counts and logs it. */
 static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
 {
@@ -130,6 +212,8 @@ static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
     wire_server_t *server = ctx->server;
     bson_t *reply = &req->reply;
     if (ok) {
+        if (ctx->snapshot_read)
+            reply_add_at_cluster_time(reply, ctx->snapshot_t, ctx->snapshot_i);
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
     } else {
         if (err->code == 0) /* a handler that failed without saying why is our bug */

@@ -34,6 +34,7 @@ typedef struct wire_cmd_ctx wire_cmd_ctx_t;
 #define WIRE_CMD_OP_QUERY (1u << 1)   /* may arrive as legacy OP_QUERY (the handshake) */
 #define WIRE_CMD_WRITE (1u << 2)      /* changes data: refused in read-only mode */
 #define WIRE_CMD_TEST (1u << 3)       /* exists only with enableTestCommands */
+#define WIRE_CMD_API_V1 (1u << 4)     /* part of the Stable API, version 1 (apiStrict) */
 
 /* A handler appends its reply fields to ctx->reply and returns true, or returns false with
  * err set (and whatever it appended is discarded). A handler that must wait for a write
@@ -48,6 +49,12 @@ struct wire_cmd_ctx {
     const char *name;      /* the command's name as the client spelled it (first key) */
     const char *db;        /* $db, or the OP_QUERY namespace's database */
     bool legacy;           /* arrived as OP_QUERY */
+    bool api_strict;       /* the command declared apiVersion "1" with apiStrict: true */
+    /* readConcern level "snapshot" (wire_read_snapshot): the reply says which cluster
+     * time it read at, in cursor.atClusterTime (or at the top for distinct), so that a
+     * driver's snapshot session reads every later command at the same moment */
+    bool snapshot_read;
+    uint32_t snapshot_t, snapshot_i;
     bson_t *reply;         /* the handler appends its fields; "ok" is added by dispatch */
     /* asynchronous commands */
     bool pending;          /* set by wire_cmd_submit */
@@ -230,7 +237,9 @@ struct bq_project *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *proje
 bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err);
 
 /* The snapshot a read runs at: the newest committed op, or the one chosen by asOf: <seq>
- * or readConcern.atClusterTime (DESIGN.md section 5). */
+ * or readConcern.atClusterTime (DESIGN.md section 5). With readConcern level "snapshot"
+ * it marks the command so the dispatcher adds atClusterTime to the reply (the one asked
+ * for, else the newest op's). */
 bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err);
 
 #endif

@@ -183,6 +183,13 @@ bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
         *snap = s;
         return true;
     }
+    bson_iter_t lv;
+    if (bson_iter_init_find(&it, ctx->cmd, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &lv) && bson_iter_find(&lv, "level") && BSON_ITER_HOLDS_UTF8(&lv) &&
+        strcmp(bson_iter_utf8(&lv, NULL), "snapshot") == 0) {
+        ctx->snapshot_read = true;
+        eng_db_cluster_time(db, head, &ctx->snapshot_t, &ctx->snapshot_i);
+    }
     if (bson_iter_init_find(&it, ctx->cmd, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
         bson_iter_recurse(&it, &rc) && bson_iter_find(&rc, "atClusterTime")) {
         if (!BSON_ITER_HOLDS_TIMESTAMP(&rc)) {
@@ -201,6 +208,8 @@ bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
             return false;
         }
         *snap = eng_db_snapshot_at(db, t, i);
+        ctx->snapshot_t = t;
+        ctx->snapshot_i = i;
     }
     return true;
 }
