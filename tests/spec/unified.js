@@ -7,9 +7,11 @@
  *
  * Starts its own nedbd ($NEDBD, default build/spec/nedbd of this checkout) on a free
  * loopback port with a fresh temporary --dbpath, runs every *.json file of the given
- * directories (default: crud/tests/unified, collection-management/tests and
- * index-management/tests under $NEDB_SPECS, default ../shared/specs/source next to this
- * checkout), prints one line per test (`ok`, `not ok`, `skip`, each `<file> :: <test>`,
+ * directories (default: crud/tests/unified, collection-management/tests,
+ * index-management/tests, run-command/tests/unified, versioned-api/tests, sessions/tests
+ * and retryable-reads/tests/unified under $NEDB_SPECS, default ../shared/specs/source
+ * next to this checkout; the retryable-writes, transactions and change-streams suites
+ * need a replica set and would only skip), prints one line per test (`ok`, `not ok`, `skip`, each `<file> :: <test>`,
  * with the reason after `  # `), then exactly one final line `N passed, N failed, N skipped`.
  *
  * tests/spec/expected-failures.txt lists the tests known to fail, one per line:
@@ -34,7 +36,9 @@ const path = require('path');
 const HERE = __dirname;
 const ROOT = path.resolve(HERE, '..', '..');
 const EXPECTED = path.join(HERE, 'expected-failures.txt');
-const DEFAULT_DIRS = ['crud/tests/unified', 'collection-management/tests', 'index-management/tests'];
+const DEFAULT_DIRS = ['crud/tests/unified', 'collection-management/tests', 'index-management/tests',
+                      'run-command/tests/unified', 'versioned-api/tests', 'sessions/tests',
+                      'retryable-reads/tests/unified'];
 
 function usage(msg) {
     if (msg) process.stderr.write(`unified.js: ${msg}\n`);
@@ -152,6 +156,7 @@ async function main() {
     const { EJSON } = require('mongodb').BSON;
     const { startServer } = require('../integration/lib/server');
     const { Runner } = require('./lib/runner');
+    const { setExactTypes } = require('./lib/operations');
 
     const specs = specsRoot();
     const files = collectFiles(opts.paths.length ? opts.paths : DEFAULT_DIRS, specs);
@@ -190,6 +195,7 @@ async function main() {
         });
         const select = (i) => !opts.filter || keys[i].includes(opts.filter);
         let index = 0;
+        setExactTypes(!name.startsWith('retryable-reads/')); /* why: lib/operations.js */
         for await (const res of runner.runFile(json, select, path.basename(file))) {
             const key = keys[index++];
             if (res.status === 'filtered') continue;

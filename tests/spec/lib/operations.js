@@ -40,9 +40,17 @@ function optionsOf(args, exclude, ctx, rename = {}) {
 const WRITE = ['comment', 'writeConcern', 'rawData', 'timeoutMS'];
 
 /* Returned documents keep their BSON number classes (Int32, Double, Long) so that $$type can
- * tell int, long and double apart; these are decoding options, never sent to the server. */
+ * tell int, long and double apart; these are decoding options, never sent to the server.
+ * setExactTypes(false) turns this off for the retryable-reads files: under promoteValues:
+ * false node driver 7.8 also decodes a server error's `code` as an Int32, and its
+ * isRetryableReadError() only retries a `typeof code === 'number'`, so no read would ever
+ * be retried (mongod's replies are the same; the quirk is the driver's). */
 const EXACT = { promoteValues: false, promoteLongs: false };
-const exact = (o) => ({ ...o, ...EXACT });
+let exactTypes = true;
+const exact = (o) => (exactTypes ? { ...o, ...EXACT } : o);
+function setExactTypes(on) {
+    exactTypes = on;
+}
 const READ = ['comment', 'readConcern', 'readPreference', 'maxTimeMS', 'rawData', 'timeoutMS'];
 
 /* The driver's result objects as documents: only their documented fields, and fields the
@@ -543,4 +551,4 @@ const OPERATIONS = { collection, database, client, session, cursor };
 /* Every operation name of any entity kind (for the pre-scan of a test). */
 const ALL_NAMES = new Set(Object.values(OPERATIONS).flatMap((t) => Object.keys(t)));
 
-module.exports = { OPERATIONS, ALL_NAMES, bulkWriteResult, clientBulkWriteResult };
+module.exports = { OPERATIONS, ALL_NAMES, bulkWriteResult, clientBulkWriteResult, setExactTypes };
