@@ -93,9 +93,10 @@ static int scan_next(agg_iter_t *it, bson_t **out, bq_error_t *err)
         if (s->id_done)
             return 0;
         s->id_done = true;
-        if (!eng_coll_find_id(s->coll, s->snap, &s->id, &d))
-            return 0;
-        return scan_offer(s, &d, out, err);
+        bool found;
+        if (!eng_coll_find_id_checked(s->coll, s->snap, &s->id, &d, &found, err))
+            return -1;
+        return found ? scan_offer(s, &d, out, err) : 0;
     }
     while (eng_scan_next(&s->scan, &d)) {
         if (++s->since_check >= SCAN_CHECK_EVERY) {
@@ -107,7 +108,7 @@ static int scan_next(agg_iter_t *it, bson_t **out, bq_error_t *err)
         if (r != 0)
             return r;
     }
-    return 0;
+    return wire_scan_done(&s->scan, err) ? 0 : -1;
 }
 
 static void scan_close(agg_iter_t *it)

@@ -15,6 +15,10 @@
  * another writer changes the target between computing and committing, the intent is
  * computed again from a newer snapshot.
  *
+ * The target is read at the newest snapshot, where every visible version is in memory
+ * (eng_db.h: only versions superseded before a checkpoint are read back from the log), so
+ * the unchecked eng_coll_find_id / eng_scan_next cannot fail to load here.
+ *
  * Nothing is written when a produced document cannot be stored (two with one _id: 11000;
  * a bad _id; too large; refused by the target's validator: 121, unless the aggregate says
  * bypassDocumentValidation): mongod's $out leaves the target untouched then too.

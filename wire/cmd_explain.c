@@ -164,10 +164,10 @@ static bool explain_scan(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap,
     bson_t doc;
     bson_value_t id;
     if (idhack && wire_filter_id_eq(filter, &id)) {
-        if (eng_coll_find_id(c, snap, &id, &d)) {
-            r->examined = 1;
-            r->matched = 1;
-        }
+        bool found;
+        if (!eng_coll_find_id_checked(c, snap, &id, &d, &found, err))
+            return false;
+        r->examined = r->matched = found ? 1 : 0;
         return true;
     }
     eng_scan_t scan;
@@ -180,9 +180,9 @@ static bool explain_scan(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap,
         if (ok < 0)
             return false;
         if (ok && ++r->matched == stop_after)
-            break;
+            return true;
     }
-    return true;
+    return wire_scan_done(&scan, err);
 }
 
 static int64_t monotonic_ms(void)

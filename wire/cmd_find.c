@@ -98,7 +98,13 @@ size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson
     bson_value_t id;
     eng_doc_t d;
     if (filter && wire_filter_id_eq(filter, &id)) {
-        if (eng_coll_find_id(c, snap, &id, &d))
+        bool found;
+        if (!eng_coll_find_id_checked(c, snap, &id, &d, &found, err)) {
+            free(docs);
+            *out = NULL;
+            return WIRE_COLLECT_ERROR;
+        }
+        if (found)
             docs[n++] = d;
         *out = docs;
         return n;
@@ -129,6 +135,11 @@ size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson
             docs = nd;
         }
         docs[n++] = d;
+    }
+    if (!wire_scan_done(&scan, err)) {
+        free(docs);
+        *out = NULL;
+        return WIRE_COLLECT_ERROR;
     }
     *out = docs;
     return n;

@@ -124,7 +124,7 @@ static int cursor_next_raw(wire_cursor_t *cur, eng_doc_t *out, bq_error_t *err)
             if (r != 0)
                 return r;
         }
-        return 0;
+        return wire_scan_done(&cur->scan, err) ? 0 : -1;
     }
     if (cur->pos < cur->ndocs) {
         *out = cur->docs[cur->pos++];

@@ -236,6 +236,11 @@ struct bq_project *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *proje
  * absent or {locale: "simple"}; else a new collation the caller destroys. */
 bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err);
 
+/* After eng_scan_next returned false: true at the real end, false with err when an old
+ * version could not be read back from the log (eng_db.h), so a read never passes a
+ * document it failed to load off as absent. */
+bool wire_scan_done(const eng_scan_t *scan, bq_error_t *err);
+
 /* The snapshot a read runs at: the newest committed op, or the one chosen by asOf: <seq>
  * or readConcern.atClusterTime (DESIGN.md section 5). With readConcern level "snapshot"
  * it marks the command so the dispatcher adds atClusterTime to the reply (the one asked

@@ -162,6 +162,16 @@ bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
     return true;
 }
 
+bool wire_scan_done(const eng_scan_t *scan, bq_error_t *err)
+{
+    const bq_error_t *e = eng_scan_error(scan);
+    if (!e)
+        return true;
+    if (err)
+        *err = *e;
+    return false;
+}
+
 bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
 {
     eng_db_t *db = ctx->server->db;
