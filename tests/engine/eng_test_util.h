@@ -1,7 +1,8 @@
 /*
  * eng_test_util.h: helpers shared by the engine tests: scratch data directories, small op
  * documents, logs written through the API or byte by byte (to build logs the API refuses
- * to write, such as a gap in seq), and whole-file read/write.
+ * to write, such as a gap in seq), whole-file read/write, and a durable intent submitted
+ * and waited for (t_submit_wait).
  */
 #ifndef ENG_TEST_UTIL_H
 #define ENG_TEST_UTIL_H
@@ -9,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "eng.h"
+#include "eng_db.h"
 #include "eng_int.h"
 
 #define T_TS0 1700000000000LL
@@ -177,6 +180,37 @@ static inline eng_verify_report_t t_verify(const char *db)
     bq_error_clear(&err);
     cr_assert(eng_verify(db, &r, &err), "verify: %s", err.message);
     return r;
+}
+
+/* ---- writing through the committer ---- */
+
+typedef struct t_waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} t_waiter_t;
+
+static inline void t_on_done(eng_intent_t *in)
+{
+    t_waiter_t *w = in->owner;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Submits a durable intent and waits until the committer is done with it. */
+static inline void t_submit_wait(eng_db_t *db, eng_intent_t *in)
+{
+    t_waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    in->done = t_on_done;
+    in->owner = &w;
+    in->durable = true;
+    eng_submit(db, in);
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
 }
 
 #endif

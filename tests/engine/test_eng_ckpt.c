@@ -17,32 +17,11 @@
 
 /* ---- writing through the committer ---- */
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} waiter_t;
-
-static void on_done(eng_intent_t *in)
-{
-    waiter_t *w = in->owner;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
 /* Submits one op and waits; returns its seq, or -1 when it failed. Cleans the op up. */
 static int64_t run_op(eng_db_t *db, eng_wop_t *op)
 {
-    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    eng_intent_t in = {.ops = op, .nops = 1, .ordered = true, .durable = true,
-                       .done = on_done, .owner = &w};
-    eng_submit(db, &in);
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
+    eng_intent_t in = {.ops = op, .nops = 1, .ordered = true};
+    t_submit_wait(db, &in);
     int64_t seq = in.applied ? op->seq : -1;
     eng_wop_cleanup(op);
     return seq;

@@ -11,34 +11,6 @@
 #include "eng_test_util.h"
 
 /* Submits an intent and waits for the committer to complete it. */
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} waiter_t;
-
-static void on_done(eng_intent_t *in)
-{
-    waiter_t *w = in->owner;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void submit_wait(eng_db_t *db, eng_intent_t *in)
-{
-    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    in->done = on_done;
-    in->owner = &w;
-    in->durable = true;
-    eng_submit(db, in);
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
-}
-
 /* One op of `kind` on test.c for {_id: id, v: v}; returns its seq (or -1). */
 static int64_t write1(eng_db_t *db, eng_wop_kind_t kind, int id, int v, int64_t expect,
                       bq_error_t *err_out)
@@ -53,7 +25,7 @@ static int64_t write1(eng_db_t *db, eng_wop_kind_t kind, int id, int v, int64_t 
     op.id.value.v_int32 = id;
     op.expect = expect;
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true, .all_or_none = expect != ENG_EXPECT_NONE};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     int64_t seq = in.conflict ? -2 : op.seq;
     if (err_out)
         *err_out = op.err;
@@ -140,7 +112,7 @@ Test(eng_db, duplicate_id_is_error_11000_and_equal_numbers_collide)
     op.id.value_type = BSON_TYPE_DOUBLE;
     op.id.value.v_double = 7.0;
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, BQ_ERR_DuplicateKey);
     eng_wop_cleanup(&op);
     eng_db_close(db);
@@ -191,7 +163,7 @@ Test(eng_db, catalog_history_drop_and_rename)
     snprintf(op.to_db, sizeof op.to_db, "test");
     snprintf(op.to_coll, sizeof op.to_coll, "d");
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
     int64_t renamed = op.seq;
     eng_wop_cleanup(&op);
@@ -207,7 +179,7 @@ Test(eng_db, catalog_history_drop_and_rename)
 
     eng_wop_init(&op, ENG_WOP_DROP, "test", "d");
     eng_intent_t in2 = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in2);
+    t_submit_wait(db, &in2);
     cr_assert_eq(op.err.code, 0);
     eng_wop_cleanup(&op);
     eng_coll_info_t *list;
@@ -252,7 +224,7 @@ Test(eng_db, provenance_is_validated_resolved_and_indexed)
     op.id.value_type = BSON_TYPE_INT32;
     op.id.value.v_int32 = 2;
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
     int64_t effects[4];
     cr_assert_eq(eng_prov_effects(db, cause, eng_db_snapshot(db), effects, 4), 1);
@@ -340,7 +312,7 @@ Test(eng_db, failed_fsync_fails_the_batch_and_turns_read_only)
     op.id.value_type = BSON_TYPE_INT32;
     op.id.value.v_int32 = 2;
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_neq(in.err.code, 0, "the writer is told its write failed");
     cr_assert(eng_db_read_only(db));
     cr_assert_eq(eng_db_snapshot(db), s1, "nothing of the failed batch is visible");

@@ -11,34 +11,6 @@
 #include "eng_store.h"
 #include "eng_test_util.h"
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} waiter_t;
-
-static void on_done(eng_intent_t *in)
-{
-    waiter_t *w = in->owner;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void submit_wait(eng_db_t *db, eng_intent_t *in)
-{
-    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    in->done = on_done;
-    in->owner = &w;
-    in->durable = true;
-    eng_submit(db, in);
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
-}
-
 static eng_db_t *open_opts(const char *path, const eng_db_options_t *opts)
 {
     eng_db_t *db;
@@ -67,7 +39,7 @@ static void create_indexes(eng_db_t *db, const char *json, eng_wop_t *op)
     bson_concat(&op->doc, doc);
     bson_destroy(doc);
     eng_intent_t in = {.ops = op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(in.err.code, 0, "%s", in.err.message);
 }
 
@@ -80,7 +52,7 @@ static void drop_indexes(eng_db_t *db, const char *json, eng_wop_t *op)
     bson_concat(&op->doc, doc);
     bson_destroy(doc);
     eng_intent_t in = {.ops = op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
 }
 
 /* Inserts the documents (JSON, each with an int _id) as one unordered intent; writes each
@@ -101,7 +73,7 @@ static void insert_batch(eng_db_t *db, const char *const *docs, size_t n, int32_
         ops[i].expect = ENG_EXPECT_ABSENT;
     }
     eng_intent_t in = {.ops = ops, .nops = n, .ordered = false};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(in.err.code, 0, "%s", in.err.message);
     for (size_t i = 0; i < n; i++)
         codes[i] = ops[i].err.code;
@@ -268,7 +240,7 @@ Test(eng_index, unique_is_enforced_within_one_batch_with_key_pattern_and_value)
     BSON_APPEND_INT32(&up[1].doc, "a", 5);
     up[1].id = (bson_value_t){.value_type = BSON_TYPE_INT32, .value.v_int32 = 8};
     eng_intent_t in = {.ops = up, .nops = 2, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(up[0].err.code, 0, "%s", up[0].err.message);
     cr_assert_eq(up[1].err.code, 0, "key 5 was freed earlier in the batch: %s",
                  up[1].err.message);
@@ -294,7 +266,7 @@ Test(eng_index, deleting_a_document_frees_its_keys)
     eng_wop_init(&op, ENG_WOP_DELETE, "test", "c");
     op.id = (bson_value_t){.value_type = BSON_TYPE_INT32, .value.v_int32 = 1};
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0);
     eng_wop_cleanup(&op);
     cr_assert_eq(insert1(db, "{\"_id\": 2, \"a\": 2}"), 0);
@@ -462,7 +434,7 @@ static void index_mod(eng_db_t *db, const char *json, eng_wop_t *op)
     bson_concat(&op->doc, doc);
     bson_destroy(doc);
     eng_intent_t in = {.ops = op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
 }
 
 /* Whether field `key` of the current spec of index `name` of test.c is true. */
@@ -519,7 +491,7 @@ Test(eng_index, prepare_unique_then_conversion_to_unique_replays)
     eng_wop_init(&op, ENG_WOP_DELETE, "test", "c");
     op.id = (bson_value_t){.value_type = BSON_TYPE_INT32, .value.v_int32 = 2};
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     eng_wop_cleanup(&op);
     index_mod(db, "{\"index\": {\"name\": \"x_1\", \"unique\": true}}", &op);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
@@ -574,7 +546,7 @@ static int64_t update1(eng_db_t *db, const char *json)
     cr_assert(bson_iter_init_find(&it, &op.doc, "_id"));
     bson_value_copy(bson_iter_value(&it), &op.id);
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
     int64_t seq = op.seq;
     eng_wop_cleanup(&op);

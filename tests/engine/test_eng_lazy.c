@@ -17,34 +17,6 @@
 
 /* ---- writing through the committer ---- */
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} waiter_t;
-
-static void on_done(eng_intent_t *in)
-{
-    waiter_t *w = in->owner;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void submit_wait(eng_db_t *db, eng_intent_t *in)
-{
-    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    in->done = on_done;
-    in->owner = &w;
-    in->durable = true;
-    eng_submit(db, in);
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
-}
-
 /* One batch: {_id: i, v: v, pad: <pad bytes>} written (upserted as a full post-image)
  * into test.<coll> for every i in [0, ndocs); deleted instead when del_id == i. */
 static void put_round(eng_db_t *db, const char *coll, int ndocs, int v, size_t pad,
@@ -66,7 +38,7 @@ static void put_round(eng_db_t *db, const char *coll, int ndocs, int v, size_t p
         op->id.value.v_int32 = i;
     }
     eng_intent_t in = {.ops = ops, .nops = (size_t)ndocs, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(in.err.code, 0, "%s", in.err.message);
     for (int i = 0; i < ndocs; i++) {
         cr_assert(ops[i].err.code == 0 || i == del_id, "%s", ops[i].err.message);
@@ -93,7 +65,7 @@ static void create_index(eng_db_t *db, const char *coll, const char *field)
     bson_append_document_end(&arr, &spec);
     bson_append_array_end(&op.doc, &arr);
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
     eng_wop_cleanup(&op);
 }

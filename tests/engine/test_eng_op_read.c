@@ -131,34 +131,6 @@ Test(eng_log_locate, a_record_with_the_wrong_seq_is_corruption_not_a_wrong_answe
 
 /* ---- ops at a snapshot ---- */
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} waiter_t;
-
-static void on_done(eng_intent_t *in)
-{
-    waiter_t *w = in->owner;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void submit_wait(eng_db_t *db, eng_intent_t *in)
-{
-    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    in->done = on_done;
-    in->owner = &w;
-    in->durable = true;
-    eng_submit(db, in);
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
-}
-
 /* Writes {_id: id, v: v} into test.<coll> (insert, update or delete) with the given
  * causes (n of them, as sealed seqs); returns the op's seq. */
 static int64_t put(eng_db_t *db, eng_wop_kind_t kind, const char *coll, int id, int v,
@@ -184,7 +156,7 @@ static int64_t put(eng_db_t *db, eng_wop_kind_t kind, const char *coll, int id, 
     op.id.value_type = BSON_TYPE_INT32;
     op.id.value.v_int32 = id;
     eng_intent_t in = {.ops = &op, .nops = 1, .ordered = true};
-    submit_wait(db, &in);
+    t_submit_wait(db, &in);
     cr_assert_eq(op.err.code, 0, "%s", op.err.message);
     int64_t seq = op.seq;
     eng_wop_cleanup(&op);
