@@ -265,6 +265,18 @@ static bool source_count(void *ctx, const char *db, const char *coll, int64_t *n
         cap *= 4;                                                                          \
     }
 
+/* The op `seq` at the source's snapshot, for $trace (body: the caller destroys it on
+ * success; errors are prefixed with the stage's name). */
+static bool trace_op_read(wire_agg_source_t *src, int64_t seq, bson_t *body, eng_op_t *op,
+                          bq_error_t *err)
+{
+    if (eng_db_op_read(src->db, src->snap, seq, body, op, err))
+        return true;
+    bson_destroy(body);
+    bq_error_prefix(err, "$trace");
+    return false;
+}
+
 /* $trace's links (DESIGN.md section 7). Forward: the ops whose prov names seq, from the
  * engine's reverse provenance index. Backward: the causes sealed in the op's own prov,
  * read back from the log by seq (an update that set no provenance has none of its own). */
@@ -281,11 +293,8 @@ static bool source_prov_links(void *ctx, int64_t seq, bool forward, int64_t **ou
     } else {
         bson_t body;
         eng_op_t op;
-        if (!eng_db_op_read(src->db, src->snap, seq, &body, &op, err)) {
-            bson_destroy(&body);
-            bq_error_prefix(err, "$trace");
+        if (!trace_op_read(src, seq, &body, &op, err))
             return false;
-        }
         FILL_ALL(buf, cap, got, eng_op_caused_by(&op, buf, cap));
         bson_destroy(&body);
     }
@@ -303,11 +312,8 @@ static bool source_op_doc(void *ctx, int64_t seq, char *ns, size_t ns_size, bson
     bson_t body;
     eng_op_t op;
     *doc = NULL;
-    if (!eng_db_op_read(src->db, src->snap, seq, &body, &op, err)) {
-        bson_destroy(&body);
-        bq_error_prefix(err, "$trace");
+    if (!trace_op_read(src, seq, &body, &op, err))
         return false;
-    }
     snprintf(ns, ns_size, "%.*s", op.ns ? (int)op.ns_len : 0, op.ns ? op.ns : "");
     if ((op.op == ENG_OP_INSERT || op.op == ENG_OP_UPDATE) && op.o)
         *doc = bson_new_from_data(op.o, op.o_len);
