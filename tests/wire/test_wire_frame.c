@@ -671,6 +671,28 @@ Test(wire_frame, op_msg_invalid_bson_is_error_reply_22)
     }
 }
 
+/* libbson 1.23's bson_validate() stops at a code-with-scope and accepts whatever follows
+ * it; the parser's own walk still finds an element it cannot read after one. */
+Test(wire_frame, op_msg_corrupt_element_after_code_with_scope_is_22)
+{
+    static const uint8_t doc[] = {
+        0x20, 0, 0, 0,                            /* 32 bytes */
+        0x0f, 'c', 0, 0x0f, 0, 0, 0,              /* c: code with scope, 15 bytes: */
+        0x02, 0, 0, 0, 'f', 0, 0x05, 0, 0, 0, 0,  /*    code "f", scope {} */
+        0x02, 'z', 0, 0xff, 0xff, 0xff, 0x7f,     /* z: a string longer than the document */
+        'y', 0, 0};
+    fbuf_t f = msg_begin(0);
+    put_u8(&f, 0);
+    put(&f, doc, sizeof doc);
+    frame_end(&f, false);
+    wire_msg_t msg;
+    bq_error_t err;
+    cr_expect_eq(parse_f(&f, &msg, &err), WIRE_PARSE_ERROR_REPLY, "%s", err.message);
+    cr_expect_eq(err.code, BQ_ERR_InvalidBSON, "code %d", err.code);
+    wire_msg_cleanup(&msg);
+    free(f.b);
+}
+
 Test(wire_frame, op_msg_structure_error_outranks_earlier_bad_bson)
 {
     fbuf_t f = msg_begin(0);
