@@ -5,14 +5,20 @@
  * cmd_timeseries.h for the design (a view over system.buckets.X, one bucket per
  * measurement).
  *
+ * It also holds what update and delete need to work on measurements (collect the buckets
+ * whose measurement matches, re-wrap an updated measurement) and MongoDB 7.0's limits on
+ * them.
+ *
  * This file builds documents and reads the catalog at a snapshot; it never writes. The
  * handlers in cmd_catalog.c (create, drop, listCollections, listIndexes, collMod,
- * renameCollection) and cmd_write.c (insert) call it.
+ * renameCollection) and cmd_write.c (insert, update, delete, findAndModify) call it.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd_timeseries.h"
 #include "cmd_view.h"
+#include "wire_cmd.h"
 
 /* mongod's bounds of bucketMaxSpanSeconds / bucketRoundingSeconds (one year), and of a
  * TTL's expireAfterSeconds. */
@@ -315,8 +321,11 @@ static const char *ts_spec_field(const bson_t *ts_opts, const char *key)
     return NULL;
 }
 
-bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
-                          bson_value_t *id, bq_error_t *err)
+/* The bucket of `measurement` with the given _id into `out` (initialized here): control
+ * bounds from the time field, meta from the metaField. BadValue (2) when the time field is
+ * missing or not a date. */
+static bool bucket_build(const bson_t *ts_opts, const bson_t *measurement,
+                         const bson_value_t *id, bson_t *out, bq_error_t *err)
 {
     bson_init(out);
     const char *time_field = ts_spec_field(ts_opts, "timeField");
@@ -329,9 +338,7 @@ bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson
                      time_field ? time_field : "");
         return false;
     }
-    bson_oid_t oid;
-    bson_oid_init(&oid, NULL);
-    BSON_APPEND_OID(out, "_id", &oid);
+    bson_append_value(out, "_id", 3, id);
     bson_t control, bound;
     BSON_APPEND_DOCUMENT_BEGIN(out, "control", &control);
     BSON_APPEND_INT32(&control, "version", 1);
@@ -345,8 +352,216 @@ bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson
     if (meta_field && bson_iter_init_find(&m, measurement, meta_field))
         bson_append_iter(out, "meta", 4, &m);
     BSON_APPEND_DOCUMENT(out, "data", measurement);
-    id->value_type = BSON_TYPE_OID;
-    bson_oid_copy(&oid, &id->value.v_oid);
+    return true;
+}
+
+bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
+                          bson_value_t *id, bq_error_t *err)
+{
+    bson_value_t oid;
+    oid.value_type = BSON_TYPE_OID;
+    bson_oid_init(&oid.value.v_oid, NULL);
+    if (!bucket_build(ts_opts, measurement, &oid, out, err))
+        return false;
+    *id = oid;
+    return true;
+}
+
+/* ---------------------------------------------------------------- update, delete */
+
+bool wire_ts_measurement(const uint8_t *bucket, uint32_t len, bson_t *out)
+{
+    bson_iter_t it;
+    uint32_t dlen;
+    const uint8_t *data;
+    if (!bson_iter_init_from_data(&it, bucket, len) || !bson_iter_find(&it, "data") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return false;
+    bson_iter_document(&it, &dlen, &data);
+    return bson_init_static(out, data, dlen);
+}
+
+size_t wire_ts_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, eng_doc_t **out,
+                       bq_error_t *err)
+{
+    size_t n = 0, cap = 16;
+    eng_doc_t *docs = malloc(cap * sizeof *docs);
+    if (!docs)
+        abort();
+    eng_scan_t scan;
+    eng_doc_t d;
+    eng_scan_init(&scan, c, snap, false);
+    while (eng_scan_next(&scan, &d)) {
+        bson_t measurement;
+        if (!wire_ts_measurement(d.data, d.len, &measurement))
+            continue; /* not a bucket of ours: nothing a measurement filter can match */
+        int r = m ? bq_match_eval_env(m, &measurement, NULL, err) : 1;
+        if (r < 0) {
+            free(docs);
+            *out = NULL;
+            return WIRE_COLLECT_ERROR;
+        }
+        if (!r)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            eng_doc_t *nd = realloc(docs, cap * sizeof *nd);
+            if (!nd)
+                abort();
+            docs = nd;
+        }
+        docs[n++] = d;
+    }
+    if (!wire_scan_done(&scan, err)) {
+        free(docs);
+        *out = NULL;
+        return WIRE_COLLECT_ERROR;
+    }
+    *out = docs;
+    return n;
+}
+
+bool wire_ts_bucket_rebuild(const bson_t *ts_opts, const uint8_t *bucket, uint32_t len,
+                            const bson_t *measurement, bson_t *out, bson_value_t *id,
+                            bq_error_t *err)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_from_data(&it, bucket, len) || !bson_iter_find(&it, "_id")) {
+        bson_init(out);
+        bq_error_set(err, BQ_ERR_InternalError, "a time-series bucket without an _id");
+        return false;
+    }
+    const bson_value_t *bid = bson_iter_value(&it);
+    if (!bucket_build(ts_opts, measurement, bid, out, err))
+        return false;
+    bson_value_copy(bid, id);
+    return true;
+}
+
+/* The first element of a dotted path is the metaField. */
+static bool ts_path_is_meta(const char *path, const char *meta_field)
+{
+    size_t n = strlen(meta_field);
+    return !strncmp(path, meta_field, n) && (path[n] == '\0' || path[n] == '.');
+}
+
+/*
+ * mongod 7.0's walk of an update's filter on a time-series collection (its
+ * translateQuery): every element, values included, is visited; a field name at the top
+ * level (of the filter, or of an object inside an array, as in $and: [{...}]) must be the
+ * metaField or a path under it; $expr and $where are refused anywhere; a $jsonSchema may
+ * only require and describe the metaField.
+ */
+static bool ts_query_walk(bson_iter_t *it, const char *meta, bool top, bool parent_array,
+                          int depth, bq_error_t *err)
+{
+    const char *k = bson_iter_key(it);
+    if (!strcmp(k, "$expr") || !strcmp(k, "$where")) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot use %s when performing an update or delete on a time-series "
+                     "collection",
+                     k);
+        return false;
+    }
+    bool ok = true;
+    if (!strcmp(k, "$jsonSchema")) {
+        bson_iter_t sub, f;
+        if (BSON_ITER_HOLDS_DOCUMENT(it) && bson_iter_recurse(it, &sub) &&
+            bson_iter_find(&sub, "required") && bson_iter_recurse(&sub, &f))
+            while (ok && bson_iter_next(&f))
+                ok = BSON_ITER_HOLDS_UTF8(&f) && !strcmp(bson_iter_utf8(&f, NULL), meta);
+        if (ok && BSON_ITER_HOLDS_DOCUMENT(it) && bson_iter_recurse(it, &sub) &&
+            bson_iter_find(&sub, "properties") && bson_iter_recurse(&sub, &f))
+            while (ok && bson_iter_next(&f))
+                ok = !strcmp(bson_iter_key(&f), meta);
+    } else if (top && k[0] != '$') {
+        ok = ts_path_is_meta(k, meta);
+    } else {
+        ok = true;
+    }
+    if (!ok) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform an update or delete on a time-series collection when "
+                     "querying on a field that is not the metaField '%s'",
+                     meta);
+        return false;
+    }
+    if (!strcmp(k, "$jsonSchema"))
+        return true;
+    bool is_doc = BSON_ITER_HOLDS_DOCUMENT(it), is_array = BSON_ITER_HOLDS_ARRAY(it);
+    if ((!is_doc && !is_array) || depth > 100)
+        return true;
+    bson_iter_t child;
+    if (!bson_iter_recurse(it, &child))
+        return true;
+    bool child_top = parent_array && is_doc;
+    while (bson_iter_next(&child))
+        if (!ts_query_walk(&child, meta, child_top, is_array, depth + 1, err))
+            return false;
+    return true;
+}
+
+static bool ts_update_field_error(const char *meta, bq_error_t *err)
+{
+    bq_error_set(err, BQ_ERR_InvalidOptions,
+                 "Cannot perform an update on a time-series collection which updates a field "
+                 "that is not the metaField '%s'",
+                 meta);
+    return false;
+}
+
+bool wire_ts_update_check(const bson_t *ts_opts, const bson_t *q, const bson_t *u,
+                          bool u_is_pipeline, bool multi, bool upsert, bq_error_t *err)
+{
+    if (!multi) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform a non-multi update on a time-series collection");
+        return false;
+    }
+    if (upsert) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform an upsert on a time-series collection");
+        return false;
+    }
+    const char *meta = ts_spec_field(ts_opts, "metaField");
+    if (!meta) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform an update on a time-series collection that does not have "
+                     "a metaField");
+        return false;
+    }
+    bson_iter_t it;
+    if (bson_iter_init(&it, q))
+        while (bson_iter_next(&it))
+            if (!ts_query_walk(&it, meta, true, false, 0, err))
+                return false;
+    if (u_is_pipeline) {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform an update on a time-series collection using a pipeline "
+                     "update");
+        return false;
+    }
+    /* a replacement: an empty document, or one whose first field is not an operator */
+    if (!bson_iter_init(&it, u) || !bson_iter_next(&it) || bson_iter_key(&it)[0] != '$') {
+        bq_error_set(err, BQ_ERR_InvalidOptions,
+                     "Cannot perform an update on a time-series collection using a "
+                     "replacement document");
+        return false;
+    }
+    bson_iter_init(&it, u);
+    while (bson_iter_next(&it)) {
+        bson_iter_t f;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &f))
+            continue; /* a malformed operator: the update parser reports it */
+        bool rename = !strcmp(bson_iter_key(&it), "$rename");
+        while (bson_iter_next(&f)) {
+            if (!ts_path_is_meta(bson_iter_key(&f), meta))
+                return ts_update_field_error(meta, err);
+            if (rename &&
+                (!BSON_ITER_HOLDS_UTF8(&f) || !ts_path_is_meta(bson_iter_utf8(&f, NULL), meta)))
+                return ts_update_field_error(meta, err);
+        }
+    }
     return true;
 }
 
@@ -376,14 +591,23 @@ bool wire_ts_list_entry(bson_t *d, const eng_coll_info_t *c, bool name_only)
     return true;
 }
 
+bool wire_ts_fam_refuse(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
+{
+    if (!wire_ts_options(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db)))
+        return true;
+    bq_error_set(err, BQ_ERR_CommandNotSupportedOnView,
+                 "Namespace %s.%s is a view, not a collection", ctx->db, coll);
+    return false;
+}
+
 bool wire_ts_refuse(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err)
 {
     if (!wire_ts_options(ctx->server->db, ctx->db, coll, eng_db_snapshot(ctx->server->db)))
         return true;
     bq_error_set(err, BQ_ERR_NotImplemented,
                  "%s on the time-series collection %s.%s is not implemented in NEDB: a "
-                 "time-series collection takes inserts and reads (find, aggregate, count, "
-                 "distinct) only",
+                 "time-series collection takes inserts, updates, deletes and reads (find, "
+                 "aggregate, count, distinct) only",
                  ctx->name, ctx->db, coll);
     return false;
 }

@@ -17,6 +17,16 @@
  * pipeline and return the measurements exactly as inserted. Nothing below the wire layer
  * knows about time series: the engine sees a view and a collection, the aggregation code
  * a $replaceWith.
+ *
+ * Writes as MongoDB 7.0 allows them ("Time Series Collection Limitations"): delete takes
+ * any filter, limit 0 or 1 and a collation; each matching measurement's bucket is deleted.
+ * update must be multi: true, not an upsert, on a collection with a metaField, filter on
+ * and modify only the metaField with update operators (InvalidOptions 72 otherwise, with
+ * mongod's messages); each matching measurement is updated and re-wrapped into its bucket.
+ * findAndModify is refused as 7.0 refuses it on a view (166); 7.1 added it. The write
+ * commands in cmd_write.c see measurements only: they collect buckets by a filter on the
+ * measurement, read a bucket's measurement and re-wrap an updated one through the
+ * functions below.
  */
 #ifndef CMD_TIMESERIES_H
 #define CMD_TIMESERIES_H
@@ -58,12 +68,39 @@ bool wire_expire_after_check(const bson_iter_t *it, int64_t *out, bq_error_t *er
 bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
                           bson_value_t *id, bq_error_t *err);
 
+/* The measurement inside a stored bucket (bytes borrowed like the bucket's) into `out`, a
+ * static bson_t; false when the document is not a bucket of this layout. */
+bool wire_ts_measurement(const uint8_t *bucket, uint32_t len, bson_t *out);
+
+/* The buckets of c at snap whose measurement matches m (NULL: all), in natural order, into
+ * a malloc'd array (as wire_collect: the count, or WIRE_COLLECT_ERROR with err set). */
+size_t wire_ts_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, eng_doc_t **out,
+                       bq_error_t *err);
+
+/* The bucket of an updated measurement into `out` (always initialized): the old bucket's
+ * _id (into *id, owned by the caller on success), bounds and meta from the measurement.
+ * BadValue (2) when the time field is no longer a date. */
+bool wire_ts_bucket_rebuild(const bson_t *ts_opts, const uint8_t *bucket, uint32_t len,
+                            const bson_t *measurement, bson_t *out, bson_value_t *id,
+                            bq_error_t *err);
+
+/* MongoDB 7.0's checks of one update statement on a time-series collection, in mongod's
+ * order: multi (72), upsert (72), a metaField (72), the filter on the metaField only, no
+ * $expr or $where (72), no pipeline or replacement (72), the update on the metaField only
+ * ($rename's target too) (72). */
+bool wire_ts_update_check(const bson_t *ts_opts, const bson_t *q, const bson_t *u,
+                          bool u_is_pipeline, bool multi, bool upsert, bq_error_t *err);
+
+/* CommandNotSupportedOnView (166) when ctx->db.coll is a time-series collection: MongoDB
+ * 7.0 runs findAndModify on collections only (time-series support came in 7.1). */
+bool wire_ts_fam_refuse(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err);
+
 /* The listCollections entry of a time-series collection (type "timeseries", its options
  * without the view's definition); false when c is not one. */
 bool wire_ts_list_entry(bson_t *d, const eng_coll_info_t *c, bool name_only);
 
 /* NotImplemented (238) naming the command when ctx->db.coll is a time-series collection
- * now: for the writes and catalog commands NEDB does not run on one. */
+ * now: for the index and catalog commands NEDB does not run on one. */
 bool wire_ts_refuse(wire_cmd_ctx_t *ctx, const char *coll, bq_error_t *err);
 
 #endif

@@ -12,6 +12,11 @@
  * a statement's ops are computed from a fresh snapshot and submitted all-or-none; if
  * another writer got there first (an expectation fails), the statement is computed again
  * from a newer snapshot.
+ *
+ * On a time-series collection (cmd_timeseries.h) the statements see measurements: insert
+ * wraps each into a bucket, update and delete match their filter against the measurements
+ * and write the buckets that hold them, and MongoDB 7.0's limits on updates are checked
+ * per statement (write errors 72); findAndModify is refused as 7.0 refuses it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +436,11 @@ typedef struct stmt_state {
     bson_t fam_value;
     bool fam_has_value;
     bool fam_remove;
+    /* a time-series collection X (cmd_timeseries.h): statements match and update its
+     * measurements, the ops write the buckets in coll = system.buckets.X */
+    bool ts;
+    bson_t ts_opts;         /* X's catalog options, copied */
+    char ts_coll[ENG_NS_MAX + 1];
 } stmt_state_t;
 
 static void stmt_ops_clear(stmt_state_t *st)
@@ -454,6 +464,7 @@ static void stmt_state_free(void *p)
     bson_destroy(&st->errors);
     bson_destroy(&st->seqs);
     bson_destroy(&st->fam_value);
+    bson_destroy(&st->ts_opts);
     bson_free(st);
 }
 
@@ -672,12 +683,19 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         stmt_fail(st, &e);
         return 0;
     }
+    if (st->ts && st->kind == STMT_UPDATE &&
+        !wire_ts_update_check(&st->ts_opts, &a.q, &a.u, a.u_is_pipeline, a.multi, a.upsert,
+                              &e)) {
+        stmt_fail(st, &e);
+        return 0;
+    }
     int64_t snap = eng_db_snapshot(ctx->server->db);
     st->fam_remove = a.remove;
     bq_collation_t *co = NULL; /* the statement's collation; the matcher and sort hold refs */
     bq_match_t *m = wire_collation(&stmt, &co, &e) ? wire_match_compile(ctx, &a.q, co, &e)
                                                    : NULL;
-    const bson_t *id_filter = co ? NULL : &a.q; /* the _id index is binary */
+    /* the _id index is binary; a bucket's _id is not its measurement's */
+    const bson_t *id_filter = co || st->ts ? NULL : &a.q;
     bq_update_t *u = NULL;
     bq_sort_t *s = NULL;
     eng_doc_t *docs = NULL;
@@ -701,7 +719,9 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     bq_collation_destroy(co);
     if (ok) {
         eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, st->coll, snap);
-        if (c && (ndocs = wire_collect(c, snap, m, id_filter, &docs, &e)) == WIRE_COLLECT_ERROR) {
+        if (c && (ndocs = st->ts ? wire_ts_collect(c, snap, m, &docs, &e)
+                                 : wire_collect(c, snap, m, id_filter, &docs, &e)) ==
+                     WIRE_COLLECT_ERROR) {
             ndocs = 0;
             ok = false;
         }
@@ -726,10 +746,12 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     st->fam_has_value = false;
     stmt_ops_reserve(st, ndocs + 1); /* one op per document, or the upsert */
     for (size_t i = 0; ok && i < ndocs; i++) {
-        bson_t doc;
+        bson_t doc; /* the document, or the bucket's measurement */
         bson_init_static(&doc, docs[i].data, docs[i].len);
-        bson_iter_t idit;
+        bson_iter_t idit; /* the _id of what is stored: the document or its bucket */
         bson_iter_init_find(&idit, &doc, "_id");
+        if (st->ts && !wire_ts_measurement(docs[i].data, docs[i].len, &doc))
+            continue; /* wire_ts_collect returns buckets only */
         if (st->kind == STMT_DELETE || (st->kind == STMT_FAM && a.remove)) {
             eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_DELETE);
             bson_value_copy(bson_iter_value(&idit), &w->id);
@@ -767,7 +789,31 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
             bson_concat(&st->fam_value, a.return_new ? &updated : &doc);
             st->fam_has_value = true;
         }
-        if (changed) {
+        if (changed && st->ts) {
+            /* the updated measurement, re-wrapped into its bucket */
+            eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_UPDATE);
+            bson_t measurement;
+            bson_value_t mid;
+            mid.value_type = BSON_TYPE_EOD;
+            bson_destroy(&w->doc);
+            bson_destroy(&w->prov);
+            bson_init(&w->doc); /* wire_ts_bucket_rebuild replaces it */
+            ok = doc_prepare(ctx, snap, &updated, &doc, &measurement, &w->prov, &mid, &e);
+            if (ok) {
+                bson_destroy(&w->doc);
+                ok = wire_ts_bucket_rebuild(&st->ts_opts, docs[i].data, docs[i].len,
+                                            &measurement, &w->doc, &w->id, &e);
+            }
+            if (ok && w->doc.len > WIRE_MAX_BSON_SIZE) {
+                bq_error_set(&e, BQ_ERR_BSONObjectTooLarge,
+                             "object to insert too large. size in bytes: %u, max size: %d",
+                             measurement.len, WIRE_MAX_BSON_SIZE);
+                ok = false;
+            }
+            bson_destroy(&measurement);
+            bson_value_destroy(&mid);
+            w->expect = docs[i].seq;
+        } else if (changed) {
             eng_wop_t *w = stmt_op_add(st, ctx, ENG_WOP_UPDATE);
             bson_destroy(&w->doc);
             bson_destroy(&w->prov);
@@ -970,7 +1016,8 @@ static bool stmt_resume(wire_cmd_ctx_t *ctx, bq_error_t *err)
 
 /* Starts a statement-at-a-time command over `stmts` (an array of documents). */
 static bool stmt_start(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *coll,
-                       bson_iter_t *stmts, const bson_t *single, bool ordered, bq_error_t *err)
+                       const bson_t *ts_opts, bson_iter_t *stmts, const bson_t *single,
+                       bool ordered, bq_error_t *err)
 {
     if (eng_db_read_only(ctx->server->db)) {
         bq_error_set(err, BQ_ERR_NotWritablePrimary,
@@ -986,6 +1033,13 @@ static bool stmt_start(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *coll,
     bson_init(&st->errors);
     bson_init(&st->seqs);
     bson_init(&st->fam_value);
+    bson_init(&st->ts_opts);
+    if (ts_opts) {
+        st->ts = true;
+        bson_concat(&st->ts_opts, ts_opts);
+        snprintf(st->ts_coll, sizeof st->ts_coll, WIRE_TS_BUCKETS_PREFIX "%s", coll);
+        st->coll = st->ts_coll;
+    }
     ctx->state = st;
     ctx->state_free = stmt_state_free;
     if (single) {
@@ -1043,7 +1097,12 @@ static bool stmt_command(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *arra
     const char *coll;
     bson_iter_t arr;
     bool present, ordered;
-    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err) ||
+    if (!wire_arg_coll(ctx, true, &coll, err))
+        return false;
+    /* a time-series collection: its measurements, in its buckets (cmd_timeseries.h) */
+    const bson_t *ts_opts = wire_ts_options(ctx->server->db, ctx->db, coll,
+                                            eng_db_snapshot(ctx->server->db));
+    if ((!ts_opts && !wire_view_refuse(ctx, coll, NULL, err)) ||
         !wire_arg_array(ctx, array_key, &arr, &present, err) ||
         !wire_arg_bool(ctx, "ordered", true, &ordered, err))
         return false;
@@ -1052,7 +1111,7 @@ static bool stmt_command(wire_cmd_ctx_t *ctx, stmt_kind_t kind, const char *arra
                      array_key);
         return false;
     }
-    return stmt_start(ctx, kind, coll, &arr, NULL, ordered, err);
+    return stmt_start(ctx, kind, coll, ts_opts, &arr, NULL, ordered, err);
 }
 
 bool cmd_update(wire_cmd_ctx_t *ctx, bq_error_t *err)
@@ -1068,8 +1127,9 @@ bool cmd_delete(wire_cmd_ctx_t *ctx, bq_error_t *err)
 bool cmd_find_and_modify(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
     const char *coll;
-    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_view_refuse(ctx, coll, NULL, err))
+    if (!wire_arg_coll(ctx, true, &coll, err) || !wire_ts_fam_refuse(ctx, coll, err) ||
+        !wire_view_refuse(ctx, coll, NULL, err))
         return false;
     /* the command document itself holds query/update/remove/new/upsert/sort/fields */
-    return stmt_start(ctx, STMT_FAM, coll, NULL, ctx->cmd, true, err);
+    return stmt_start(ctx, STMT_FAM, coll, NULL, NULL, ctx->cmd, true, err);
 }

@@ -5,12 +5,15 @@
  * bucketing, expireAfterSeconds) and their validation codes, listCollections of the
  * collection and of its system.buckets collection, inserts (duplicate _ids, generated
  * ObjectIds, the time field's check in ordered and unordered batches), reads through
- * find / count / distinct / aggregate, what is refused (update, delete, findAndModify,
- * indexes, rename), collMod expireAfterSeconds, drop; create with clusteredIndex, its
+ * find / count / distinct / aggregate, deletes by any filter and updates of the metaField
+ * as MongoDB 7.0 allows them (and its refusals, code 72), what else is refused
+ * (findAndModify, indexes, rename), collMod expireAfterSeconds, drop; create with clusteredIndex, its
  * listCollections and listIndexes entries and its validation codes; and both kinds
  * surviving a checkpoint and a restart.
- * Expected results come from MongoDB 7.0's "Time Series" and "Clustered Collections"
- * pages, the create command's reference, and mongod's own jstests of these options
+ * Expected results come from MongoDB 7.0's "Time Series", "Time Series Collection
+ * Limitations" and "Clustered Collections" pages, the create command's reference, mongod's
+ * messages for refused time-series updates (timeseries_update_delete_util.cpp), and
+ * mongod's own jstests of these options
  * (jstests/core/timeseries/ddl/timeseries_create.js, bucket_span_and_rounding_seconds.js,
  * jstests/core/clustered/clustered_collection_creation.js).
  */
@@ -212,19 +215,186 @@ h.test('the time field must be a date: write error 2, ordered stops, unordered g
     assert.deepEqual((await w.find({ temp: { $gte: 20 } }).toArray()).map((d) => d.temp).sort(), [20, 24]);
 });
 
-h.test('update, delete, findAndModify and index commands answer 238; listIndexes is empty; rename is 20', async () => {
+h.test('findAndModify is 166 as on a view (7.0 runs it on collections only); index commands 238; listIndexes is empty; rename is 20', async () => {
     const w = db.collection('weather');
-    const before = await w.countDocuments({});
-    for (const op of [() => w.updateOne({}, { $set: { x: 1 } }), () => w.deleteMany({}),
-                      () => w.findOneAndUpdate({}, { $set: { x: 1 } }), () => w.createIndex({ temp: 1 })]) {
-        const e = await expectCode(op(), 238);
-        assert.match(e.message, /time-series collection ts\.weather/);
+    const before = await w.find({}).sort({ timestamp: 1 }).toArray();
+    for (const op of [() => w.findOneAndUpdate({}, { $set: { 'metadata.x': 1 } }),
+                      () => w.findOneAndDelete({}), () => w.findOneAndReplace({}, { timestamp: at(0) })]) {
+        const e = await expectCode(op(), 166);
+        assert.match(e.message, /Namespace ts\.weather is a view, not a collection/);
     }
-    assert.equal(await w.countDocuments({}), before);
+    const e = await expectCode(w.createIndex({ temp: 1 }), 238);
+    assert.match(e.message, /time-series collection ts\.weather/);
+    assert.deepEqual(await w.find({}).sort({ timestamp: 1 }).toArray(), before);
     assert.deepEqual((await db.command({ listIndexes: 'weather' })).cursor.firstBatch, []);
     await expectCode(client.db('admin').command({ renameCollection: 'ts.weather', to: 'ts.w2' }), 20);
     await expectCode(client.db('admin').command({ renameCollection: 'ts.system.buckets.weather',
                                                   to: 'ts.w2' }), 20);
+});
+
+/* ---- time-series: deletes and updates (MongoDB 7.0: deletes take any filter, deleteOne
+ * included; updates only multi, no upsert, on the metaField with operators) ---- */
+
+const sensorDocs = () => [
+    { _id: 1, timestamp: at(0), metadata: { sensorId: 5578, type: 'temperature' }, temp: 12, unit: 'C' },
+    { _id: 1, timestamp: at(60), metadata: { sensorId: 5578, type: 'temperature' }, temp: 11, unit: 'c' },
+    { _id: 2, timestamp: at(120), metadata: { sensorId: 5578, type: 'temperature' }, temp: 11, unit: 'F' },
+    { _id: 3, timestamp: at(180), metadata: { sensorId: 5579, type: 'temperature' }, temp: 12, unit: 'C' },
+    { _id: 4, timestamp: at(240), metadata: { sensorId: 5579, type: 'temperature' }, temp: 15, unit: 'F' },
+    { _id: 5, timestamp: at(300), metadata: { sensorId: 5580, type: 'humidity' }, temp: 40, unit: '%' },
+];
+
+async function sensors(opts = { timeField: 'timestamp', metaField: 'metadata' }) {
+    await db.collection('sensors').drop().catch(() => {});
+    await db.createCollection('sensors', { timeseries: opts });
+    const s = db.collection('sensors');
+    await s.insertMany(sensorDocs());
+    return s;
+}
+
+const temps = async (s) => (await s.find({}).sort({ timestamp: 1 }).toArray()).map((d) => d.temp);
+
+h.test('deleteMany with a filter on measurement fields removes exactly the matching measurements', async () => {
+    const s = await sensors();
+    let r = await s.deleteMany({ temp: { $lt: 12 } });
+    assert.equal(r.deletedCount, 2);
+    assert.deepEqual(await temps(s), [12, 12, 15, 40]);
+    /* the time field and the metaField together */
+    r = await s.deleteMany({ timestamp: { $gte: at(180) }, 'metadata.sensorId': 5579 });
+    assert.equal(r.deletedCount, 2);
+    assert.deepEqual(await temps(s), [12, 40]);
+    /* one bucket per measurement: the buckets went with them */
+    assert.equal(await db.collection('system.buckets.sensors').countDocuments({}), 2);
+    r = await s.deleteMany({});
+    assert.equal(r.deletedCount, 2);
+    assert.equal(await s.countDocuments({}), 0);
+    assert.equal(await db.collection('system.buckets.sensors').countDocuments({}), 0);
+});
+
+h.test('deleteMany counts measurements sharing an _id; deleteOne removes one; $expr and collation work', async () => {
+    const s = await sensors();
+    assert.equal((await s.deleteMany({ _id: 1 })).deletedCount, 2);
+    assert.equal((await s.deleteOne({ 'metadata.sensorId': 5579 })).deletedCount, 1);
+    assert.deepEqual(await temps(s), [11, 15, 40]);
+    assert.equal((await s.deleteOne({ temp: 99 })).deletedCount, 0);
+    assert.equal((await s.deleteMany({ $expr: { $gt: ['$temp', 20] } })).deletedCount, 1);
+    assert.deepEqual(await temps(s), [11, 15]);
+    /* strength 2: 'f' equals 'F' */
+    await s.insertMany(sensorDocs());
+    assert.equal((await s.deleteMany({ unit: 'f' }, { collation: { locale: 'en', strength: 2 } })).deletedCount, 4);
+    assert.equal((await s.deleteMany({ unit: 'c' })).deletedCount, 1);
+    assert.deepEqual(await temps(s), [12, 12, 40]);
+});
+
+h.test('delete statements: ordered stops at a bad statement, unordered goes on; n counts measurements', async () => {
+    const s = await sensors();
+    let r = await db.command({ delete: 'sensors', ordered: true, deletes: [
+        { q: { temp: 11 }, limit: 0 }, { q: {}, limit: 5 }, { q: { temp: 12 }, limit: 0 }] }).catch((e) => e);
+    assert.equal(r.n, 2);
+    assert.equal(r.writeErrors.length, 1);
+    assert.equal(r.writeErrors[0].index, 1);
+    assert.equal(r.writeErrors[0].code, 9);
+    assert.deepEqual(await temps(s), [12, 12, 15, 40]);
+    r = await db.command({ delete: 'sensors', ordered: false, deletes: [
+        { q: { temp: 15 }, limit: 1 }, { q: {}, limit: 5 }, { q: { temp: 12 }, limit: 0 }] });
+    assert.equal(r.n, 3);
+    assert.equal(r.writeErrors[0].index, 1);
+    assert.deepEqual(await temps(s), [40]);
+});
+
+h.test('updateMany on the metaField updates the measurements and their buckets\' meta', async () => {
+    const s = await sensors();
+    let r = await s.updateMany({ 'metadata.sensorId': 5578 }, { $set: { 'metadata.type': 'temp' } });
+    assert.equal(r.matchedCount, 3);
+    assert.equal(r.modifiedCount, 3);
+    const back = await s.find({ 'metadata.sensorId': 5578 }).sort({ timestamp: 1 }).toArray();
+    const want = sensorDocs().slice(0, 3).map((d) => ({ ...d, metadata: { sensorId: 5578, type: 'temp' } }));
+    assert.deepEqual(back, want);
+    const b = await db.collection('system.buckets.sensors').find({ 'meta.sensorId': 5578 }).toArray();
+    assert.equal(b.length, 3);
+    for (const x of b) {
+        assert.deepEqual(x.meta, { sensorId: 5578, type: 'temp' });
+        assert.deepEqual(x.control.min, { timestamp: x.data.timestamp });
+    }
+    /* matched but unchanged */
+    r = await s.updateMany({ 'metadata.sensorId': 5578 }, { $set: { 'metadata.type': 'temp' } });
+    assert.equal(r.matchedCount, 3);
+    assert.equal(r.modifiedCount, 0);
+    /* $rename within the metaField, $and / $or over metaField paths */
+    r = await s.updateMany({ $or: [{ 'metadata.sensorId': 5579 }, { metadata: { sensorId: 5580, type: 'humidity' } }] },
+                           { $rename: { 'metadata.type': 'metadata.kind' } });
+    assert.equal(r.modifiedCount, 3);
+    assert.deepEqual((await s.findOne({ _id: 5 })).metadata, { sensorId: 5580, kind: 'humidity' });
+    /* $unset of the whole metaField: the bucket has no meta any more */
+    r = await s.updateMany({ 'metadata.sensorId': 5580 }, { $unset: { metadata: '' } });
+    assert.equal(r.modifiedCount, 1);
+    assert.ok(!('metadata' in (await s.findOne({ _id: 5 }))));
+    const b5 = await db.collection('system.buckets.sensors').findOne({ 'data._id': 5 });
+    assert.ok(!('meta' in b5));
+    assert.deepEqual(await temps(s), [12, 11, 11, 12, 15, 40]);
+});
+
+h.test('updates 7.0 refuses are write errors 72 with mongod\'s messages and change nothing', async () => {
+    const s = await sensors();
+    const before = await s.find({}).sort({ timestamp: 1 }).toArray();
+    const refused = [
+        [() => s.updateOne({ 'metadata.sensorId': 5578 }, { $set: { 'metadata.type': 't' } }),
+         /Cannot perform a non-multi update on a time-series collection/],
+        [() => s.replaceOne({ 'metadata.sensorId': 5578 }, { timestamp: at(0) }),
+         /Cannot perform a non-multi update on a time-series collection/],
+        [() => s.updateMany({ 'metadata.sensorId': 1 }, { $set: { 'metadata.type': 't' } }, { upsert: true }),
+         /Cannot perform an upsert on a time-series collection/],
+        [() => s.updateMany({ temp: 12 }, { $set: { 'metadata.type': 't' } }),
+         /when querying on a field that is not the metaField 'metadata'/],
+        [() => s.updateMany({ $and: [{ 'metadata.sensorId': 5578 }, { temp: 12 }] }, { $set: { 'metadata.type': 't' } }),
+         /when querying on a field that is not the metaField 'metadata'/],
+        [() => s.updateMany({ $expr: { $eq: ['$metadata.sensorId', 5578] } }, { $set: { 'metadata.type': 't' } }),
+         /Cannot use \$expr when performing an update or delete on a time-series collection/],
+        [() => s.updateMany({ $where: 'true' }, { $set: { 'metadata.type': 't' } }),
+         /Cannot use \$where when performing an update or delete on a time-series collection/],
+        [() => s.updateMany({ 'metadata.sensorId': 5578 }, [{ $set: { 'metadata.type': 't' } }]),
+         /using a pipeline update/],
+        [() => s.updateMany({}, { $set: { temp: 0 } }),
+         /which updates a field that is not the metaField 'metadata'/],
+        [() => s.updateMany({}, { $set: { timestamp: at(1) } }),
+         /which updates a field that is not the metaField 'metadata'/],
+        [() => s.updateMany({}, { $rename: { 'metadata.type': 'kind' } }),
+         /which updates a field that is not the metaField 'metadata'/],
+    ];
+    for (const [op, msg] of refused) {
+        const e = await expectCode(op(), 72);
+        assert.match(e.message, msg);
+    }
+    /* a replacement with multi: true, sent as a raw command */
+    let r = await db.command({ update: 'sensors', updates: [{ q: {}, u: { timestamp: at(0) }, multi: true }] });
+    assert.equal(r.writeErrors[0].code, 72);
+    assert.match(r.writeErrors[0].errmsg, /using a replacement document/);
+    /* ordered stops at the refused statement, unordered goes on */
+    const upd = (id, multi) => ({ q: { 'metadata.sensorId': id }, u: { $set: { 'metadata.seen': true } }, multi });
+    r = await db.command({ update: 'sensors', updates: [upd(5578, true), upd(5579, false), upd(5580, true)] });
+    assert.equal(r.n, 3);
+    assert.equal(r.nModified, 3);
+    assert.equal(r.writeErrors.length, 1);
+    assert.equal(r.writeErrors[0].index, 1);
+    assert.equal(r.writeErrors[0].code, 72);
+    assert.equal(await s.countDocuments({ 'metadata.seen': true }), 3);
+    r = await db.command({ update: 'sensors', ordered: false,
+                           updates: [upd(5578, true), upd(5579, false), upd(5580, true)] });
+    assert.equal(r.n, 4);
+    assert.equal(r.nModified, 1);
+    assert.equal(await s.countDocuments({ 'metadata.seen': true }), 4);
+    const after = (await s.find({}).sort({ timestamp: 1 }).toArray())
+        .map((d) => { const m = { ...d.metadata }; delete m.seen; return { ...d, metadata: m }; });
+    assert.deepEqual(after, before);
+});
+
+h.test('a time-series collection without a metaField refuses every update (72) and deletes by any filter', async () => {
+    const s = await sensors({ timeField: 'timestamp' });
+    const e = await expectCode(s.updateMany({}, { $set: { temp: 0 } }), 72);
+    assert.match(e.message, /Cannot perform an update on a time-series collection that does not have a metaField/);
+    assert.equal((await s.deleteMany({ 'metadata.sensorId': 5578 })).deletedCount, 3);
+    assert.equal(await s.countDocuments({}), 3);
+    await s.drop();
 });
 
 h.test('collMod sets expireAfterSeconds on the collection and its buckets; bucketing changes are 238', async () => {
