@@ -16,9 +16,9 @@
  *             3. agg_merge_apply(out, run, existing or NULL, prepared, &result, err) says
  *                what to write.
  *
- * `on` fields. mongod refuses `on` fields without a unique index covering them (51183). We
- * only have the _id index for now, so any `on` fields are accepted; the caller matches them
- * with a filter (and should take the first match if several documents match).
+ * `on` fields. mongod refuses `on` fields without a unique index on exactly them (51183);
+ * the caller checks that before writing (wire/cmd_aggregate_out.c) and matches them with
+ * a filter (at most one document can match).
  *
  * Errors of the helpers, with mongod's codes: 51132 an `on` field missing, null, undefined
  * or an array in the document; 11000 DuplicateKey for whenMatched "fail"; 13113 for

@@ -33,6 +33,9 @@
  * expected at the version read) or nothing. A document the overlay already has an op for
  * rewrites that op instead of adding a second one.
  *
+ * Custom `on` fields need a unique index on exactly those fields in the target (51183
+ * otherwise, also when the target does not exist), as in mongod.
+ *
  * Deliberate difference: mongod's $merge is not atomic (documents written before a
  * failing one stay written). Ours is one all-or-none intent: whenMatched "fail" (11000,
  * with keyPattern and keyValue in the reply as mongod gives them), whenNotMatched "fail"
@@ -46,6 +49,7 @@
 #include "agg_merge.h"
 #include "bq_key.h"
 #include "cmd_aggregate.h"
+#include "cmd_index.h"
 #include "cmd_view.h"
 #include "wire_validate.h"
 
@@ -192,6 +196,44 @@ static bool out_validate(wire_cmd_ctx_t *ctx, const out_state_t *st, int64_t sna
         wire_validate_errinfo_append(ctx->state, 0, ctx->req->reply_extra);
     }
     return false;
+}
+
+/* True when `on` (an array of field names) is the key of an index that makes its values
+ * unique in c at snap, as mongod requires of $merge's `on` fields: a unique index, not
+ * partial, with the simple collation (and a command without a collation), whose key
+ * fields are exactly the `on` fields in any order. `on` being just _id always qualifies. */
+static bool merge_on_unique(wire_cmd_ctx_t *ctx, eng_coll_t *c, int64_t snap, const bson_t *on)
+{
+    bson_iter_t it, k;
+    uint32_t non = bson_count_keys(on);
+    if (non == 1 && bson_iter_init(&it, on) && bson_iter_next(&it) && BSON_ITER_HOLDS_UTF8(&it) &&
+        strcmp(bson_iter_utf8(&it, NULL), "_id") == 0)
+        return true;
+    if (!c || bson_has_field(ctx->cmd, "collation"))
+        return false; /* (a simple collation given explicitly is rare; mongod compares) */
+    bson_t **specs;
+    size_t n = wire_index_specs(c, snap, &specs);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        bson_t key;
+        uint32_t len;
+        const uint8_t *data;
+        bool ok = bson_iter_init_find(&it, specs[i], "unique") && bson_iter_as_bool(&it) &&
+                  !bson_has_field(specs[i], "partialFilterExpression") &&
+                  !bson_has_field(specs[i], "collation") &&
+                  bson_iter_init_find(&it, specs[i], "key") && BSON_ITER_HOLDS_DOCUMENT(&it);
+        if (ok) {
+            bson_iter_document(&it, &len, &data);
+            ok = bson_init_static(&key, data, len) && bson_count_keys(&key) == non;
+        }
+        /* every `on` field is a key field (the counts are equal and `on` has no repeats) */
+        for (bson_iter_init(&it, on); ok && bson_iter_next(&it);)
+            ok = bson_iter_init_find(&k, &key, bson_iter_utf8(&it, NULL));
+        found = found || ok;
+        bson_destroy(specs[i]);
+    }
+    free(specs);
+    return found;
 }
 
 static int id_cmp(const void *a, const void *b)
@@ -636,6 +678,15 @@ bool wire_agg_out_write(wire_cmd_ctx_t *ctx, const agg_out_t *out, agg_run_t *ru
                      "Cannot write the output of %s to view %s.%s",
                      out->merge ? "$merge" : "$out", st->db, st->coll);
         ok = false;
+    }
+    if (ok && out->merge && out->on) {
+        int64_t now = eng_db_snapshot(ctx->server->db);
+        eng_coll_t *c = eng_coll_get(ctx->server->db, st->db, st->coll, now);
+        if (!merge_on_unique(ctx, c, now, out->on)) {
+            bq_error_set(err, 51183, "Cannot find index to verify that join fields will be "
+                                     "unique");
+            ok = false;
+        }
     }
     if (ok && out->merge) {
         st->out = out;

@@ -8,6 +8,7 @@
  *    "docs": [...],                 the collection aggregated ("coll"); omitted: no
  *                                   collection, the pipeline runs as aggregate: 1
  *    "collections": {"name": [...]} other collections ($lookup, $unionWith, ...)
+ *    "indexes": {"name": [spec]}    with serverOnly: indexes created on them first
  *    "pipeline": [...],
  *    "let": {...},                  the command's let (optional)
  *    "result": [...]                the documents expected, in order

@@ -4,9 +4,11 @@
  * driver. The same files run in-process in the C unit tests (tests/aggregation/
  * test_agg_pipeline.c and test_agg_expr.c, whose header comments define the formats).
  *
- *   tests/aggregation/stages/*.json   {name, docs, collections, pipeline, let, result |
- *                                      error, unordered, serverOnly, expectCollections}:
+ *   tests/aggregation/stages/*.json   {name, docs, collections, indexes, pipeline, let,
+ *                                      result | error, unordered, serverOnly,
+ *                                      expectCollections}:
  *                                      "docs" go into "coll" and "collections" into theirs,
+ *                                      "indexes": {name: [index spec]} are created on them,
  *                                      in a fresh database "test" per case; the pipeline runs as
  *                                      aggregate on "coll" (aggregate: 1 without "docs");
  *                                      "expectCollections": {name: [docs]} are compared
@@ -152,6 +154,10 @@ async function runStageCase(c) {
     if (docs) await insertAll(db, 'coll', docs);
     if (colls && colls.t === 'doc')
         for (const [name, d] of colls.v) if (d.t === 'array') await insertAll(db, name, d);
+    const indexes = E.get(c, 'indexes');
+    if (indexes && indexes.t === 'doc')
+        for (const [name, specs] of indexes.v)
+            await db.command({ createIndexes: name, indexes: E.toDriver(specs) });
     /* the command itself is a plain object (the driver adds its own fields to it); what
      * it holds keeps its key order as Maps */
     const cmd = { aggregate: docs ? 'coll' : 1, pipeline: E.toDriver(pipeline), cursor: {} };

@@ -99,6 +99,7 @@ h.test('a failing document leaves the target untouched (NEDB writes $merge atomi
 h.test('an insert colliding on _id through other `on` fields fails with 11000', async () => {
     const t = db.collection('onk');
     await t.insertOne({ _id: 1, k: 'x' });
+    await t.createIndex({ k: 1 }, { unique: true });
     let caught;
     try {
         await db.collection('sales').aggregate([
@@ -110,6 +111,23 @@ h.test('an insert colliding on _id through other `on` fields fails with 11000', 
     assert.ok(caught instanceof MongoServerError, String(caught));
     assert.equal(caught.code, 11000);
     assert.deepEqual(await t.find().toArray(), [{ _id: 1, k: 'x' }]);
+});
+
+h.test('`on` fields need a unique index on exactly them: 51183 before anything is written', async () => {
+    const t = db.collection('onu');
+    await t.insertOne({ _id: 1, k: 'x', j: 1 });
+    const run = (on) => db.collection('sales').aggregate([
+        { $match: { _id: 1 } }, { $project: { _id: 0, k: 'x', j: { $literal: 1 }, v: 'new' } },
+        { $merge: { into: 'onu', on } },
+    ]).toArray();
+    await assert.rejects(run('k'), (e) => e.code === 51183);
+    await t.createIndex({ k: 1 });
+    await assert.rejects(run('k'), (e) => e.code === 51183, 'not unique');
+    await t.createIndex({ k: 1, j: 1 }, { unique: true });
+    await assert.rejects(run('k'), (e) => e.code === 51183, 'unique on more fields');
+    assert.deepEqual(await t.find().toArray(), [{ _id: 1, k: 'x', j: 1 }]);
+    await run(['j', 'k']);
+    assert.deepEqual(await t.find().toArray(), [{ _id: 1, k: 'x', j: 1, v: 'new' }]);
 });
 
 h.test('writeConcern is accepted; nothing produced creates nothing; history keeps the old state', async () => {
