@@ -6,8 +6,10 @@
  * winningPlan, rejectedPlans}, executionStats when the verbosity asks for it, command,
  * serverInfo) so that drivers and mongosh's .explain() read it. The plans are what NEDB
  * really does: IDHACK for an {_id: <value>} filter without a collation (the _id index),
- * otherwise COLLSCAN with the filter, under SORT / SKIP / LIMIT / PROJECTION_DEFAULT for
- * find, COUNT or RECORD_STORE_FAST_COUNT for count, UPDATE / DELETE for writes.
+ * FETCH over IXSCAN where wire_ixscan_run (wire_util.c, the decision the reads themselves
+ * take) answers an equality or $in from a single-field index, otherwise COLLSCAN with the
+ * filter, under SORT / SKIP / LIMIT / PROJECTION_DEFAULT for find, COUNT or
+ * RECORD_STORE_FAST_COUNT for count, UPDATE / DELETE for writes.
  *
  * executionStats runs the read part at the command's snapshot (the filter over the scan,
  * stopping where the real command stops: at the first match of a single-document write,
@@ -16,6 +18,7 @@
  *
  * This file reads the store at one snapshot and never writes.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,11 +36,12 @@ typedef struct layer {
     const char *num_key;     /* skipAmount, limitAmount or NULL */
     int64_t num;
     int64_t n_returned;      /* for executionStats */
-    const char *stat_key[3]; /* extra counters (docsExamined, nMatched, ...) */
-    int64_t stat[3];
+    const char *stat_key[4]; /* extra counters (docsExamined, nMatched, ...) */
+    int64_t stat[4];
+    const bson_t *ixscan;    /* IXSCAN: the index fields (keyPattern ... indexBounds) */
 } layer_t;
 
-#define MAX_LAYERS 6
+#define MAX_LAYERS 7
 
 typedef struct plan {
     layer_t l[MAX_LAYERS];
@@ -70,6 +74,8 @@ static void plan_append(bson_t *out, const plan_t *p, int i, bool stats)
         BSON_APPEND_DOCUMENT(out, l->doc_key, l->doc);
     if (!strcmp(l->stage, "COLLSCAN"))
         BSON_APPEND_UTF8(out, "direction", "forward");
+    if (l->ixscan)
+        bson_concat(out, l->ixscan);
     if (!strcmp(l->stage, "SORT")) {
         append_num(out, "memLimit", 104857600);
         BSON_APPEND_UTF8(out, "type", "simple");
@@ -79,7 +85,7 @@ static void plan_append(bson_t *out, const plan_t *p, int i, bool stats)
     if (stats) {
         append_num(out, "nReturned", l->n_returned);
         append_num(out, "executionTimeMillisEstimate", 0);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 4; k++)
             if (l->stat_key[k])
                 append_num(out, l->stat_key[k], l->stat[k]);
     }
@@ -145,19 +151,232 @@ static void parsed_query(const bson_t *filter, bson_t *out)
     bson_destroy(&preds);
 }
 
+/* ---------------------------------------------------------------- IXSCAN */
+
+/* One bound as mongod prints it in indexBounds (BSONElement::toString without the name). */
+static void bound_append(bson_string_t *s, const bson_value_t *v)
+{
+    char num[64];
+    switch (v->value_type) {
+    case BSON_TYPE_INT32:
+        bson_string_append_printf(s, "%d", v->value.v_int32);
+        break;
+    case BSON_TYPE_INT64:
+        bson_string_append_printf(s, "%lld", (long long)v->value.v_int64);
+        break;
+    case BSON_TYPE_DOUBLE: {
+        double d = v->value.v_double;
+        if (isnan(d))
+            bson_string_append(s, "nan");
+        else if (isinf(d))
+            bson_string_append(s, d < 0 ? "-inf" : "inf");
+        else {
+            snprintf(num, sizeof num, "%.16g", d);
+            bson_string_append(s, num);
+            if (!strpbrk(num, ".e"))
+                bson_string_append(s, ".0");
+        }
+        break;
+    }
+    case BSON_TYPE_DECIMAL128: {
+        char dec[BSON_DECIMAL128_STRING];
+        bson_decimal128_to_string(&v->value.v_decimal128, dec);
+        bson_string_append_printf(s, "NumberDecimal(\"%s\")", dec);
+        break;
+    }
+    case BSON_TYPE_UTF8:
+    case BSON_TYPE_SYMBOL: {
+        const char *p = v->value_type == BSON_TYPE_UTF8 ? v->value.v_utf8.str
+                                                         : v->value.v_symbol.symbol;
+        uint32_t n = v->value_type == BSON_TYPE_UTF8 ? v->value.v_utf8.len
+                                                      : v->value.v_symbol.len;
+        bson_string_append_c(s, '"');
+        for (uint32_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c == '"' || c == '\\')
+                bson_string_append_printf(s, "\\%c", c);
+            else if (c < 0x20)
+                bson_string_append_printf(s, "\\u%04x", c);
+            else
+                bson_string_append_c(s, (char)c);
+        }
+        bson_string_append_c(s, '"');
+        break;
+    }
+    case BSON_TYPE_BOOL:
+        bson_string_append(s, v->value.v_bool ? "true" : "false");
+        break;
+    case BSON_TYPE_DATE_TIME:
+        bson_string_append_printf(s, "new Date(%lld)", (long long)v->value.v_datetime);
+        break;
+    case BSON_TYPE_OID: {
+        char hex[25];
+        bson_oid_to_string(&v->value.v_oid, hex);
+        bson_string_append_printf(s, "ObjectId('%s')", hex);
+        break;
+    }
+    case BSON_TYPE_TIMESTAMP:
+        bson_string_append_printf(s, "Timestamp(%u, %u)", v->value.v_timestamp.timestamp,
+                                  v->value.v_timestamp.increment);
+        break;
+    case BSON_TYPE_MINKEY:
+        bson_string_append(s, "MinKey");
+        break;
+    case BSON_TYPE_MAXKEY:
+        bson_string_append(s, "MaxKey");
+        break;
+    default: { /* documents, binary data, code...: their relaxed Extended JSON */
+        bson_t one = BSON_INITIALIZER;
+        bson_append_value(&one, "v", 1, v);
+        bson_iter_t it;
+        size_t len;
+        char *json = NULL;
+        if (bson_iter_init_find(&it, &one, "v") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t dl;
+            const uint8_t *dd;
+            bson_t sub;
+            bson_iter_document(&it, &dl, &dd);
+            if (bson_init_static(&sub, dd, dl))
+                json = bson_as_relaxed_extended_json(&sub, &len);
+        } else {
+            json = bson_as_relaxed_extended_json(&one, &len); /* {"v" : ...} */
+        }
+        bson_string_append(s, json ? json : "?");
+        bson_free(json);
+        bson_destroy(&one);
+        break;
+    }
+    }
+}
+
+/* Marks bit j of *mask when component j of the path holds an array in doc (an array is
+ * walked into through its documents, as index keys are made). */
+static void multikey_walk(const bson_t *doc, char **comp, int ncomp, int j, uint64_t *mask)
+{
+    bson_iter_t it;
+    if (j >= ncomp || !bson_iter_init_find(&it, doc, comp[j]))
+        return;
+    bson_t sub;
+    uint32_t len;
+    const uint8_t *data;
+    if (BSON_ITER_HOLDS_ARRAY(&it)) {
+        if (j < 64)
+            *mask |= 1ull << j;
+        bson_iter_t el;
+        bson_iter_recurse(&it, &el);
+        while (bson_iter_next(&el)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&el))
+                continue;
+            bson_iter_document(&el, &len, &data);
+            if (bson_init_static(&sub, data, len))
+                multikey_walk(&sub, comp, ncomp, j + 1, mask);
+        }
+    } else if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_document(&it, &len, &data);
+        if (bson_init_static(&sub, data, len))
+            multikey_walk(&sub, comp, ncomp, j + 1, mask);
+    }
+}
+
+/* Appends mongod's IXSCAN fields for ix (keyPattern ... indexBounds) to out. isMultiKey and
+ * multiKeyPaths come from the documents of c at snap: NEDB keeps no multikey flag, so an
+ * index whose arrays were all removed reads as not multikey here (mongod's flag stays).
+ * Returns isMultiKey. */
+static bool ixscan_describe(eng_coll_t *c, int64_t snap, const wire_ixscan_t *ix, bson_t *out)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, ix->spec, "key"))
+        bson_append_iter(out, "keyPattern", -1, &it);
+    if (bson_iter_init_find(&it, ix->spec, "name"))
+        bson_append_iter(out, "indexName", -1, &it);
+
+    char *path = bson_strdup(ix->field), *comp[64];
+    int ncomp = 0;
+    for (char *p = path, *save = NULL, *t; ncomp < 64 && (t = strtok_r(p, ".", &save)); p = NULL)
+        comp[ncomp++] = t;
+    uint64_t mask = 0, all = ncomp >= 64 ? UINT64_MAX : (1ull << ncomp) - 1;
+    eng_scan_t scan;
+    eng_doc_t d;
+    eng_scan_init(&scan, c, snap, false);
+    while (mask != all && eng_scan_next(&scan, &d)) {
+        bson_t doc;
+        if (bson_init_static(&doc, d.data, d.len))
+            multikey_walk(&doc, comp, ncomp, 0, &mask);
+    }
+    BSON_APPEND_BOOL(out, "isMultiKey", mask != 0);
+    bson_t mkp, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(out, "multiKeyPaths", &mkp);
+    bson_append_array_begin(&mkp, ix->field, -1, &arr);
+    bson_string_t *prefix = bson_string_new(NULL);
+    for (int j = 0, n = 0; j < ncomp; j++) {
+        if (j)
+            bson_string_append_c(prefix, '.');
+        bson_string_append(prefix, comp[j]);
+        if (mask & (1ull << j)) {
+            char k[16];
+            snprintf(k, sizeof k, "%d", n++);
+            BSON_APPEND_UTF8(&arr, k, prefix->str);
+        }
+    }
+    bson_string_free(prefix, true);
+    bson_append_array_end(&mkp, &arr);
+    bson_append_document_end(out, &mkp);
+    bson_free(path);
+
+    BSON_APPEND_BOOL(out, "isUnique",
+                     bson_iter_init_find(&it, ix->spec, "unique") && bson_iter_as_bool(&it));
+    BSON_APPEND_BOOL(out, "isSparse",
+                     bson_iter_init_find(&it, ix->spec, "sparse") && bson_iter_as_bool(&it));
+    BSON_APPEND_BOOL(out, "isPartial", false); /* a partial index is never used (wire_ixscan) */
+    BSON_APPEND_INT32(out, "indexVersion",
+                      bson_iter_init_find(&it, ix->spec, "v") && BSON_ITER_HOLDS_NUMBER(&it)
+                          ? (int32_t)bson_iter_as_int64(&it)
+                          : 2);
+    BSON_APPEND_UTF8(out, "direction", "forward");
+    bson_t bounds, pts;
+    BSON_APPEND_DOCUMENT_BEGIN(out, "indexBounds", &bounds);
+    bson_append_array_begin(&bounds, ix->field, -1, &pts);
+    for (size_t i = 0; i < ix->npoints; i++) {
+        bson_string_t *b = bson_string_new("[");
+        bound_append(b, &ix->points[i]);
+        bson_string_append(b, ", ");
+        bound_append(b, &ix->points[i]);
+        bson_string_append_c(b, ']');
+        char k[24];
+        snprintf(k, sizeof k, "%zu", i);
+        BSON_APPEND_UTF8(&pts, k, b->str);
+        bson_string_free(b, true);
+    }
+    bson_append_array_end(&bounds, &pts);
+    bson_append_document_end(out, &bounds);
+    return mask != 0;
+}
+
+/* The filter without its top-level field number `skip`: what FETCH still checks. */
+static void filter_without(const bson_t *filter, uint32_t skip, bson_t *out)
+{
+    bson_iter_t it;
+    uint32_t pos = 0;
+    if (bson_iter_init(&it, filter))
+        while (bson_iter_next(&it))
+            if (pos++ != skip)
+                bson_append_iter(out, bson_iter_key(&it), -1, &it);
+}
+
 /* ---------------------------------------------------------------- running the read part */
 
 typedef struct scan_result {
     int64_t examined, matched;
 } scan_result_t;
 
-/* Scans db.coll at snap with m, stopping after stop_after matches (0: never). */
-static bool explain_scan(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap,
-                         const bson_t *filter, bool idhack, const bq_match_t *m,
-                         int64_t stop_after, scan_result_t *r, bq_error_t *err)
+/* Reads c at snap as the command would: the _id lookup (idhack), the candidates of an
+ * index (ix, all of them matched, as the reads do), or a scan with m stopping after
+ * stop_after matches (0: never). */
+static bool explain_scan(eng_coll_t *c, int64_t snap, const bson_t *filter, bool idhack,
+                         const wire_ixscan_t *ix, const bq_match_t *m, int64_t stop_after,
+                         scan_result_t *r, bq_error_t *err)
 {
     memset(r, 0, sizeof *r);
-    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
     if (!c)
         return true;
     eng_doc_t d;
@@ -168,6 +387,18 @@ static bool explain_scan(wire_cmd_ctx_t *ctx, const char *coll, int64_t snap,
         if (!eng_coll_find_id_checked(c, snap, &id, &d, &found, err))
             return false;
         r->examined = r->matched = found ? 1 : 0;
+        return true;
+    }
+    if (ix) {
+        for (size_t i = 0; i < ix->ndocs; i++) {
+            r->examined++;
+            if (!bson_init_static(&doc, ix->docs[i].data, ix->docs[i].len))
+                continue;
+            int ok = bq_match_eval_env(m, &doc, NULL, err);
+            if (ok < 0)
+                return false;
+            r->matched += ok;
+        }
         return true;
     }
     eng_scan_t scan;
@@ -369,12 +600,25 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
         bq_match_destroy(m);
         return false;
     }
-    if (s)
+    int natural_dir = 1;
+    if (s) {
+        if (!bq_sort_is_natural(s, &natural_dir))
+            natural_dir = 1;
         bq_sort_destroy(s);
+    }
     bson_value_t idv;
     in.idhack = !collated && !in.has_sort && wire_filter_id_eq(&in.filter, &idv) &&
                 strcmp(name, "count") && strcmp(name, "distinct");
     bool stats = strcmp(verbosity, "queryPlanner") != 0;
+    bool fast_count = !strcmp(name, "count") && bson_empty(&in.filter);
+
+    /* the index the read would use: the same decision (cmd_find.c reads through it too);
+     * a {$natural: -1} find scans backwards instead */
+    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, in.coll, snap);
+    wire_ixscan_t ix;
+    bool use_ix = !in.idhack && !collated && !fast_count &&
+                  !(!strcmp(name, "find") && natural_dir < 0) &&
+                  wire_ixscan_run(c, snap, &in.filter, &ix);
 
     /* run the read part */
     bool find = !strcmp(name, "find"), count = !strcmp(name, "count");
@@ -385,8 +629,11 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
         stop = 1;
     scan_result_t r = {0};
     int64_t t0 = monotonic_ms();
-    if (stats && !explain_scan(&sub, in.coll, snap, &in.filter, in.idhack, m, stop, &r, err)) {
+    if (stats && !explain_scan(c, snap, &in.filter, in.idhack, use_ix ? &ix : NULL, m, stop,
+                               &r, err)) {
         bq_match_destroy(m);
+        if (use_ix)
+            wire_ixscan_cleanup(&ix);
         return false;
     }
     int64_t elapsed = monotonic_ms() - t0;
@@ -400,7 +647,6 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
     int64_t after = r.matched; /* documents leaving the scan, then each stage */
     int64_t skipped = after > in.skip ? after - in.skip : 0;
     int64_t limited = in.limit > 0 && skipped > in.limit ? in.limit : skipped;
-    bool fast_count = count && bson_empty(&in.filter);
     if (count) {
         l = plan_push(&p, fast_count ? "RECORD_STORE_FAST_COUNT" : "COUNT");
         l->stat_key[0] = "nCounted";
@@ -452,7 +698,30 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
         int64_t kept = in.limit > 0 && after > in.skip + in.limit ? in.skip + in.limit : after;
         l->n_returned = in.write ? (after > 0) : kept;
     }
-    if (!fast_count) {
+    bson_t rest = BSON_INITIALIZER, rest_pq = BSON_INITIALIZER, ixdesc = BSON_INITIALIZER;
+    if (use_ix) {
+        filter_without(&in.filter, ix.pred, &rest);
+        parsed_query(&rest, &rest_pq);
+        l = plan_push(&p, "FETCH");
+        l->doc_key = "filter";
+        l->doc = &rest_pq;
+        l->n_returned = r.matched;
+        l->stat_key[0] = "docsExamined";
+        l->stat[0] = r.examined;
+        l->stat_key[1] = "alreadyHasObj";
+        bool multikey = ixscan_describe(c, snap, &ix, &ixdesc);
+        l = plan_push(&p, "IXSCAN");
+        l->ixscan = &ixdesc;
+        l->n_returned = r.examined;
+        l->stat_key[0] = "keysExamined";
+        l->stat[0] = ix.keys;
+        l->stat_key[1] = "seeks"; /* one lookup per point */
+        l->stat[1] = (int64_t)ix.npoints;
+        l->stat_key[2] = "dupsTested";
+        l->stat[2] = multikey ? ix.keys : 0; /* each key's document tested once seen */
+        l->stat_key[3] = "dupsDropped";
+        l->stat[3] = ix.keys - (int64_t)ix.ndocs;
+    } else if (!fast_count) {
         l = plan_push(&p, in.idhack ? "IDHACK" : "COLLSCAN");
         if (!in.idhack) {
             l->doc_key = "filter";
@@ -494,7 +763,7 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
         BSON_APPEND_BOOL(&es, "executionSuccess", true);
         append_num(&es, "nReturned", returned);
         append_num(&es, "executionTimeMillis", elapsed);
-        append_num(&es, "totalKeysExamined", in.idhack ? r.examined : 0);
+        append_num(&es, "totalKeysExamined", use_ix ? ix.keys : in.idhack ? r.examined : 0);
         append_num(&es, "totalDocsExamined", r.examined);
         BSON_APPEND_DOCUMENT_BEGIN(&es, "executionStages", &st);
         plan_append(&st, &p, 0, true);
@@ -511,5 +780,10 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
     BSON_APPEND_UTF8(&si, "host", ctx->server->host);
     bson_append_document_end(reply, &si);
     bson_destroy(&pq);
+    bson_destroy(&rest);
+    bson_destroy(&rest_pq);
+    bson_destroy(&ixdesc);
+    if (use_ix)
+        wire_ixscan_cleanup(&ix);
     return true;
 }

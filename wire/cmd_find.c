@@ -30,60 +30,35 @@ static bool arg_nonneg(wire_cmd_ctx_t *ctx, const char *key, int64_t *out, bool 
     return true;
 }
 
-/* Answers from a single-field index (engine/eng_index.c) when a top-level field of the
- * filter is an equality with a plain value ({f: v} or {f: {$eq: v}}) and an index on f
- * existed at snap: the candidates it returns are then filtered by m, keeping natural
- * order. Returns the count, WIRE_COLLECT_ERROR, or -2 when no index applies. The caller
- * passes a filter only when no collation is in force (the indexes compare binary). */
+/* Answers from a secondary index when wire_ixscan_run (wire_util.c, which explain asks
+ * too) says one applies: its candidates are filtered by m, keeping natural order. Returns
+ * the count, WIRE_COLLECT_ERROR, or -2 when no index applies. The caller passes a filter
+ * only when no collation is in force (the indexes compare binary). */
 static ptrdiff_t collect_indexed(eng_coll_t *c, int64_t snap, const bq_match_t *m,
                                  const bson_t *filter, eng_doc_t **out, bq_error_t *err)
 {
-    bson_iter_t it;
-    if (!filter || !bson_iter_init(&it, filter))
+    wire_ixscan_t ix;
+    if (!wire_ixscan_run(c, snap, filter, &ix))
         return -2;
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (k[0] == '$' || strcmp(k, "_id") == 0)
-            continue;
-        const bson_value_t *v = bson_iter_value(&it);
-        bson_value_t val = *v;
-        if (v->value_type == BSON_TYPE_DOCUMENT) {
-            bson_t sub;
-            bson_iter_t si;
-            if (!bson_init_static(&sub, v->value.v_doc.data, v->value.v_doc.data_len) ||
-                !bson_iter_init(&si, &sub) || !bson_iter_next(&si))
-                continue;
-            if (bson_iter_key(&si)[0] == '$') {
-                /* {$eq: v} alone */
-                if (strcmp(bson_iter_key(&si), "$eq") != 0 || bson_count_keys(&sub) != 1)
-                    continue;
-                val = *bson_iter_value(&si);
-                if (val.value_type == BSON_TYPE_DOCUMENT)
-                    continue; /* keep it simple: {$eq: {...}} scans */
-            }
+    eng_doc_t *cand = ix.docs;
+    size_t n = 0;
+    for (size_t i = 0; i < ix.ndocs; i++) {
+        bson_t doc;
+        int r = m && bson_init_static(&doc, cand[i].data, cand[i].len)
+                    ? bq_match_eval_env(m, &doc, NULL, err)
+                    : 1;
+        if (r < 0) {
+            wire_ixscan_cleanup(&ix);
+            *out = NULL;
+            return (ptrdiff_t)WIRE_COLLECT_ERROR;
         }
-        eng_doc_t *cand;
-        size_t nc;
-        if (!eng_coll_index_lookup(c, snap, k, &val, &cand, &nc))
-            continue;
-        size_t n = 0;
-        for (size_t i = 0; i < nc; i++) {
-            bson_t doc;
-            int r = m && bson_init_static(&doc, cand[i].data, cand[i].len)
-                        ? bq_match_eval_env(m, &doc, NULL, err)
-                        : 1;
-            if (r < 0) {
-                free(cand);
-                *out = NULL;
-                return (ptrdiff_t)WIRE_COLLECT_ERROR;
-            }
-            if (r)
-                cand[n++] = cand[i];
-        }
-        *out = cand;
-        return (ptrdiff_t)n;
+        if (r)
+            cand[n++] = cand[i];
     }
-    return -2;
+    ix.docs = NULL; /* the caller's now */
+    wire_ixscan_cleanup(&ix);
+    *out = cand;
+    return (ptrdiff_t)n;
 }
 
 /* Collects the documents of c at snap that match m (all of them when m is NULL), in

@@ -222,6 +222,36 @@ bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
  * filter. NULL is allowed (false). */
 bool wire_filter_id_eq(const bson_t *filter, bson_value_t *id);
 
+/* How a secondary index answers a filter (wire_ixscan_run). */
+typedef struct wire_ixscan {
+    const bson_t *spec;     /* the index's spec as listIndexes shows it (borrowed, valid
+                               until eng_db_close) */
+    const char *field;      /* its one field (borrowed from the filter) */
+    uint32_t pred;          /* the place of that field's predicate among the filter's
+                               top-level fields */
+    bool descending;        /* the key is {field: -1} (points are then in descending order) */
+    bson_value_t *points;   /* the values looked up, in index order, each key once; shallow,
+                               borrowing from the filter */
+    size_t npoints;
+    int64_t keys;           /* index entries read: the documents found under every point */
+    eng_doc_t *docs;        /* the candidates: each document once, in natural order */
+    size_t ndocs;
+} wire_ixscan_t;
+
+/* The one decision of which reads use a secondary index, shared by the reads (cmd_find.c:
+ * find, count, distinct and the writes' reads through wire_collect) and by explain: the
+ * first top-level field of `filter` (not _id, not an operator) whose predicate is an
+ * equality with a value an index can look up ({f: v}, {f: {$eq: v}}) or {f: {$in: [v...]}}
+ * of such values (no null, regex or array), on a field with a single-field index visible
+ * at snap that is not hidden and has no collation or partial filter, and whose lookups the
+ * engine answers (eng_coll_index_lookup). Fills ix with the index, the points and the
+ * union of the candidates (not yet filtered: the caller matches them against the whole
+ * filter) and returns true; false when the read must scan (ix is then empty). The caller
+ * passes no filter when a collation is in force (the indexes compare binary). Always
+ * wire_ixscan_cleanup(ix). */
+bool wire_ixscan_run(eng_coll_t *c, int64_t snap, const bson_t *filter, wire_ixscan_t *ix);
+void wire_ixscan_cleanup(wire_ixscan_t *ix);
+
 /* Compiles a query filter with the command's `let` variables visible to $expr, comparing
  * strings by `collation` (NULL: binary). */
 bq_match_t *wire_match_compile(wire_cmd_ctx_t *ctx, const bson_t *filter,

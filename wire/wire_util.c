@@ -1,6 +1,7 @@
 /*
  * wire_util.c: small helpers the handlers share.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -284,4 +285,243 @@ bool wire_filter_id_eq(const bson_t *filter, bson_value_t *id)
     }
     *id = *bson_iter_value(&it);
     return true;
+}
+
+/* ---- single-field index lookups: one decision for the reads and for explain ---- */
+
+/* Values a single-field index can look up (eng_coll_index_lookup refuses the others:
+ * null and undefined also match a missing field, an array also matches itself whole, a
+ * regex is a pattern). */
+static bool ixscan_point_ok(const bson_value_t *v)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_REGEX:
+    case BSON_TYPE_EOD:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static void ixscan_point_add(wire_ixscan_t *ix, const bson_value_t *v, size_t *cap)
+{
+    if (ix->npoints == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        bson_value_t *np = realloc(ix->points, *cap * sizeof *np);
+        if (!np)
+            abort();
+        ix->points = np;
+    }
+    ix->points[ix->npoints++] = *v;
+}
+
+/* The points the predicate `it` (a top-level field of a filter) asks an index for, into
+ * ix->points: {f: v}, {f: {$eq: v}} or {f: {$in: [v...]}} with lookupable values only.
+ * False (and no points) for any other predicate. */
+static bool ixscan_points(const bson_iter_t *it, wire_ixscan_t *ix)
+{
+    size_t cap = 0;
+    const bson_value_t *v = bson_iter_value((bson_iter_t *)it);
+    bson_iter_t sub;
+    ix->npoints = 0;
+    if (BSON_ITER_HOLDS_DOCUMENT(it) && bson_iter_recurse(it, &sub) && bson_iter_next(&sub) &&
+        bson_iter_key(&sub)[0] == '$') {
+        const char *op = bson_iter_key(&sub);
+        bson_iter_t one = sub;
+        if (bson_iter_next(&one))
+            return false; /* several operators: not an equality alone */
+        if (strcmp(op, "$eq") == 0) {
+            if (!ixscan_point_ok(bson_iter_value(&sub)))
+                return false;
+            ixscan_point_add(ix, bson_iter_value(&sub), &cap);
+            return true;
+        }
+        bson_iter_t arr;
+        if (strcmp(op, "$in") != 0 || !BSON_ITER_HOLDS_ARRAY(&sub) || !bson_iter_recurse(&sub, &arr))
+            return false;
+        while (bson_iter_next(&arr)) {
+            if (!ixscan_point_ok(bson_iter_value(&arr))) {
+                ix->npoints = 0;
+                return false;
+            }
+            ixscan_point_add(ix, bson_iter_value(&arr), &cap);
+        }
+        return true;
+    }
+    if (!ixscan_point_ok(v))
+        return false;
+    ixscan_point_add(ix, v, &cap);
+    return true;
+}
+
+/* A spec the postings of a single-field index on `field` answer, as eng_coll_index_lookup
+ * picks them (no collation, no partial filter, an ascending or descending key), and that
+ * the planner may use (not hidden). */
+static bool ixscan_spec_fits(const bson_t *spec, const char *field)
+{
+    bson_iter_t it, key;
+    if (!bson_iter_init_find(&it, spec, "key") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &key) || !bson_iter_next(&key) ||
+        strcmp(bson_iter_key(&key), field) != 0 || !BSON_ITER_HOLDS_NUMBER(&key))
+        return false;
+    bson_iter_t more = key;
+    if (bson_iter_next(&more))
+        return false;
+    if (bson_has_field(spec, "partialFilterExpression") || bson_has_field(spec, "collation"))
+        return false;
+    return !(bson_iter_init_find(&it, spec, "hidden") && bson_iter_as_bool(&it));
+}
+
+static int ixscan_point_cmp(const void *a, const void *b)
+{
+    return bq_value_compare(a, b);
+}
+
+/* A candidate with its natural-order key (see wire_ixscan_run). */
+typedef struct ixscan_cand {
+    int64_t inserted;
+    eng_doc_t doc;
+} ixscan_cand_t;
+
+static int ixscan_cand_cmp(const void *a, const void *b)
+{
+    const ixscan_cand_t *x = a, *y = b;
+    return x->inserted < y->inserted ? -1 : x->inserted > y->inserted;
+}
+
+/* The seq of the op that inserted doc's incarnation (its first version visible at snap). */
+static bool ixscan_inserted(eng_coll_t *c, int64_t snap, const eng_doc_t *d, int64_t *out)
+{
+    bson_t doc;
+    bson_iter_t it;
+    return bson_init_static(&doc, d->data, d->len) && bson_iter_init_find(&it, &doc, "_id") &&
+           eng_coll_doc_versions(c, snap, bson_iter_value(&it), out, 1) > 0;
+}
+
+/* The lookups for ix->points on ix->field, their union into ix->docs. False when the
+ * engine could not answer one (then nothing is kept). */
+static bool ixscan_lookup(eng_coll_t *c, int64_t snap, wire_ixscan_t *ix)
+{
+    eng_doc_t **lists = calloc(ix->npoints ? ix->npoints : 1, sizeof *lists);
+    size_t *counts = calloc(ix->npoints ? ix->npoints : 1, sizeof *counts);
+    if (!lists || !counts)
+        abort();
+    size_t total = 0, nonempty = 0, last = 0;
+    bool ok = true;
+    ix->keys = 0;
+    for (size_t i = 0; i < ix->npoints && ok; i++) {
+        ok = eng_coll_index_lookup(c, snap, ix->field, &ix->points[i], &lists[i], &counts[i]);
+        if (ok && counts[i]) {
+            total += counts[i];
+            nonempty++;
+            last = i;
+        }
+    }
+    if (ok && nonempty <= 1) {
+        /* one list (or none): already in natural order, each document once */
+        ix->docs = nonempty ? lists[last] : malloc(sizeof *ix->docs);
+        if (!ix->docs)
+            abort();
+        ix->ndocs = nonempty ? counts[last] : 0;
+        if (nonempty)
+            lists[last] = NULL;
+    } else if (ok) {
+        /* Several lists, each in natural order. Natural order is insertion order: a slot
+         * is appended when the op inserting its incarnation is applied, in seq order, and
+         * keeps its place across updates; so the seq of that insert (the oldest version of
+         * the incarnation, eng_coll_doc_versions) orders documents across lists, and a
+         * document found through two points (a multikey one) has the same seq in both. */
+        ixscan_cand_t *cand = malloc(total * sizeof *cand);
+        if (!cand)
+            abort();
+        size_t n = 0;
+        for (size_t i = 0; i < ix->npoints && ok; i++)
+            for (size_t j = 0; j < counts[i] && ok; j++) {
+                cand[n].doc = lists[i][j];
+                ok = ixscan_inserted(c, snap, &lists[i][j], &cand[n].inserted);
+                n++;
+            }
+        if (ok) {
+            qsort(cand, n, sizeof *cand, ixscan_cand_cmp);
+            ix->docs = malloc(n * sizeof *ix->docs);
+            if (!ix->docs)
+                abort();
+            ix->ndocs = 0;
+            for (size_t i = 0; i < n; i++)
+                if (i == 0 || cand[i].inserted != cand[i - 1].inserted)
+                    ix->docs[ix->ndocs++] = cand[i].doc;
+        }
+        free(cand);
+    }
+    for (size_t i = 0; i < ix->npoints; i++)
+        free(lists[i]);
+    free(lists);
+    free(counts);
+    if (ok)
+        ix->keys = (int64_t)total; /* every entry under every point */
+    return ok;
+}
+
+void wire_ixscan_cleanup(wire_ixscan_t *ix)
+{
+    free(ix->points);
+    free(ix->docs);
+    memset(ix, 0, sizeof *ix);
+}
+
+bool wire_ixscan_run(eng_coll_t *c, int64_t snap, const bson_t *filter, wire_ixscan_t *ix)
+{
+    memset(ix, 0, sizeof *ix);
+    bson_iter_t it;
+    if (!c || !filter || !bson_iter_init(&it, filter))
+        return false;
+    const bson_t **specs = NULL;
+    size_t nspecs = 0;
+    bool listed = false;
+    for (uint32_t pos = 0; bson_iter_next(&it); pos++) {
+        const char *k = bson_iter_key(&it);
+        if (k[0] == '$' || strcmp(k, "_id") == 0 || !ixscan_points(&it, ix))
+            continue;
+        if (!listed) { /* only once a field could use an index */
+            nspecs = eng_coll_indexes(c, snap, &specs);
+            listed = true;
+        }
+        const bson_t *spec = NULL;
+        for (size_t i = 0; i < nspecs && !spec; i++)
+            if (ixscan_spec_fits(specs[i], k))
+                spec = specs[i];
+        if (!spec)
+            continue;
+        /* the points in index order, each key once (1, 1.0 and NumberLong(1) are one) */
+        qsort(ix->points, ix->npoints, sizeof *ix->points, ixscan_point_cmp);
+        size_t n = 0;
+        for (size_t i = 0; i < ix->npoints; i++)
+            if (n == 0 || bq_value_compare(&ix->points[n - 1], &ix->points[i]) != 0)
+                ix->points[n++] = ix->points[i];
+        ix->npoints = n;
+        bson_iter_t key;
+        if (bson_iter_init_find(&key, spec, "key") && bson_iter_recurse(&key, &key) &&
+            bson_iter_next(&key) && bson_iter_as_double(&key) < 0) {
+            ix->descending = true;
+            for (size_t i = 0; i < n / 2; i++) {
+                bson_value_t t = ix->points[i];
+                ix->points[i] = ix->points[n - 1 - i];
+                ix->points[n - 1 - i] = t;
+            }
+        }
+        ix->field = k;
+        ix->pred = pos;
+        ix->spec = spec;
+        if (ixscan_lookup(c, snap, ix)) {
+            free(specs);
+            return true;
+        }
+        ix->descending = false;
+    }
+    free(specs);
+    wire_ixscan_cleanup(ix);
+    return false;
 }
