@@ -4,7 +4,8 @@
  * findAndModify through the node driver (and mongosh's .explain()) against a real nedbd:
  * mongod's reply shape (queryPlanner.namespace / parsedQuery / winningPlan, executionStats
  * at the verbosities that ask for it), the plans NEDB really runs (IDHACK for an _id
- * equality, COLLSCAN, SORT / SKIP / LIMIT / PROJECTION_DEFAULT, COUNT, UPDATE, DELETE),
+ * equality, FETCH over IXSCAN for an equality or $in on a field with a single-field index,
+ * COLLSCAN, SORT / SKIP / LIMIT / PROJECTION_DEFAULT, COUNT, UPDATE, DELETE),
  * counters that follow the data, writes that are explained but never executed, and
  * explain through a view.
  * Expected shapes come from MongoDB's "Explain Results" and explain command reference pages.
@@ -148,6 +149,162 @@ h.test('update, delete and findAndModify are explained, never executed', async (
     await assert.rejects(explain({ delete: 'items', deletes: [{ q: {}, limit: 0 }, { q: {}, limit: 0 }] }),
                          (e) => e instanceof MongoServerError);
     assert.deepEqual(await coll.find({}).sort({ _id: 1 }).toArray(), before);
+});
+
+/* The IXSCAN of a plan (under FETCH), and its fields as MongoDB's "Explain Results" page
+ * lists them for a single-field index. */
+function ixscanOf(plan) {
+    let p = plan;
+    while (p && p.stage !== 'FETCH') p = p.inputStage;
+    assert.ok(p, `no FETCH in ${JSON.stringify(plan)}`);
+    assert.equal(p.inputStage.stage, 'IXSCAN');
+    return { fetch: p, ix: p.inputStage };
+}
+
+h.test('find on a field with a single-field index: FETCH over IXSCAN in mongod\'s shape', async () => {
+    const ic = db.collection('indexed');
+    const docs = [];
+    for (let i = 0; i < N; i++) docs.push({ _id: i, qty: i % 10, tag: i % 2 ? 'odd' : 'even' });
+    await ic.insertMany(docs);
+    await ic.createIndex({ qty: 1 });
+    const r = await explain({ find: 'indexed', filter: { qty: 3 } }, 'executionStats');
+    const { fetch, ix } = ixscanOf(r.queryPlanner.winningPlan);
+    assert.equal(r.queryPlanner.winningPlan.stage, 'FETCH');
+    assert.equal(fetch.filter, undefined, 'the index answers the whole filter');
+    assert.deepEqual(ix.keyPattern, { qty: 1 });
+    assert.equal(ix.indexName, 'qty_1');
+    assert.equal(ix.isMultiKey, false);
+    assert.deepEqual(ix.multiKeyPaths, { qty: [] });
+    assert.equal(ix.isUnique, false);
+    assert.equal(ix.isSparse, false);
+    assert.equal(ix.isPartial, false);
+    assert.equal(ix.indexVersion, 2);
+    assert.equal(ix.direction, 'forward');
+    assert.deepEqual(ix.indexBounds, { qty: ['[3, 3]'] });
+    const want = docs.filter((d) => d.qty === 3).length;
+    const es = r.executionStats;
+    assert.equal(es.nReturned, want);
+    assert.equal(es.totalKeysExamined, want);
+    assert.equal(es.totalDocsExamined, want, 'only the documents under the key are read');
+    const st = ixscanOf(es.executionStages);
+    assert.equal(st.ix.keysExamined, want);
+    assert.equal(st.ix.nReturned, want);
+    assert.equal(st.fetch.docsExamined, want);
+    assert.equal(st.fetch.nReturned, want);
+
+    /* the rest of the filter is FETCH's; the same plan under $eq */
+    const rest = await explain({ find: 'indexed', filter: { tag: 'odd', qty: { $eq: 3 } } }, 'executionStats');
+    const rr = ixscanOf(rest.queryPlanner.winningPlan);
+    assert.deepEqual(rr.fetch.filter, { tag: { $eq: 'odd' } });
+    assert.deepEqual(rest.queryPlanner.parsedQuery, { $and: [{ tag: { $eq: 'odd' } }, { qty: { $eq: 3 } }] });
+    assert.equal(rest.executionStats.totalDocsExamined, want);
+    assert.equal(rest.executionStats.nReturned, docs.filter((d) => d.qty === 3 && d.tag === 'odd').length);
+
+    /* no index on tag: COLLSCAN; an absent key: an IXSCAN that finds nothing */
+    assert.equal((await explain({ find: 'indexed', filter: { tag: 'odd' } })).queryPlanner.winningPlan.stage,
+                 'COLLSCAN');
+    const none = await explain({ find: 'indexed', filter: { qty: 42 } }, 'executionStats');
+    assert.equal(ixscanOf(none.queryPlanner.winningPlan).ix.indexName, 'qty_1');
+    assert.equal(none.executionStats.totalKeysExamined, 0);
+    assert.equal(none.executionStats.totalDocsExamined, 0);
+    /* a null or a range is not an equality the index looks up here */
+    assert.equal((await explain({ find: 'indexed', filter: { qty: null } })).queryPlanner.winningPlan.stage,
+                 'COLLSCAN');
+    assert.equal((await explain({ find: 'indexed', filter: { qty: { $gt: 8 } } })).queryPlanner.winningPlan.stage,
+                 'COLLSCAN');
+});
+
+h.test('$in on an indexed field: one point interval per distinct value, in index order', async () => {
+    const r = await explain({ find: 'indexed', filter: { qty: { $in: [7, 3, 7, 3.0, 42] } } }, 'executionStats');
+    const { fetch, ix } = ixscanOf(r.queryPlanner.winningPlan);
+    assert.equal(fetch.filter, undefined);
+    assert.deepEqual(ix.indexBounds, { qty: ['[3, 3]', '[7, 7]', '[42, 42]'] });
+    const want = await db.collection('items').countDocuments({ qty: { $in: [7, 3] } }); /* the unindexed copy */
+    assert.equal(r.executionStats.nReturned, want);
+    assert.equal(r.executionStats.totalKeysExamined, want);
+    assert.equal(r.executionStats.totalDocsExamined, want);
+    const s = await explain({ find: 'indexed', filter: { tag: { $in: ['odd', 'even'] } } }, 'queryPlanner');
+    assert.equal(s.queryPlanner.winningPlan.stage, 'COLLSCAN', 'no index on tag');
+    await db.collection('indexed').createIndex({ tag: -1 }, { name: 'tag_desc' });
+    const d = await explain({ find: 'indexed', filter: { tag: { $in: ['even', 'odd', 'a"b'] } } }, 'queryPlanner');
+    const di = ixscanOf(d.queryPlanner.winningPlan).ix;
+    assert.equal(di.indexName, 'tag_desc');
+    assert.deepEqual(di.keyPattern, { tag: -1 });
+    assert.deepEqual(di.indexBounds, { tag: ['["odd", "odd"]', '["even", "even"]', '["a\\"b", "a\\"b"]'] },
+                     'a descending index lists its intervals from the highest');
+    /* $in with a regex or null is not looked up */
+    for (const v of [/o/, null]) {
+        const x = await explain({ find: 'indexed', filter: { qty: { $in: [1, v] } } }, 'queryPlanner');
+        assert.equal(x.queryPlanner.winningPlan.stage, 'COLLSCAN', String(v));
+    }
+});
+
+h.test('count, update and delete through an index: COUNT / UPDATE / DELETE over FETCH over IXSCAN', async () => {
+    const ic = db.collection('indexed');
+    const c = await explain({ count: 'indexed', query: { qty: { $in: [1, 2] } } }, 'executionStats');
+    assert.deepEqual(stages(c.queryPlanner.winningPlan), ['COUNT', 'FETCH', 'IXSCAN']);
+    assert.equal(c.executionStats.executionStages.nCounted, await ic.countDocuments({ qty: { $in: [1, 2] } }));
+    assert.equal(c.executionStats.totalDocsExamined, await ic.countDocuments({ qty: { $in: [1, 2] } }));
+    const u = await explain({ update: 'indexed', updates: [{ q: { qty: 4 }, u: { $set: { x: 1 } }, multi: true }] },
+                            'executionStats');
+    assert.deepEqual(stages(u.queryPlanner.winningPlan), ['UPDATE', 'FETCH', 'IXSCAN']);
+    assert.equal(u.executionStats.executionStages.nMatched, await ic.countDocuments({ qty: 4 }));
+    const del = await explain({ delete: 'indexed', deletes: [{ q: { qty: 5, tag: 'odd' }, limit: 0 }] },
+                              'executionStats');
+    assert.deepEqual(stages(del.queryPlanner.winningPlan), ['DELETE', 'FETCH', 'IXSCAN']);
+    assert.equal(del.executionStats.executionStages.nWouldDelete, await ic.countDocuments({ qty: 5, tag: 'odd' }));
+    /* with a sort, the SORT stage sits over FETCH */
+    const s = await explain({ find: 'indexed', filter: { qty: 6 }, sort: { _id: -1 } }, 'executionStats');
+    assert.deepEqual(stages(s.queryPlanner.winningPlan), ['SORT', 'FETCH', 'IXSCAN']);
+    assert.equal(s.executionStats.nReturned, await ic.countDocuments({ qty: 6 }));
+});
+
+h.test('IXSCAN flags: multikey paths, unique and sparse indexes', async () => {
+    const mc = db.collection('ixflags');
+    await mc.insertMany([{ _id: 1, a: { b: [1, 2] }, u: 1 }, { _id: 2, a: { b: 3 }, u: 2 }, { _id: 3, s: 1, u: 3 }]);
+    await mc.createIndex({ 'a.b': 1 });
+    await mc.createIndex({ u: 1 }, { unique: true });
+    await mc.createIndex({ s: 1 }, { sparse: true });
+    const m = await explain({ find: 'ixflags', filter: { 'a.b': { $in: [2, 1] } } }, 'executionStats');
+    const mi = ixscanOf(m.queryPlanner.winningPlan).ix;
+    assert.equal(mi.isMultiKey, true);
+    assert.deepEqual(mi.multiKeyPaths, { 'a.b': ['a.b'] });
+    assert.deepEqual(mi.indexBounds, { 'a.b': ['[1, 1]', '[2, 2]'] });
+    /* document 1 has both keys: two keys examined, one document */
+    assert.equal(m.executionStats.totalKeysExamined, 2);
+    assert.equal(m.executionStats.totalDocsExamined, 1);
+    assert.equal(m.executionStats.nReturned, 1);
+    const st = ixscanOf(m.executionStats.executionStages).ix;
+    assert.equal(st.dupsDropped, 1);
+    const u = ixscanOf((await explain({ find: 'ixflags', filter: { u: 2 } })).queryPlanner.winningPlan).ix;
+    assert.equal(u.isUnique, true);
+    assert.equal(u.isSparse, false);
+    const sp = ixscanOf((await explain({ find: 'ixflags', filter: { s: 1 } })).queryPlanner.winningPlan).ix;
+    assert.equal(sp.isSparse, true);
+    assert.equal(sp.isUnique, false);
+    assert.deepEqual(sp.multiKeyPaths, { s: [] });
+});
+
+h.test('no IXSCAN when the index may not be used: hidden, a collation, a snapshot before the index', async () => {
+    const hc = db.collection('ixhidden');
+    await hc.insertMany([{ _id: 1, k: 'x' }, { _id: 2, k: 'X' }, { _id: 3, k: 'y' }]);
+    const before = await db.command({ insert: 'ixhidden', documents: [{ _id: 4, k: 'x' }] });
+    await hc.createIndex({ k: 1 });
+    const plan = async (cmd) => (await explain(cmd, 'queryPlanner')).queryPlanner.winningPlan;
+    assert.equal((await plan({ find: 'ixhidden', filter: { k: 'x' } })).stage, 'FETCH');
+    await db.command({ collMod: 'ixhidden', index: { name: 'k_1', hidden: true } });
+    assert.equal((await plan({ find: 'ixhidden', filter: { k: 'x' } })).stage, 'COLLSCAN', 'hidden');
+    assert.equal((await plan({ find: 'ixhidden', filter: { k: { $in: ['x', 'y'] } } })).stage, 'COLLSCAN');
+    await db.command({ collMod: 'ixhidden', index: { name: 'k_1', hidden: false } });
+    assert.equal((await plan({ find: 'ixhidden', filter: { k: 'x' } })).stage, 'FETCH');
+    const coll8 = await explain({ find: 'ixhidden', filter: { k: 'x' }, collation: { locale: 'en', strength: 2 } },
+                                'executionStats');
+    assert.equal(coll8.queryPlanner.winningPlan.stage, 'COLLSCAN', 'a collation compares otherwise than the index');
+    assert.equal(coll8.executionStats.nReturned, 3);
+    const old = await explain({ find: 'ixhidden', filter: { k: 'x' }, asOf: Number(before.seqs[0]) },
+                              'executionStats');
+    assert.equal(old.queryPlanner.winningPlan.stage, 'COLLSCAN', 'the index did not exist then');
+    assert.equal(old.executionStats.nReturned, 2);
 });
 
 h.test('explain errors: bad filter, unknown command', async () => {

@@ -269,6 +269,112 @@ h.test('equality filters on an indexed field (find, count, update, delete) see e
     assert.deepEqual(await ids({ tag: 'C' }, { collation: { locale: 'en', strength: 2 } }), [1, 7]);
 });
 
+/* Runs the same writes on an indexed collection and an unindexed copy, then compares what
+ * reads return on both: the index must change nothing a client sees. */
+async function twins(name, key) {
+    const ix = db.collection(name);
+    const plain = db.collection(`${name}_plain`);
+    await ix.createIndex(key);
+    const both = async (fn) => { await fn(ix); await fn(plain); };
+    const same = async (q, opts, why) => {
+        const a = (await ix.find(q, opts).toArray()).map((d) => d._id);
+        const b = (await plain.find(q, opts).toArray()).map((d) => d._id);
+        assert.deepEqual(a, b, `${why || ''} ${JSON.stringify(q)}`);
+        const co = opts && opts.collation ? { collation: opts.collation } : {};
+        assert.equal(await ix.countDocuments(q, co), await plain.countDocuments(q, co), `count ${JSON.stringify(q)}`);
+        const cnt = await db.command({ count: name, query: q, ...co });
+        assert.equal(cnt.n, (await plain.find(q, co).toArray()).length, `count command ${JSON.stringify(q)}`);
+        return a;
+    };
+    /* the plan the read takes on the indexed one */
+    const stage = async (filter, extra) => (await db.command({ explain: { find: name, filter, ...extra },
+                                                                verbosity: 'queryPlanner' })).queryPlanner.winningPlan.stage;
+    return { ix, plain, both, same, stage };
+}
+
+h.test('$in on an indexed field (find, count, distinct, update, delete) sees exactly what a scan sees', async () => {
+    const { Long } = require('mongodb');
+    const t = await twins('inlookup', { tag: 1 });
+    await t.both((c) => c.insertMany([
+        { _id: 1, tag: 'b', n: 1 }, { _id: 2, tag: 'a', n: 2 }, { _id: 3, tag: ['c', 'a'], n: 3 },
+        { _id: 4, tag: 1, n: 4 }, { _id: 5, tag: 1.0, n: 5 }, { _id: 6, tag: Long.fromNumber(1), n: 6 },
+        { _id: 7, tag: 2.5, n: 7 }, { _id: 8, n: 8 }, { _id: 9, tag: null, n: 9 },
+        { _id: 10, tag: { x: 1 }, n: 10 }, { _id: 11, tag: { x: 1.0 }, n: 11 }, { _id: 12, tag: ['b', 1], n: 12 },
+        { _id: 13, tag: [['a']], n: 13 }, { _id: 14, tag: 'A', n: 14 }]));
+    assert.equal(await t.stage({ tag: { $in: ['a', 'b'] } }), 'FETCH', 'the index is used');
+    assert.deepEqual(await t.same({ tag: { $in: ['b', 'a'] } }), [1, 2, 3, 12], 'natural order, each once');
+    await t.same({ tag: { $in: ['a', 'a', 'b', 'a'] } }, undefined, 'duplicates');
+    assert.deepEqual(await t.same({ tag: { $in: [1, 1.0, Long.fromNumber(1)] } }), [4, 5, 6, 12], 'one numeric key');
+    await t.same({ tag: { $in: [Long.fromNumber(1), 2.5] } });
+    await t.same({ tag: { $in: ['zzz', 'a'] } }, undefined, 'an absent value');
+    assert.deepEqual(await t.same({ tag: { $in: ['zzz'] } }), []);
+    assert.deepEqual(await t.same({ tag: { $in: [] } }), []);
+    await t.same({ tag: { $in: [{ x: 1 }, 'c'] } }, undefined, 'documents compare by value');
+    await t.same({ tag: { $in: [['a'], 'c'] } }, undefined, 'an array value: scanned');
+    await t.same({ tag: { $in: [null, 'a'] } }, undefined, 'null: scanned');
+    await t.same({ tag: { $in: [/^a/, 'b'] } }, undefined, 'a regex: scanned');
+    await t.same({ tag: { $in: ['a', 'b'] }, n: { $gt: 2 } }, undefined, 'the rest of the filter');
+    await t.same({ n: { $lt: 13 }, tag: { $in: ['a', 1] } });
+    await t.same({ tag: { $in: ['a', 'b', 1] } }, { sort: { n: -1 } });
+    await t.same({ tag: { $in: ['a', 'b', 1] } }, { skip: 2, limit: 3 });
+    await t.same({ tag: { $in: ['a', 'A'] } }, { collation: { locale: 'en', strength: 2 } }, 'collation');
+    assert.deepEqual((await t.ix.distinct('n', { tag: { $in: ['a', 2.5] } })).sort(),
+                     (await t.plain.distinct('n', { tag: { $in: ['a', 2.5] } })).sort());
+    /* updates move a document between keys but not in natural order */
+    await t.both((c) => c.updateMany({ tag: { $in: ['b', 2.5] } }, { $set: { tag: 'a' } }));
+    assert.deepEqual(await t.same({ tag: { $in: ['a', 'c'] } }), [1, 2, 3, 7, 12]);
+    /* a deleted and re-inserted _id comes last */
+    await t.both((c) => c.deleteMany({ tag: { $in: [1, 'zzz'] } }));
+    await t.both((c) => c.deleteOne({ _id: 2 }).then(() => c.insertOne({ _id: 2, tag: 'c' })));
+    assert.deepEqual(await t.same({ tag: { $in: ['c', 'a'] } }), [1, 3, 7, 12, 2]);
+    await t.same({});
+});
+
+h.test('an index created after the documents, a hidden one, and snapshots older than the index', async () => {
+    const ix = db.collection('late');
+    const plain = db.collection('late_plain');
+    const docs = [];
+    for (let i = 0; i < 30; i++) docs.push({ _id: i, k: i % 4, s: i % 3 ? 'x' : 'y' });
+    await ix.insertMany(docs);
+    await plain.insertMany(docs);
+    const before = await db.command({ insert: 'late', documents: [{ _id: 100, k: 1 }] });
+    await plain.insertOne({ _id: 100, k: 1 });
+    await ix.createIndex({ k: 1 });
+    const after = await db.command({ insert: 'late', documents: [{ _id: 101, k: 2 }] });
+    await plain.insertOne({ _id: 101, k: 2 });
+    await ix.updateOne({ _id: 5 }, { $set: { k: 3 } });
+    await plain.updateOne({ _id: 5 }, { $set: { k: 3 } });
+    const ids = async (c, filter, extra) => (await db.command({ find: c, filter, ...extra })).cursor.firstBatch.map((d) => d._id);
+    const stage = async (filter, extra) => (await db.command({ explain: { find: 'late', filter, ...extra },
+                                                              verbosity: 'queryPlanner' })).queryPlanner.winningPlan.stage;
+    for (const f of [{ k: 1 }, { k: { $in: [3, 1] } }, { k: { $in: [2, 0] }, s: 'y' }]) {
+        assert.equal(await stage(f), 'FETCH', JSON.stringify(f));
+        assert.deepEqual(await ids('late', f), await ids('late_plain', f), JSON.stringify(f));
+    }
+    /* as of before the index: a scan, and what the collection held then */
+    const old = { asOf: Number(before.seqs[0]) };
+    assert.equal(await stage({ k: { $in: [1, 3] } }, old), 'COLLSCAN');
+    assert.deepEqual(await ids('late', { k: { $in: [1, 3] } }, old),
+                     docs.filter((d) => d.k === 1 || d.k === 3).map((d) => d._id).concat([100]));
+    /* as of after the index but before the update of _id 5 */
+    const mid = { asOf: Number(after.seqs[0]) };
+    assert.equal(await stage({ k: { $in: [1, 3] } }, mid), 'FETCH');
+    const wantMid = docs.filter((d) => d.k === 1 || d.k === 3).map((d) => d._id).concat([100]);
+    assert.deepEqual(await ids('late', { k: { $in: [1, 3] } }, mid), wantMid);
+    assert.ok(!(await ids('late', { k: 3 }, mid)).includes(5), '_id 5 got k: 3 only later');
+    /* hidden: not used, same answers; visible again: used */
+    await db.command({ collMod: 'late', index: { name: 'k_1', hidden: true } });
+    assert.equal(await stage({ k: { $in: [1, 3] } }), 'COLLSCAN');
+    assert.deepEqual(await ids('late', { k: { $in: [1, 3] } }), await ids('late_plain', { k: { $in: [1, 3] } }));
+    await db.command({ collMod: 'late', index: { name: 'k_1', hidden: false } });
+    assert.equal(await stage({ k: { $in: [1, 3] } }), 'FETCH');
+    /* dropped: a scan again, and the past keeps its own plan */
+    await ix.dropIndex('k_1');
+    assert.equal(await stage({ k: 1 }), 'COLLSCAN');
+    assert.equal(await stage({ k: 1 }, mid), 'FETCH', 'the index existed at that snapshot');
+    assert.deepEqual(await ids('late', { k: { $in: [1, 3] } }, mid), wantMid);
+});
+
 h.test('collStats, dbStats and drop count the secondary indexes', async () => {
     const sdb = client.db('idx_stats');
     const c = sdb.collection('s');
@@ -313,6 +419,13 @@ h.test('indexes and their enforcement survive a restart', async () => {
     const e = await fails(() => c.insertOne({ _id: 50, email: 'a@x' }));
     assert.equal(e.code, 11000);
     assert.deepEqual(names(await db.collection('people').indexes()), ['_id_', 'last_1_first_-1']);
+    /* lookups after the restart: still what a scan sees, in natural order */
+    const plan = await db.command({ explain: { find: 'inlookup', filter: { tag: { $in: ['c', 'a'] } } } });
+    assert.equal(plan.queryPlanner.winningPlan.stage, 'FETCH');
+    for (const q of [{ tag: { $in: ['c', 'a'] } }, { tag: { $in: ['a', 'c', 2] } }, { tag: 'a' }]) {
+        const got = (await db.collection('inlookup').find(q).toArray()).map((d) => d._id);
+        assert.deepEqual(got, (await db.collection('inlookup_plain').find(q).toArray()).map((d) => d._id));
+    }
 });
 
 h.test('mongoose: a schema with unique: true creates its index and a duplicate save fails with 11000', async () => {
