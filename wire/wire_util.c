@@ -496,7 +496,8 @@ bool wire_ixscan_run(eng_coll_t *c, int64_t snap, const bson_t *filter, wire_ixs
         if (!spec)
             continue;
         /* the points in index order, each key once (1, 1.0 and NumberLong(1) are one) */
-        qsort(ix->points, ix->npoints, sizeof *ix->points, ixscan_point_cmp);
+        if (ix->npoints > 1) /* $in: [] has none (and no array: qsort(NULL) is UB) */
+            qsort(ix->points, ix->npoints, sizeof *ix->points, ixscan_point_cmp);
         size_t n = 0;
         for (size_t i = 0; i < ix->npoints; i++)
             if (n == 0 || bq_value_compare(&ix->points[n - 1], &ix->points[i]) != 0)
