@@ -181,17 +181,24 @@ bool eng_coll_find_id_checked(eng_coll_t *c, int64_t snap, const bson_value_t *i
  * be read (use eng_coll_find_id_checked to tell the two apart). */
 bool eng_coll_find_id(eng_coll_t *c, int64_t snap, const bson_value_t *id, eng_doc_t *out);
 
+/* Values an index lookup can take: not null or undefined (they also match a missing
+ * field), not an array (it also matches itself whole), not a regex (a pattern). */
+bool eng_index_value_ok(const bson_value_t *v);
+
 /* Equality lookup through a single-field index on `path` (one without collation or
  * partial filter) that existed at snap: fills a malloc'd array with the documents visible
- * at snap that hold `value` at path as an index key (the value itself, or an element of
- * an array there; numbers by value), in natural order, and returns true; false (nothing allocated) when no index can answer, or
- * for values an index cannot look up (null, undefined, arrays, regexes). free(*out).
- * An index answers only snapshots its postings cover: after an open from a checkpoint,
- * not those before it (old versions were not in memory to post); a scan answers those.
- * A version that cannot be read back from the log makes it answer false too, so that
- * the caller's scan reports the error. */
+ * at snap that hold one of the `nvalues` values at path as an index key (the value
+ * itself, or an element of an array there; numbers by value), each document once, in
+ * natural order, and returns true (free(*out)); *entries (may be NULL) gets the number of
+ * index entries that matched (a document holding two of the values counts twice).
+ * False, with nothing allocated, when no index can answer or a value is not
+ * eng_index_value_ok. An index answers only snapshots its postings cover: after an open
+ * from a checkpoint, not those before it (old versions were not in memory to post); a
+ * scan answers those. A version that cannot be read back from the log makes it answer
+ * false too, so that the caller's scan reports the error. */
 bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
-                           const bson_value_t *value, eng_doc_t **out, size_t *n);
+                           const bson_value_t *values, size_t nvalues, eng_doc_t **out,
+                           size_t *n, size_t *entries);
 
 /* The seqs of the ops that wrote the versions of the document with _id `id` in c, as of
  * snap: the versions of its incarnation visible at snap, oldest first (a deleted and

@@ -1398,10 +1398,9 @@ static int slot_pos_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
-                           const bson_value_t *value, eng_doc_t **out, size_t *n)
+bool eng_index_value_ok(const bson_value_t *v)
 {
-    switch (value->value_type) {
+    switch (v->value_type) {
     case BSON_TYPE_NULL:
     case BSON_TYPE_UNDEFINED:
     case BSON_TYPE_ARRAY:
@@ -1409,8 +1408,35 @@ bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
     case BSON_TYPE_EOD:
         return false;
     default:
-        break;
+        return true;
     }
+}
+
+static int key_bytes_cmp(const bq_key_t *x, const bq_key_t *y)
+{
+    size_t n = x->len < y->len ? x->len : y->len;
+    int r = n ? memcmp(x->data, y->data, n) : 0;
+    return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+/* bq_key_t may point into itself (inline_buf): sort and search pointers, never move keys */
+static int key_ptr_cmp(const void *a, const void *b)
+{
+    return key_bytes_cmp(*(const bq_key_t *const *)a, *(const bq_key_t *const *)b);
+}
+
+static int key_find_cmp(const void *key, const void *elem)
+{
+    return key_bytes_cmp(key, *(const bq_key_t *const *)elem);
+}
+
+bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
+                           const bson_value_t *values, size_t nvalues, eng_doc_t **out,
+                           size_t *n, size_t *entries)
+{
+    for (size_t i = 0; i < nvalues; i++)
+        if (!eng_index_value_ok(&values[i]))
+            return false;
     eng__index_t *ix = atomic_load_explicit(&c->docs->indexes, memory_order_acquire);
     eng__ptab_t *t = NULL;
     for (; ix; ix = ix->next) {
@@ -1422,35 +1448,48 @@ bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
     }
     if (!ix || !t)
         return false;
-    bq_key_t part, key;
-    bq_key_init(&part);
-    bq_key_init(&key);
-    bq_key_build(&part, value);
-    uint8_t lenb[4] = {(uint8_t)part.len, (uint8_t)(part.len >> 8), (uint8_t)(part.len >> 16),
-                       (uint8_t)(part.len >> 24)};
-    key_append(&key, lenb, 4);
-    key_append(&key, part.data, part.len);
-    pkey_t *k = ptab_find(t, key.data, key.len, bq_key_hash(key.data, key.len));
-    bq_key_cleanup(&part);
+    /* the index keys of the values, sorted (for the bisection below), and every slot that
+     * ever held one of them */
+    bq_key_t *keys = calloc(nvalues ? nvalues : 1, sizeof *keys);
+    const bq_key_t **sorted = calloc(nvalues ? nvalues : 1, sizeof *sorted);
+    if (!keys || !sorted)
+        abort();
     size_t cnt = 0, cap = 0;
     eng__slot_t **slots = NULL;
-    for (pnode_t *p = k ? atomic_load_explicit(&k->list, memory_order_acquire) : NULL; p;
-         p = p->next) {
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            slots = realloc(slots, cap * sizeof *slots);
-            if (!slots)
-                abort();
+    bq_key_t part;
+    bq_key_init(&part);
+    for (size_t i = 0; i < nvalues; i++) {
+        bq_key_init(&keys[i]);
+        bq_key_build(&part, &values[i]);
+        uint8_t lenb[4] = {(uint8_t)part.len, (uint8_t)(part.len >> 8),
+                           (uint8_t)(part.len >> 16), (uint8_t)(part.len >> 24)};
+        key_append(&keys[i], lenb, 4);
+        key_append(&keys[i], part.data, part.len);
+        sorted[i] = &keys[i];
+        pkey_t *k = ptab_find(t, keys[i].data, keys[i].len,
+                              bq_key_hash(keys[i].data, keys[i].len));
+        for (pnode_t *p = k ? atomic_load_explicit(&k->list, memory_order_acquire) : NULL; p;
+             p = p->next) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 16;
+                slots = realloc(slots, cap * sizeof *slots);
+                if (!slots)
+                    abort();
+            }
+            slots[cnt++] = p->slot;
         }
-        slots[cnt++] = p->slot;
     }
-    if (cnt)
+    bq_key_cleanup(&part);
+    if (nvalues > 1)
+        qsort(sorted, nvalues, sizeof *sorted, key_ptr_cmp);
+    if (cnt > 1)
         qsort(slots, cnt, sizeof *slots, slot_pos_cmp);
     eng_doc_t *docs = malloc((cnt ? cnt : 1) * sizeof *docs);
     if (!docs)
         abort();
-    size_t m = 0;
-    for (size_t i = 0; i < cnt; i++) {
+    size_t m = 0, hits = 0;
+    bool ok = true;
+    for (size_t i = 0; i < cnt && ok; i++) {
         if (i && slots[i] == slots[i - 1])
             continue;
         const eng__version_t *v = eng__slot_visible(slots[i], snap);
@@ -1460,26 +1499,37 @@ bool eng_coll_index_lookup(eng_coll_t *c, int64_t snap, const char *path,
         /* loaded at snapshots >= post_from, unless a reader loaded it: a failure is left to
          * the caller's scan to report */
         if (!eng__version_body(c->store, slots[i], v, &data, NULL)) {
-            bq_key_cleanup(&key);
-            free(slots);
-            free(docs);
-            return false;
+            ok = false;
+            break;
         }
-        /* the slot had the key in some version: does the one visible at snap? */
+        /* the slot had one of the keys in some version: which does the one visible at
+         * snap have? */
         bson_t doc;
         keyset_t ks;
-        bool covered, has = false;
+        bool covered;
+        size_t has = 0;
         if (bson_init_static(&doc, data, v->len) && doc_keys(ix, &doc, &ks, &covered, NULL)) {
-            for (size_t j = 0; j < ks.n && !has; j++)
-                has = ks.keys[j].len == key.len && memcmp(ks.keys[j].data, key.data, key.len) == 0;
+            for (size_t j = 0; j < ks.n; j++)
+                has += bsearch(&ks.keys[j], sorted, nvalues, sizeof *sorted, key_find_cmp) != NULL;
             keyset_cleanup(&ks);
         }
-        if (has)
+        if (has) {
             docs[m++] = (eng_doc_t){data, v->len, v->from};
+            hits += has;
+        }
     }
-    bq_key_cleanup(&key);
+    for (size_t i = 0; i < nvalues; i++)
+        bq_key_cleanup(&keys[i]);
+    free(keys);
+    free(sorted);
     free(slots);
+    if (!ok) {
+        free(docs);
+        return false;
+    }
     *out = docs;
     *n = m;
+    if (entries)
+        *entries = hits;
     return true;
 }

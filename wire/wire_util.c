@@ -289,23 +289,6 @@ bool wire_filter_id_eq(const bson_t *filter, bson_value_t *id)
 
 /* ---- single-field index lookups: one decision for the reads and for explain ---- */
 
-/* Values a single-field index can look up (eng_coll_index_lookup refuses the others:
- * null and undefined also match a missing field, an array also matches itself whole, a
- * regex is a pattern). */
-static bool ixscan_point_ok(const bson_value_t *v)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-    case BSON_TYPE_ARRAY:
-    case BSON_TYPE_REGEX:
-    case BSON_TYPE_EOD:
-        return false;
-    default:
-        return true;
-    }
-}
-
 static void ixscan_point_add(wire_ixscan_t *ix, const bson_value_t *v, size_t *cap)
 {
     if (ix->npoints == *cap) {
@@ -334,7 +317,7 @@ static bool ixscan_points(const bson_iter_t *it, wire_ixscan_t *ix)
         if (bson_iter_next(&one))
             return false; /* several operators: not an equality alone */
         if (strcmp(op, "$eq") == 0) {
-            if (!ixscan_point_ok(bson_iter_value(&sub)))
+            if (!eng_index_value_ok(bson_iter_value(&sub)))
                 return false;
             ixscan_point_add(ix, bson_iter_value(&sub), &cap);
             return true;
@@ -343,7 +326,7 @@ static bool ixscan_points(const bson_iter_t *it, wire_ixscan_t *ix)
         if (strcmp(op, "$in") != 0 || !BSON_ITER_HOLDS_ARRAY(&sub) || !bson_iter_recurse(&sub, &arr))
             return false;
         while (bson_iter_next(&arr)) {
-            if (!ixscan_point_ok(bson_iter_value(&arr))) {
+            if (!eng_index_value_ok(bson_iter_value(&arr))) {
                 ix->npoints = 0;
                 return false;
             }
@@ -351,7 +334,7 @@ static bool ixscan_points(const bson_iter_t *it, wire_ixscan_t *ix)
         }
         return true;
     }
-    if (!ixscan_point_ok(v))
+    if (!eng_index_value_ok(v))
         return false;
     ixscan_point_add(ix, v, &cap);
     return true;
@@ -380,89 +363,17 @@ static int ixscan_point_cmp(const void *a, const void *b)
     return bq_value_compare(a, b);
 }
 
-/* A candidate with its natural-order key (see wire_ixscan_run). */
-typedef struct ixscan_cand {
-    int64_t inserted;
-    eng_doc_t doc;
-} ixscan_cand_t;
-
-static int ixscan_cand_cmp(const void *a, const void *b)
-{
-    const ixscan_cand_t *x = a, *y = b;
-    return x->inserted < y->inserted ? -1 : x->inserted > y->inserted;
-}
-
-/* The seq of the op that inserted doc's incarnation (its first version visible at snap). */
-static bool ixscan_inserted(eng_coll_t *c, int64_t snap, const eng_doc_t *d, int64_t *out)
-{
-    bson_t doc;
-    bson_iter_t it;
-    return bson_init_static(&doc, d->data, d->len) && bson_iter_init_find(&it, &doc, "_id") &&
-           eng_coll_doc_versions(c, snap, bson_iter_value(&it), out, 1) > 0;
-}
-
-/* The lookups for ix->points on ix->field, their union into ix->docs. False when the
- * engine could not answer one (then nothing is kept). */
+/* The lookup of ix->points on ix->field into ix->docs (each document once, natural
+ * order) and ix->keys. False when the engine could not answer. */
 static bool ixscan_lookup(eng_coll_t *c, int64_t snap, wire_ixscan_t *ix)
 {
-    eng_doc_t **lists = calloc(ix->npoints ? ix->npoints : 1, sizeof *lists);
-    size_t *counts = calloc(ix->npoints ? ix->npoints : 1, sizeof *counts);
-    if (!lists || !counts)
-        abort();
-    size_t total = 0, nonempty = 0, last = 0;
-    bool ok = true;
-    ix->keys = 0;
-    for (size_t i = 0; i < ix->npoints && ok; i++) {
-        ok = eng_coll_index_lookup(c, snap, ix->field, &ix->points[i], &lists[i], &counts[i]);
-        if (ok && counts[i]) {
-            total += counts[i];
-            nonempty++;
-            last = i;
-        }
-    }
-    if (ok && nonempty <= 1) {
-        /* one list (or none): already in natural order, each document once */
-        ix->docs = nonempty ? lists[last] : malloc(sizeof *ix->docs);
-        if (!ix->docs)
-            abort();
-        ix->ndocs = nonempty ? counts[last] : 0;
-        if (nonempty)
-            lists[last] = NULL;
-    } else if (ok) {
-        /* Several lists, each in natural order. Natural order is insertion order: a slot
-         * is appended when the op inserting its incarnation is applied, in seq order, and
-         * keeps its place across updates; so the seq of that insert (the oldest version of
-         * the incarnation, eng_coll_doc_versions) orders documents across lists, and a
-         * document found through two points (a multikey one) has the same seq in both. */
-        ixscan_cand_t *cand = malloc(total * sizeof *cand);
-        if (!cand)
-            abort();
-        size_t n = 0;
-        for (size_t i = 0; i < ix->npoints && ok; i++)
-            for (size_t j = 0; j < counts[i] && ok; j++) {
-                cand[n].doc = lists[i][j];
-                ok = ixscan_inserted(c, snap, &lists[i][j], &cand[n].inserted);
-                n++;
-            }
-        if (ok) {
-            qsort(cand, n, sizeof *cand, ixscan_cand_cmp);
-            ix->docs = malloc(n * sizeof *ix->docs);
-            if (!ix->docs)
-                abort();
-            ix->ndocs = 0;
-            for (size_t i = 0; i < n; i++)
-                if (i == 0 || cand[i].inserted != cand[i - 1].inserted)
-                    ix->docs[ix->ndocs++] = cand[i].doc;
-        }
-        free(cand);
-    }
-    for (size_t i = 0; i < ix->npoints; i++)
-        free(lists[i]);
-    free(lists);
-    free(counts);
-    if (ok)
-        ix->keys = (int64_t)total; /* every entry under every point */
-    return ok;
+    size_t n, entries;
+    if (!eng_coll_index_lookup(c, snap, ix->field, ix->points, ix->npoints, &ix->docs, &n,
+                               &entries))
+        return false;
+    ix->ndocs = n;
+    ix->keys = (int64_t)entries;
+    return true;
 }
 
 void wire_ixscan_cleanup(wire_ixscan_t *ix)

@@ -517,7 +517,7 @@ static void lookup_ids(eng_db_t *db, int64_t snap, const char *path, int v, char
     eng_doc_t *docs;
     size_t n;
     out[0] = '\0';
-    if (!c || !eng_coll_index_lookup(c, snap, path, &val, &docs, &n)) {
+    if (!c || !eng_coll_index_lookup(c, snap, path, &val, 1, &docs, &n, NULL)) {
         snprintf(out, size, "none");
         return;
     }
@@ -551,6 +551,61 @@ static int64_t update1(eng_db_t *db, const char *json)
     int64_t seq = op.seq;
     eng_wop_cleanup(&op);
     return seq;
+}
+
+/* Several values at once ($in): the union in natural order, each document once, and the
+ * number of matching index entries. */
+Test(eng_index, lookup_of_several_values)
+{
+    char *path = t_dbpath();
+    eng_db_t *db = open_opts(path, &manual);
+    eng_wop_t op;
+    create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\"}]}",
+                   &op);
+    eng_wop_cleanup(&op);
+    cr_assert_eq(insert1(db, "{\"_id\": 1, \"a\": 5}"), 0);
+    cr_assert_eq(insert1(db, "{\"_id\": 2, \"a\": [6, 5]}"), 0);
+    cr_assert_eq(insert1(db, "{\"_id\": 3, \"a\": 7}"), 0);
+    cr_assert_eq(insert1(db, "{\"_id\": 4, \"a\": 6.0}"), 0);
+    /* long keys (past bq_key_t's inline buffer) as well */
+    cr_assert_eq(insert1(db, "{\"_id\": 5, \"a\": \"a string longer than sixty-four bytes, so "
+                             "that its key lives on the heap\"}"), 0);
+    int64_t snap = eng_db_snapshot(db);
+    eng_coll_t *c = eng_coll_get(db, "test", "c", snap);
+    cr_assert_not_null(c);
+    bson_value_t v[4] = {
+        {.value_type = BSON_TYPE_INT64, .value.v_int64 = 6},
+        {.value_type = BSON_TYPE_DOUBLE, .value.v_double = 5.0},
+        {.value_type = BSON_TYPE_INT32, .value.v_int32 = 99},
+        {.value_type = BSON_TYPE_UTF8},
+    };
+    const char *str = "a string longer than sixty-four bytes, so that its key lives on the heap";
+    v[3].value.v_utf8.str = (char *)str;
+    v[3].value.v_utf8.len = (uint32_t)strlen(str);
+    eng_doc_t *docs;
+    size_t n, entries;
+    cr_assert(eng_coll_index_lookup(c, snap, "a", v, 4, &docs, &n, &entries));
+    int want[] = {1, 2, 4, 5};
+    cr_assert_eq(n, 4, "documents 1, 2 (holding 6 and 5), 4 and 5, each once");
+    for (size_t i = 0; i < n; i++) {
+        bson_t d;
+        bson_iter_t it;
+        cr_assert(bson_init_static(&d, docs[i].data, docs[i].len));
+        cr_assert(bson_iter_init_find(&it, &d, "_id"));
+        cr_assert_eq(bson_iter_int32(&it), want[i], "natural order at %zu", i);
+    }
+    cr_assert_eq(entries, 5, "document 2 matches under two values");
+    free(docs);
+    cr_assert(eng_coll_index_lookup(c, snap, "a", v, 0, &docs, &n, &entries), "$in: []");
+    cr_assert_eq(n, 0);
+    cr_assert_eq(entries, 0);
+    free(docs);
+    bson_value_t bad[2] = {v[0], {.value_type = BSON_TYPE_NULL}};
+    cr_assert_not(eng_coll_index_lookup(c, snap, "a", bad, 2, &docs, &n, NULL),
+                  "null also matches a missing field: not an index lookup");
+    eng_db_close(db);
+    t_rm_rf(path);
+    free(path);
 }
 
 Test(eng_index, equality_lookup_at_every_snapshot_in_natural_order)

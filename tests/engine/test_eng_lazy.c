@@ -184,7 +184,7 @@ static int64_t lookup_v(eng_db_t *db, const char *coll, int64_t snap, int v)
     bson_value_t val = {.value_type = BSON_TYPE_INT32, .value.v_int32 = v};
     eng_doc_t *docs;
     size_t n;
-    if (!c || !eng_coll_index_lookup(c, snap, "v", &val, &docs, &n))
+    if (!c || !eng_coll_index_lookup(c, snap, "v", &val, 1, &docs, &n, NULL))
         return -1;
     int64_t mask = 0;
     for (size_t i = 0; i < n; i++) {
