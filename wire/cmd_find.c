@@ -61,40 +61,17 @@ static ptrdiff_t collect_indexed(eng_coll_t *c, int64_t snap, const bq_match_t *
     return (ptrdiff_t)n;
 }
 
-/* Collects the documents of c at snap that match m (all of them when m is NULL), in
- * natural order, into a malloc'd array. */
-size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
-                    eng_doc_t **out, bq_error_t *err)
+size_t wire_scan_collect(eng_coll_t *c, int64_t snap, wire_keep_fn keep, void *arg,
+                         eng_doc_t **out, bq_error_t *err)
 {
     size_t n = 0, cap = 16;
-    eng_doc_t *docs = malloc(cap * sizeof *docs);
+    eng_doc_t *docs = malloc(cap * sizeof *docs), d;
     if (!docs)
         abort();
-    bson_value_t id;
-    eng_doc_t d;
-    if (filter && wire_filter_id_eq(filter, &id)) {
-        bool found;
-        if (!eng_coll_find_id_checked(c, snap, &id, &d, &found, err)) {
-            free(docs);
-            *out = NULL;
-            return WIRE_COLLECT_ERROR;
-        }
-        if (found)
-            docs[n++] = d;
-        *out = docs;
-        return n;
-    }
-    ptrdiff_t ni = collect_indexed(c, snap, m, filter, out, err);
-    if (ni != -2) {
-        free(docs);
-        return (size_t)ni;
-    }
     eng_scan_t scan;
     eng_scan_init(&scan, c, snap, false);
     while (eng_scan_next(&scan, &d)) {
-        bson_t doc;
-        int r = m && bson_init_static(&doc, d.data, d.len) ? bq_match_eval_env(m, &doc, NULL, err)
-                                                           : 1;
+        int r = keep(arg, &d, err);
         if (r < 0) {
             free(docs);
             *out = NULL;
@@ -118,6 +95,41 @@ size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson
     }
     *out = docs;
     return n;
+}
+
+/* wire_collect's scan: the documents m matches (all of them when m is NULL). */
+static int keep_matching(void *arg, const eng_doc_t *d, bq_error_t *err)
+{
+    const bq_match_t *m = arg;
+    bson_t doc;
+    return m && bson_init_static(&doc, d->data, d->len) ? bq_match_eval_env(m, &doc, NULL, err)
+                                                        : 1;
+}
+
+/* The documents of c at snap that match m (all of them when m is NULL), in natural order,
+ * into a malloc'd array: through the _id index, a secondary index or a scan. */
+size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
+                    eng_doc_t **out, bq_error_t *err)
+{
+    bson_value_t id;
+    if (filter && wire_filter_id_eq(filter, &id)) {
+        bool found;
+        eng_doc_t d;
+        if (!eng_coll_find_id_checked(c, snap, &id, &d, &found, err)) {
+            *out = NULL;
+            return WIRE_COLLECT_ERROR;
+        }
+        *out = malloc(sizeof **out);
+        if (!*out)
+            abort();
+        if (found)
+            **out = d;
+        return found ? 1 : 0;
+    }
+    ptrdiff_t ni = collect_indexed(c, snap, m, filter, out, err);
+    if (ni != -2)
+        return (size_t)ni;
+    return wire_scan_collect(c, snap, keep_matching, (void *)m, out, err);
 }
 
 /* Stable merge sort of documents by a compiled sort. */

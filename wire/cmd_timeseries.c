@@ -381,44 +381,20 @@ bool wire_ts_measurement(const uint8_t *bucket, uint32_t len, bson_t *out)
     return bson_init_static(out, data, dlen);
 }
 
+/* The buckets whose measurement m matches (every bucket when m is NULL). */
+static int keep_measurement(void *arg, const eng_doc_t *d, bq_error_t *err)
+{
+    const bq_match_t *m = arg;
+    bson_t measurement;
+    if (!wire_ts_measurement(d->data, d->len, &measurement))
+        return 0; /* not a bucket of ours: nothing a measurement filter can match */
+    return m ? bq_match_eval_env(m, &measurement, NULL, err) : 1;
+}
+
 size_t wire_ts_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, eng_doc_t **out,
                        bq_error_t *err)
 {
-    size_t n = 0, cap = 16;
-    eng_doc_t *docs = malloc(cap * sizeof *docs);
-    if (!docs)
-        abort();
-    eng_scan_t scan;
-    eng_doc_t d;
-    eng_scan_init(&scan, c, snap, false);
-    while (eng_scan_next(&scan, &d)) {
-        bson_t measurement;
-        if (!wire_ts_measurement(d.data, d.len, &measurement))
-            continue; /* not a bucket of ours: nothing a measurement filter can match */
-        int r = m ? bq_match_eval_env(m, &measurement, NULL, err) : 1;
-        if (r < 0) {
-            free(docs);
-            *out = NULL;
-            return WIRE_COLLECT_ERROR;
-        }
-        if (!r)
-            continue;
-        if (n == cap) {
-            cap *= 2;
-            eng_doc_t *nd = realloc(docs, cap * sizeof *nd);
-            if (!nd)
-                abort();
-            docs = nd;
-        }
-        docs[n++] = d;
-    }
-    if (!wire_scan_done(&scan, err)) {
-        free(docs);
-        *out = NULL;
-        return WIRE_COLLECT_ERROR;
-    }
-    *out = docs;
-    return n;
+    return wire_scan_collect(c, snap, keep_measurement, (void *)m, out, err);
 }
 
 bool wire_ts_bucket_rebuild(const bson_t *ts_opts, const uint8_t *bucket, uint32_t len,

@@ -45,6 +45,12 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err);
 #define WIRE_COLLECT_ERROR SIZE_MAX
 size_t wire_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, const bson_t *filter,
                     eng_doc_t **out, bq_error_t *err);
+/* The scan under wire_collect, keeping the documents for which keep() returns 1 (0:
+ * skip, -1: fail with err), in natural order; same results and errors (an old version
+ * that cannot be read back from the log fails it). */
+typedef int (*wire_keep_fn)(void *arg, const eng_doc_t *d, bq_error_t *err);
+size_t wire_scan_collect(eng_coll_t *c, int64_t snap, wire_keep_fn keep, void *arg,
+                         eng_doc_t **out, bq_error_t *err);
 
 /* cmd_write.c: writes */
 bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err);
