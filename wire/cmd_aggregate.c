@@ -63,6 +63,9 @@ typedef struct scan_iter {
     bool by_id;               /* the _id fast path: one lookup */
     bool id_done;
     bson_value_t id;          /* owned copy */
+    bool by_index;            /* a secondary index's candidates (wire_ixscan_run) */
+    wire_ixscan_t ix;
+    size_t ix_pos;
     eng_coll_t *coll;
     int64_t snap;
     unsigned since_check;
@@ -98,6 +101,14 @@ static int scan_next(agg_iter_t *it, bson_t **out, bq_error_t *err)
             return -1;
         return found ? scan_offer(s, &d, out, err) : 0;
     }
+    if (s->by_index) {
+        while (s->ix_pos < s->ix.ndocs) {
+            int r = scan_offer(s, &s->ix.docs[s->ix_pos++], out, err);
+            if (r != 0)
+                return r;
+        }
+        return 0;
+    }
     while (eng_scan_next(&s->scan, &d)) {
         if (++s->since_check >= SCAN_CHECK_EVERY) {
             s->since_check = 0;
@@ -116,6 +127,7 @@ static void scan_close(agg_iter_t *it)
     scan_iter_t *s = (scan_iter_t *)it;
     if (s->by_id)
         bson_value_destroy(&s->id);
+    wire_ixscan_cleanup(&s->ix);
     free(s);
 }
 
@@ -229,6 +241,8 @@ static agg_iter_t *source_scan(void *ctx, agg_run_t *run, const char *db, const 
     if (wire_filter_id_eq(filter_doc, &id)) {
         s->by_id = true;
         bson_value_copy(&id, &s->id);
+    } else if (wire_ixscan_run(c, src->snap, filter_doc, &s->ix)) {
+        s->by_index = true; /* the same choice find makes ($match first, $lookup's match) */
     } else {
         eng_scan_init(&s->scan, c, src->snap, false);
     }
@@ -603,8 +617,28 @@ static void explain_append(wire_cmd_ctx_t *ctx, const agg_args_t *a, const agg_p
         BSON_APPEND_UTF8(&qp, "namespace", ns);
         BSON_APPEND_DOCUMENT(&qp, "parsedQuery", &filter);
         BSON_APPEND_DOCUMENT_BEGIN(&qp, "winningPlan", &wp);
+        /* the read source_scan makes: the _id index, a secondary index (never under a
+         * collation: the source then gets no filter document), or a scan */
         bson_value_t id;
-        BSON_APPEND_UTF8(&wp, "stage", wire_filter_id_eq(&filter, &id) ? "IDHACK" : "COLLSCAN");
+        wire_ixscan_t ix;
+        eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, a->coll, a->snap);
+        if (wire_filter_id_eq(&filter, &id)) {
+            BSON_APPEND_UTF8(&wp, "stage", "IDHACK");
+        } else if (!a->collation && c && wire_ixscan_run(c, a->snap, &filter, &ix)) {
+            bson_t in;
+            bson_iter_t k;
+            BSON_APPEND_UTF8(&wp, "stage", "FETCH");
+            BSON_APPEND_DOCUMENT_BEGIN(&wp, "inputStage", &in);
+            BSON_APPEND_UTF8(&in, "stage", "IXSCAN");
+            if (bson_iter_init_find(&k, ix.spec, "key"))
+                bson_append_iter(&in, "keyPattern", -1, &k);
+            if (bson_iter_init_find(&k, ix.spec, "name"))
+                bson_append_iter(&in, "indexName", -1, &k);
+            bson_append_document_end(&wp, &in);
+            wire_ixscan_cleanup(&ix);
+        } else {
+            BSON_APPEND_UTF8(&wp, "stage", "COLLSCAN");
+        }
         bson_append_document_end(&qp, &wp);
         bson_append_document_end(&cur, &qp);
         bson_append_document_end(&st, &cur);

@@ -284,6 +284,10 @@ async function twins(name, key) {
         assert.equal(await ix.countDocuments(q, co), await plain.countDocuments(q, co), `count ${JSON.stringify(q)}`);
         const cnt = await db.command({ count: name, query: q, ...co });
         assert.equal(cnt.n, (await plain.find(q, co).toArray()).length, `count command ${JSON.stringify(q)}`);
+        /* aggregate's leading $match reads through the same choice */
+        const agg = async (c) => (await c.aggregate([{ $match: q }, { $project: { _id: 1 } }], co).toArray())
+            .map((d) => d._id);
+        assert.deepEqual(await agg(ix), await agg(plain), `aggregate ${JSON.stringify(q)}`);
         return a;
     };
     /* the plan the read takes on the indexed one */
@@ -302,6 +306,15 @@ h.test('$in on an indexed field (find, count, distinct, update, delete) sees exa
         { _id: 10, tag: { x: 1 }, n: 10 }, { _id: 11, tag: { x: 1.0 }, n: 11 }, { _id: 12, tag: ['b', 1], n: 12 },
         { _id: 13, tag: [['a']], n: 13 }, { _id: 14, tag: 'A', n: 14 }]));
     assert.equal(await t.stage({ tag: { $in: ['a', 'b'] } }), 'FETCH', 'the index is used');
+    const aggPlan = async (pipeline, extra = {}) => (await db.command({
+        explain: { aggregate: 'inlookup', pipeline, cursor: {}, ...extra }, verbosity: 'queryPlanner' }))
+        .stages[0].$cursor.queryPlanner.winningPlan;
+    const wp = await aggPlan([{ $match: { tag: { $in: ['a', 'b'] } } }, { $count: 'n' }]);
+    assert.equal(wp.stage, 'FETCH');
+    assert.equal(wp.inputStage.stage, 'IXSCAN');
+    assert.equal(wp.inputStage.indexName, 'tag_1');
+    assert.equal((await aggPlan([{ $match: { n: 1 } }])).stage, 'COLLSCAN');
+    assert.equal((await aggPlan([{ $match: { tag: 'a' } }], { collation: { locale: 'en' } })).stage, 'COLLSCAN');
     assert.deepEqual(await t.same({ tag: { $in: ['b', 'a'] } }), [1, 2, 3, 12], 'natural order, each once');
     await t.same({ tag: { $in: ['a', 'a', 'b', 'a'] } }, undefined, 'duplicates');
     assert.deepEqual(await t.same({ tag: { $in: [1, 1.0, Long.fromNumber(1)] } }), [4, 5, 6, 12], 'one numeric key');
