@@ -3,6 +3,8 @@
  * Extended JSON cases (hiding "$type" keys from libbson's legacy-binary parsing and
  * restoring them), and strict comparison of values (same BSON type at every level, NaN
  * equal to NaN, same field names in order). Static functions, included by each test file.
+ * What the fields of a case mean (pipeline, let, collation, result, ...) is each runner's
+ * header: test_agg_pipeline.c for stages/, test_agg_expr.c for expr/.
  */
 #ifndef AGG_CASE_UTIL_H
 #define AGG_CASE_UTIL_H

@@ -11,6 +11,8 @@
  *    "indexes": {"name": [spec]}    with serverOnly: indexes created on them first
  *    "pipeline": [...],
  *    "let": {...},                  the command's let (optional)
+ *    "collation": {...},            the command's collation (optional; a bad one fails
+ *                                   the case with its code, like "error")
  *    "result": [...]                the documents expected, in order
  *    "unordered": true              compare as a multiset instead (optional)
  *    "error": <code>                instead of result: parsing or running fails with code
@@ -21,6 +23,12 @@
  *                                   reproduce the setup: $$NOW, documents as given)
  * The same files run against a live nedbd through tests/integration/test_aggregate.js.
  * Comparison is strict (agg_case_util.h). $$NOW is 2020-01-01T00:00:00Z.
+ *
+ * The in-memory source answers a filter document the way a server's index would: when the
+ * filter is one top-level field compared with a value ({f: v}, {f: {$eq: v}}, {f: {$in:
+ * [...]}}), only the documents that match it bytewise are candidates, so a stage that hands
+ * over a filter document under a collation (agg_pipeline.h says it must not) loses the
+ * documents the collation alone would match.
  */
 #include <criterion/criterion.h>
 
@@ -73,12 +81,29 @@ static void mem_free(mem_source_t *ms)
     }
 }
 
+/* The binary "index" a filter document selects (see the header), or NULL when the filter
+ * is not one a server would answer from an index. */
+static bq_match_t *mem_index_filter(const bson_t *filter_doc)
+{
+    bson_iter_t it, sub;
+    if (!filter_doc || bson_count_keys(filter_doc) != 1 || !bson_iter_init(&it, filter_doc) ||
+        !bson_iter_next(&it) || bson_iter_key(&it)[0] == '$' || BSON_ITER_HOLDS_REGEX(&it))
+        return NULL;
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_recurse(&it, &sub);
+        if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$' &&
+            (strcmp(bson_iter_key(&sub), "$eq") != 0 && strcmp(bson_iter_key(&sub), "$in") != 0))
+            return NULL;
+    }
+    bq_error_t err;
+    return bq_match_compile(filter_doc, &err);
+}
+
 static agg_iter_t *mem_scan(void *ctx, agg_run_t *run, const char *db, const char *coll,
                             const bson_t *filter_doc, const bq_match_t *filter,
                             bq_error_t *err)
 {
     (void)db;
-    (void)filter_doc;
     mem_source_t *ms = ctx;
     for (int i = 0; i < ms->ncolls; i++) {
         mem_coll_t *c = &ms->colls[i];
@@ -86,15 +111,20 @@ static agg_iter_t *mem_scan(void *ctx, agg_run_t *run, const char *db, const cha
             continue;
         bson_t **hits = calloc(c->n ? c->n : 1, sizeof *hits);
         size_t n = 0;
+        bq_match_t *index = mem_index_filter(filter_doc);
         for (size_t j = 0; j < c->n; j++) {
+            if (index && !bq_match_eval(index, c->docs[j]))
+                continue;
             int r = filter ? bq_match_eval_env(filter, c->docs[j], &run->env, err) : 1;
             if (r < 0) {
+                bq_match_destroy(index);
                 free(hits);
                 return NULL;
             }
             if (r)
                 hits[n++] = c->docs[j];
         }
+        bq_match_destroy(index);
         agg_iter_t *it = agg_iter_from_docs(run, hits, n);
         free(hits);
         return it;
@@ -134,12 +164,21 @@ static bool mem_indexes(void *ctx, const char *db, const char *coll, bson_t ***s
 /* ------------------------------------------------------------ running one case */
 
 
-/* Runs the pipeline; fills results (owned) or err. */
-static bool run_pipeline(const bson_t *pipeline, const bson_t *let, bool has_coll,
-                         mem_source_t *ms, bson_t ***out, size_t *nout, bq_error_t *err)
+/* Runs the pipeline (with the command's let and collation, each may be NULL); fills
+ * results (owned) or err. */
+static bool run_pipeline(const bson_t *pipeline, const bson_t *let, const bson_t *collation,
+                         bool has_coll, mem_source_t *ms, bson_t ***out, size_t *nout,
+                         bq_error_t *err)
 {
-    agg_pipeline_opts_t opts = {.db = "test", .coll = has_coll ? "coll" : NULL, .let = let};
+    *out = NULL;
+    *nout = 0;
+    bq_collation_t *co = NULL;
+    if (collation && !bq_collation_new(collation, &co, err))
+        return false;
+    agg_pipeline_opts_t opts = {.db = "test", .coll = has_coll ? "coll" : NULL, .let = let,
+                                .collation = co};
     agg_pipeline_t *p = agg_pipeline_parse(pipeline, &opts, err);
+    bq_collation_destroy(co); /* the pipeline holds its own reference */
     if (!p)
         return false;
     agg_source_t src = {.ctx = ms, .scan = mem_scan, .count = mem_count,
@@ -181,8 +220,9 @@ static bool doc_in_list(const bson_t *d, bson_t **list, bool *used, size_t n)
 static void run_case(const char *file, int idx, const bson_t *c, case_stats_t *st)
 {
     bson_iter_t it;
-    bson_t pipeline = BSON_INITIALIZER, let, expected;
-    bool has_let = false, has_result = false, has_coll = false, unordered = false;
+    bson_t pipeline = BSON_INITIALIZER, let, collation, expected;
+    bool has_let = false, has_collation = false, has_result = false, has_coll = false;
+    bool unordered = false;
     bool server_only = false;
     int32_t want_error = 0;
     const char *name = "";
@@ -210,6 +250,10 @@ static void run_case(const char *file, int idx, const bson_t *c, case_stats_t *s
             bson_iter_document(&it, &len, &data);
             bson_init_static(&let, data, len);
             has_let = true;
+        } else if (!strcmp(k, "collation") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            bson_iter_document(&it, &len, &data);
+            bson_init_static(&collation, data, len);
+            has_collation = true;
         } else if (!strcmp(k, "result") && BSON_ITER_HOLDS_ARRAY(&it)) {
             bson_iter_array(&it, &len, &data);
             bson_init_static(&expected, data, len);
@@ -240,7 +284,8 @@ static void run_case(const char *file, int idx, const bson_t *c, case_stats_t *s
     bq_error_clear(&err);
     bson_t **got = NULL;
     size_t ngot = 0;
-    bool ok = run_pipeline(&pipeline, has_let ? &let : NULL, has_coll, &ms, &got, &ngot, &err);
+    bool ok = run_pipeline(&pipeline, has_let ? &let : NULL, has_collation ? &collation : NULL,
+                           has_coll, &ms, &got, &ngot, &err);
     bool pass;
     if (want_error) {
         pass = !ok && err.code == want_error;

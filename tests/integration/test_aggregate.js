@@ -5,12 +5,13 @@
  * test_agg_pipeline.c and test_agg_expr.c, whose header comments define the formats).
  *
  *   tests/aggregation/stages/*.json   {name, docs, collections, indexes, pipeline, let,
- *                                      result | error, unordered, serverOnly,
+ *                                      collation, result | error, unordered, serverOnly,
  *                                      expectCollections}:
  *                                      "docs" go into "coll" and "collections" into theirs,
  *                                      "indexes": {name: [index spec]} are created on them,
  *                                      in a fresh database "test" per case; the pipeline runs as
- *                                      aggregate on "coll" (aggregate: 1 without "docs");
+ *                                      aggregate on "coll" (aggregate: 1 without "docs"),
+ *                                      with the case's "let" and "collation" as the command's;
  *                                      "expectCollections": {name: [docs]} are compared
  *                                      (unordered) with those collections afterwards.
  *   tests/aggregation/expr/*.json     {expr, doc, result | missing | error}: evaluated as
@@ -162,6 +163,8 @@ async function runStageCase(c) {
      * it holds keeps its key order as Maps */
     const cmd = { aggregate: docs ? 'coll' : 1, pipeline: E.toDriver(pipeline), cursor: {} };
     if (let_) cmd.let = E.toDriver(let_);
+    const collation = E.get(c, 'collation');
+    if (collation) cmd.collation = E.toDriver(collation);
     let got;
     try {
         got = await drain(db, cmd);
@@ -262,7 +265,7 @@ async function main() {
                     ran.set(key, 'skip');
                     continue;
                 }
-                const why = ['docs', 'collections', 'pipeline', 'let', 'expr', 'doc']
+                const why = ['docs', 'collections', 'pipeline', 'let', 'collation', 'expr', 'doc']
                     .map((k) => E.get(c, k)).filter(Boolean).map(E.unsendable).find(Boolean);
                 if (why) {
                     console.log(`# skip ${key}: the node driver cannot send ${why}`);
