@@ -30,7 +30,7 @@ struct agg_pipeline {
     agg_expr_t **let_exprs;
     int *let_slots;
     const agg_out_t *out;    /* the state of a final $out/$merge, or NULL */
-    bq_collation_t *collation; /* a reference (top-level pipelines), or NULL */
+    bq_collation_t *collation; /* a reference (the command's, sub-pipelines too), or NULL */
 };
 
 /* ================================================================ the clock */
@@ -444,6 +444,9 @@ agg_pipeline_t *agg_pipeline_parse_sub(const bson_t *pipeline, const agg_parse_t
     }
     agg_pipeline_t *p = pipeline_new(pc->db, coll);
     p->scope = scope;
+    /* the command's collation: its leading $match is compiled with it, so the source gets
+     * no filter document either (agg_pipeline_open) */
+    p->collation = bq_collation_ref(pc->collation);
     agg_parse_t sub = *pc;
     sub.coll = p->coll;
     sub.scope = scope;

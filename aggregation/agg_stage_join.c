@@ -31,6 +31,15 @@
  * the memory limit they fall back to one filtered scan per input document (per BFS level).
  * A $lookup on foreignField "_id" always scans per document: the _id index answers it.
  *
+ * Collation. The aggregate's collation (agg_parse_t.collation) is the collation of every
+ * comparison of these stages, as in mongod, whatever the foreign collection's own default:
+ * the foreign matches ($lookup's localField/foreignField equality, $graphLookup's
+ * connectFromField/connectToField equality and restrictSearchWithMatch) are compiled with
+ * it, the hash table's keys are bq_key_build_collated, and no filter document goes to the
+ * source (its _id and secondary indexes compare bytewise), so under a collation a $lookup
+ * on "_id" uses the hash table too. Sub-pipelines parse with the same agg_parse_t and so
+ * get it as well. $graphLookup's visited set stays keyed by the binary _id.
+ *
  * This file must not write anything: $out and $merge only parse here.
  */
 #include <stdlib.h>
@@ -419,6 +428,7 @@ typedef struct foreign_index {
     size_t n, cap;
     key_table_t keys;
     idx_list_t nulls;
+    const bq_collation_t *collation; /* the keys' (borrowed from the stage), NULL: binary */
 } foreign_index_t;
 
 static void foreign_index_free(foreign_index_t *fi)
@@ -444,7 +454,7 @@ static bool index_hit(void *ctx, const bq_path_hit_t *hit)
     index_walk_t *w = ctx;
     if (!hit->value || is_nullish(hit->value))
         return false;
-    bq_key_build(&w->key, hit->value);
+    bq_key_build_collated(&w->key, hit->value, w->fi->collation);
     bool added;
     key_entry_t *e = key_table_get(&w->fi->keys, &w->key, &added);
     if (!e->ids.n || e->ids.v[e->ids.n - 1] != w->doc)
@@ -452,22 +462,26 @@ static bool index_hit(void *ctx, const bq_path_hit_t *hit)
     return false;
 }
 
-/* Loads db.coll (documents passing `filter`, may be NULL) and indexes it by `path`;
- * null_match decides which documents a null value finds. Returns 1 with *out, 0 when the
- * collection is larger than `limit` bytes (the caller scans instead), -1 with err. */
+/* Loads db.coll (documents passing `filter`, may be NULL) and indexes it by `path`, keys
+ * compared by `collation` (NULL: binary; it must outlive the index); null_match decides
+ * which documents a null value finds. Returns 1 with *out, 0 when the collection is larger
+ * than `limit` bytes (the caller scans instead), -1 with err. */
 static int foreign_index_build(agg_run_t *run, const char *db, const char *coll,
                                const bson_t *filter_doc, const bq_match_t *filter,
-                               const char *path, const bq_match_t *null_match, int64_t limit,
+                               const char *path, const bq_match_t *null_match,
+                               const bq_collation_t *collation, int64_t limit,
                                foreign_index_t **out, bq_error_t *err)
 {
     *out = NULL;
-    agg_iter_t *it = run->source->scan(run->source->ctx, run, db, coll, filter_doc, filter,
-                                       err);
+    /* the source's indexes compare bytewise: under a collation it gets no filter document */
+    agg_iter_t *it = run->source->scan(run->source->ctx, run, db, coll,
+                                       collation ? NULL : filter_doc, filter, err);
     if (!it)
         return -1;
     foreign_index_t *fi = calloc(1, sizeof *fi);
     if (!fi)
         abort();
+    fi->collation = collation;
     key_table_init(&fi->keys);
     int64_t bytes = 0;
     int r;
@@ -521,7 +535,7 @@ static void foreign_index_find(const foreign_index_t *fi, const bson_value_t *v,
             idx_add(ids, fi->nulls.v[i]);
         return;
     }
-    bq_key_build(scratch, v);
+    bq_key_build_collated(scratch, v, fi->collation);
     key_entry_t *e = key_table_find(&fi->keys, scratch, bq_key_hash(scratch->data, scratch->len));
     for (size_t i = 0; e && i < e->ids.n; i++)
         idx_add(ids, e->ids.v[i]);
@@ -589,6 +603,14 @@ static void build_eq_filter(bson_t *f, const char *path, const value_list_t *val
     }
     bson_append_array_end(&cmp, &arr);
     bson_append_document_end(f, &cmp);
+}
+
+/* Compiles a filter the stage built (no $expr in it) with the stage's collation. */
+static bq_match_t *match_compile(const bson_t *filter, const bq_collation_t *collation,
+                                 bq_error_t *err)
+{
+    bq_match_opts_t opts = {.collation = collation};
+    return bq_match_compile_opts(filter, &opts, err);
 }
 
 /* An iterator that keeps the documents of its input matching a filter it owns. */
@@ -720,6 +742,7 @@ typedef struct lookup_state {
     agg_pipeline_t *head;   /* combined form with leading $documents: that stage */
     agg_pipeline_t *pipeline; /* the sub-pipeline (rest of it for the combined form) */
     bq_match_t *null_match; /* {foreign: {$eq: null}} for the index */
+    bq_collation_t *collation; /* the aggregate's (a reference), NULL: binary */
 } lookup_state_t;
 
 static void lookup_free(void *state)
@@ -735,6 +758,7 @@ static void lookup_free(void *state)
     free(s->let_slots);
     agg_scope_destroy(s->scope);
     bq_match_destroy(s->null_match);
+    bq_collation_destroy(s->collation);
     free(s->from);
     free(s->as);
     free(s->local);
@@ -778,6 +802,7 @@ static bool lookup_parse(const bson_value_t *spec, agg_parse_t *pc, void **state
     lookup_state_t *s = calloc(1, sizeof *s);
     if (!s)
         abort();
+    s->collation = bq_collation_ref(pc->collation);
     bson_t pipeline = BSON_INITIALIZER;
     bool has_pipeline = false, has_let = false, has_from = false;
     bson_iter_t it, let_it;
@@ -905,7 +930,7 @@ static bool lookup_parse(const bson_value_t *spec, agg_parse_t *pc, void **state
         bson_append_document_begin(&nf, s->foreign, -1, &cmp);
         bson_append_null(&cmp, "$eq", 3);
         bson_append_document_end(&nf, &cmp);
-        s->null_match = bq_match_compile(&nf, err);
+        s->null_match = match_compile(&nf, s->collation, err);
         bson_destroy(&nf);
         ok = s->null_match != NULL;
     }
@@ -939,12 +964,13 @@ static bool lookup_equality(lookup_iter_t *li, const bson_t *doc, bson_t *arr, u
         bson_value_t null = {.value_type = BSON_TYPE_NULL};
         value_list_add(&li->vals, &null);
     }
-    if (!li->index_tried && strcmp(s->foreign, "_id") != 0) {
+    /* on "_id" the source's _id index answers each value, unless a collation rules it out */
+    if (!li->index_tried && (strcmp(s->foreign, "_id") != 0 || s->collation)) {
         li->index_tried = true;
         int64_t limit = run->memory_limit < AGG_MEMORY_LIMIT ? run->memory_limit
                                                               : AGG_MEMORY_LIMIT;
         if (foreign_index_build(run, run->db, s->from, NULL, NULL, s->foreign, s->null_match,
-                                limit, &li->index, err) < 0)
+                                s->collation, limit, &li->index, err) < 0)
             return false;
     }
     if (li->index) {
@@ -970,9 +996,9 @@ static bool lookup_equality(lookup_iter_t *li, const bson_t *doc, bson_t *arr, u
     }
     bson_t filter = BSON_INITIALIZER;
     build_eq_filter(&filter, s->foreign, &li->vals);
-    bq_match_t *m = bq_match_compile(&filter, err);
-    agg_iter_t *it = m ? run->source->scan(run->source->ctx, run, run->db, s->from, &filter, m,
-                                           err)
+    bq_match_t *m = match_compile(&filter, s->collation, err);
+    agg_iter_t *it = m ? run->source->scan(run->source->ctx, run, run->db, s->from,
+                                           s->collation ? NULL : &filter, m, err)
                        : NULL;
     bool ok = it != NULL;
     bson_t *d;
@@ -1023,7 +1049,7 @@ static bool lookup_pipeline(lookup_iter_t *li, const bson_t *doc, bson_t *arr, u
         }
         bson_t filter = BSON_INITIALIZER;
         build_eq_filter(&filter, s->foreign, &li->vals);
-        bq_match_t *m = bq_match_compile(&filter, err);
+        bq_match_t *m = match_compile(&filter, s->collation, err);
         if (m && s->head) {
             agg_iter_t *base = agg_pipeline_open(s->head, NULL, &li->sub, err);
             if (base)
@@ -1033,7 +1059,7 @@ static bool lookup_pipeline(lookup_iter_t *li, const bson_t *doc, bson_t *arr, u
             it = base ? agg_pipeline_open(s->pipeline, base, &li->sub, err) : NULL;
         } else if (m) {
             agg_iter_t *base = run->source->scan(run->source->ctx, &li->sub, run->db, s->from,
-                                                 &filter, m, err);
+                                                 s->collation ? NULL : &filter, m, err);
             /* the matcher must live as long as the scan: hand it to a filter iterator */
             base = base ? filter_iter_new(base, m, &li->sub) : NULL;
             if (!base)
@@ -1137,6 +1163,7 @@ typedef struct graph_state {
     bson_t *restrict_doc;
     bq_match_t *restrict_m;
     bq_match_t *null_match;  /* what a null frontier value finds */
+    bq_collation_t *collation; /* the aggregate's (a reference), NULL: binary */
 } graph_state_t;
 
 static void graph_free(void *state)
@@ -1154,6 +1181,7 @@ static void graph_free(void *state)
         bson_destroy(s->restrict_doc);
     bq_match_destroy(s->restrict_m);
     bq_match_destroy(s->null_match);
+    bq_collation_destroy(s->collation);
     free(s);
 }
 
@@ -1220,6 +1248,7 @@ static bool graph_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
     if (!s)
         abort();
     s->max_depth = -1;
+    s->collation = bq_collation_ref(pc->collation);
     bson_iter_t it;
     bson_iter_init_from_data(&it, spec->value.v_doc.data, spec->value.v_doc.data_len);
     bool ok = true, has_from = false;
@@ -1272,7 +1301,7 @@ static bool graph_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
                 bson_destroy(s->restrict_doc);
             bq_match_destroy(s->restrict_m);
             s->restrict_doc = bson_new_from_data(data, len);
-            bq_match_opts_t opts = {.expr_scope = pc->scope};
+            bq_match_opts_t opts = {.expr_scope = pc->scope, .collation = s->collation};
             s->restrict_m = bq_match_compile_opts(s->restrict_doc, &opts, err);
             if (!s->restrict_m) {
                 bq_error_prefix(err, "Failed to parse 'restrictSearchWithMatch' option to "
@@ -1322,7 +1351,7 @@ static bool graph_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
         bson_t inner;
         bson_init_static(&inner, data, len);
         bson_concat(&nf, &inner);
-        s->null_match = bq_match_compile(&nf, err);
+        s->null_match = match_compile(&nf, s->collation, err);
         ok = s->null_match != NULL;
         bson_destroy(&nf);
         bson_destroy(&wrap);
@@ -1413,9 +1442,9 @@ static bool graph_level(graph_iter_t *gi, const value_list_t *frontier, bson_t *
         append_null_clause(&or_arr, k, s->to_field);
     }
     bson_append_array_end(&filter, &or_arr);
-    bq_match_t *m = bq_match_compile(&filter, err);
-    agg_iter_t *it = m ? run->source->scan(run->source->ctx, run, run->db, s->from, &filter, m,
-                                           err)
+    bq_match_t *m = match_compile(&filter, s->collation, err);
+    agg_iter_t *it = m ? run->source->scan(run->source->ctx, run, run->db, s->from,
+                                           s->collation ? NULL : &filter, m, err)
                        : NULL;
     bool ok = it != NULL;
     size_t cap = 0;
@@ -1459,8 +1488,8 @@ static bool graph_search(graph_iter_t *gi, const bson_t *input, bson_t *arr, bq_
     if (!gi->index_tried) {
         gi->index_tried = true;
         if (foreign_index_build(run, run->db, s->from, s->restrict_doc, s->restrict_m,
-                                s->to_field, s->null_match, GRAPH_MAX_BYTES, &gi->index,
-                                err) < 0)
+                                s->to_field, s->null_match, s->collation, GRAPH_MAX_BYTES,
+                                &gi->index, err) < 0)
             return false;
     }
     agg_env_set_root(&run->env, input);
