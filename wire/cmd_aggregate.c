@@ -756,8 +756,21 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
             bson_destroy(ro->own_cmd);
         return false;
     }
-    if (is_view)
+    if (is_view) {
+        /* a read through a view runs with the view's collation (167 for another one) */
+        bq_collation_t *vco;
+        if (!wire_view_collation(ctx->server->db, ctx->db, a.coll, a.snap, ctx->cmd,
+                                 a.collation, &vco, err)) {
+            bson_destroy(&view_stages);
+            bq_collation_destroy(a.collation);
+            if (ro->own_cmd)
+                bson_destroy(ro->own_cmd);
+            return false;
+        }
+        bq_collation_destroy(a.collation);
+        a.collation = vco;
         combined = stages_concat(&view_stages, &a.pipeline);
+    }
     if (a.coll)
         bson_destroy(&view_stages);
 
@@ -986,6 +999,17 @@ size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *sta
         bson_destroy(&view_stages);
         bq_collation_destroy(co);
         return WIRE_COLLECT_ERROR;
+    }
+    bq_collation_t *vco = NULL;
+    if (is_view && !wire_view_collation(ctx->server->db, ctx->db, coll, snap, ctx->cmd, co,
+                                        &vco, err)) {
+        bson_destroy(&view_stages);
+        bq_collation_destroy(co);
+        return WIRE_COLLECT_ERROR;
+    }
+    if (is_view) {
+        bq_collation_destroy(co);
+        co = vco;
     }
     bson_t *all = stages_concat(&view_stages, stages);
     bson_destroy(&view_stages);

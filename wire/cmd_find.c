@@ -577,6 +577,16 @@ bool cmd_distinct(wire_cmd_ctx_t *ctx, bq_error_t *err)
     bq_collation_t *co;
     if (!wire_collation(ctx->cmd, &co, err))
         return false;
+    if (wire_view_is(ctx->server->db, ctx->db, coll, snap)) {
+        /* through a view: its collation decides which values are equal */
+        bq_collation_t *vco;
+        bool ok = wire_view_collation(ctx->server->db, ctx->db, coll, snap, ctx->cmd, co, &vco,
+                                      err);
+        bq_collation_destroy(co);
+        if (!ok)
+            return false;
+        co = vco;
+    }
     bq_match_t *m = wire_match_compile(ctx, &query, co, err);
     if (!m) {
         bq_collation_destroy(co);

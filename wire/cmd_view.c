@@ -78,6 +78,33 @@ bool wire_view_resolve(eng_db_t *db, const char *dbname, const char *name, int64
     return true;
 }
 
+static bool same_collation(const bq_collation_t *a, const bq_collation_t *b)
+{
+    if (!a || !b)
+        return a == b;
+    return bson_equal(bq_collation_spec(a), bq_collation_spec(b));
+}
+
+bool wire_view_collation(eng_db_t *db, const char *dbname, const char *view, int64_t snap,
+                         const bson_t *cmd, const bq_collation_t *given, bq_collation_t **out,
+                         bq_error_t *err)
+{
+    *out = NULL;
+    const bson_t *o = view_options(db, dbname, view, snap);
+    if (!o)
+        return true;
+    if (!wire_collation(o, out, err))
+        return false;
+    if (bson_has_field(cmd, "collation") && !same_collation(given, *out)) {
+        bq_collation_destroy(*out);
+        *out = NULL;
+        bq_error_set(err, BQ_ERR_OptionNotSupportedOnView,
+                     "Cannot override a view's default collation");
+        return false;
+    }
+    return true;
+}
+
 bool wire_view_refuse(wire_cmd_ctx_t *ctx, const char *coll, const char *what,
                       bq_error_t *err)
 {
@@ -211,7 +238,7 @@ static bool definition_args(const char *cmd, const bson_t *opts, const char **vi
     return true;
 }
 
-bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, const bson_t *opts,
+bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, bson_t *opts,
                             bq_error_t *err)
 {
     const char *view_on;
@@ -227,18 +254,42 @@ bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, const bson_t 
     bson_iter_init(&it, opts);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
-        if (!strcmp(k, "viewOn") || !strcmp(k, "pipeline"))
+        if (!strcmp(k, "viewOn") || !strcmp(k, "pipeline") || !strcmp(k, "collation"))
             continue;
-        if (!strcmp(k, "collation")) {
-            bq_error_set(err, BQ_ERR_NotImplemented,
-                         "views with a collation are not implemented yet in NEDB");
-            return false;
-        }
         bq_error_set(err, BQ_ERR_InvalidOptions,
                      "option not supported on a view: %s", k);
         return false;
     }
-    return wire_view_check_definition(ctx, name, view_on, &pipeline, err);
+    if (!wire_view_check_definition(ctx, name, view_on, &pipeline, err))
+        return false;
+    /* the view's collation (none: simple, whatever its source's default): the same as the
+     * view it is defined on, if that is a view, and recorded with every field filled in */
+    bq_collation_t *co, *src_co = NULL;
+    if (!wire_collation(opts, &co, err))
+        return false;
+    const bson_t *src = view_options(ctx->server->db, ctx->db, view_on,
+                                     eng_db_snapshot(ctx->server->db));
+    if (src && !wire_collation(src, &src_co, err)) {
+        bq_collation_destroy(co);
+        return false;
+    }
+    bool ok = !src || same_collation(co, src_co);
+    if (!ok)
+        bq_error_set(err, BQ_ERR_OptionNotSupportedOnView,
+                     "View %s.%s has conflicting collation with view %s.%s", ctx->db, name,
+                     ctx->db, view_on);
+    bq_collation_destroy(src_co);
+    if (ok && bson_has_field(opts, "collation")) {
+        bson_t normal = BSON_INITIALIZER;
+        bson_copy_to_excluding_noinit(opts, &normal, "collation", NULL);
+        if (co)
+            BSON_APPEND_DOCUMENT(&normal, "collation", bq_collation_spec(co));
+        bson_reinit(opts);
+        bson_concat(opts, &normal);
+        bson_destroy(&normal);
+    }
+    bq_collation_destroy(co);
+    return ok;
 }
 
 bool wire_view_coll_mod_check(wire_cmd_ctx_t *ctx, const char *name, const bson_t *changes,

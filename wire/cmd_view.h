@@ -50,10 +50,20 @@ bool wire_view_check_definition(wire_cmd_ctx_t *ctx, const char *name, const cha
 
 /* create with viewOn or pipeline among its options (opts: the command less its name and
  * generic fields): the definition checked as above, and only viewOn, pipeline and
- * collation allowed beside it (InvalidOptions 72; a collation on a view: NotImplemented
- * 238, views use their source's simple collation here). */
-bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, const bson_t *opts,
+ * collation allowed beside it (InvalidOptions 72). A view's collation is its own (none:
+ * simple, not its source collection's default); a view on a view must have the same one
+ * (OptionNotSupportedOnView 167). The collation in opts is rewritten with every field
+ * filled in, as listCollections then shows it. */
+bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, bson_t *opts,
                             bq_error_t *err);
+
+/* The collation a read through view db.view runs with at snap (*out: a new reference, NULL
+ * for simple): the view's own. A command `cmd` that names a collation (compiled: given)
+ * other than the view's is OptionNotSupportedOnView (167) "Cannot override a view's
+ * default collation", as in mongod. For a name that is no view: true with *out NULL. */
+bool wire_view_collation(eng_db_t *db, const char *dbname, const char *view, int64_t snap,
+                         const bson_t *cmd, const bq_collation_t *given, bq_collation_t **out,
+                         bq_error_t *err);
 
 /* collMod: on a view only viewOn and pipeline may change (InvalidOptions 72 otherwise) and
  * the new definition is checked; on a collection viewOn and pipeline are refused (72). */

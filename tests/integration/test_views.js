@@ -5,6 +5,8 @@
  * getMore), count, estimatedDocumentCount, countDocuments, distinct and aggregate through
  * a view, views of views, listCollections, collMod of a view's definition, drop, the
  * definition checks (no $out / $merge, even nested; cycles), commands refused on a view,
+ * a view's default collation (MongoDB's "Collation" page, "Restrictions": operations on a
+ * view use its collation, another one is refused, a view on a view shares its collation),
  * and a view surviving a restart (it is a catalog op in the log).
  * Expected results come from MongoDB's "Create and Query a View" page (its students
  * example) and the create / collMod / listCollections reference pages.
@@ -187,6 +189,40 @@ h.test('commands that need a collection are refused on a view (166)', async () =
     await expectCode(v.deleteMany({}), 166);
     await expectCode(v.findOneAndUpdate({}, { $set: { x: 1 } }), 166);
     assert.equal(await v.countDocuments({}), before, 'nothing was written through the view');
+});
+
+h.test('a view with a collation: reads use it, another one is refused (167)', async () => {
+    const cdb = client.db('views_collation'); /* apart: a later test lists the views of db */
+    const src = cdb.collection('words');
+    await src.insertMany([{ _id: 1, w: 'abc' }, { _id: 2, w: 'ABC' }, { _id: 3, w: 'b' }, { _id: 4, w: 'Abd' }]);
+    await cdb.createCollection('words_ci', { viewOn: 'words', pipeline: [], collation: { locale: 'en', strength: 2 } });
+    const [info] = await cdb.listCollections({ name: 'words_ci' }).toArray();
+    assert.equal(info.options.collation.locale, 'en');
+    assert.equal(info.options.collation.strength, 2);
+    assert.equal(info.options.collation.caseLevel, false, 'recorded with every field filled in');
+    const v = cdb.collection('words_ci');
+    assert.deepEqual((await v.find({ w: 'abc' }).toArray()).map((d) => d._id), [1, 2]);
+    assert.deepEqual((await v.find({}).sort({ w: 1, _id: 1 }).toArray()).map((d) => d._id), [1, 2, 4, 3]);
+    assert.equal((await cdb.command({ count: 'words_ci', query: { w: 'ABC' } })).n, 2);
+    assert.deepEqual((await v.distinct('w')).length, 3, 'abc and ABC are one value');
+    assert.deepEqual((await v.aggregate([{ $match: { w: 'abc' } }, { $count: 'n' }]).toArray()), [{ n: 2 }]);
+    /* the same collation may be repeated; another one, or simple, is refused */
+    assert.equal((await v.find({ w: 'abc' }, { collation: { locale: 'en', strength: 2 } }).toArray()).length, 2);
+    await expectCode(v.find({ w: 'abc' }, { collation: { locale: 'fr' } }).toArray(), 167);
+    await expectCode(v.find({}, { collation: { locale: 'simple' } }).toArray(), 167);
+    await expectCode(cdb.command({ count: 'words_ci', query: {}, collation: { locale: 'en' } }), 167);
+    await expectCode(v.aggregate([], { collation: { locale: 'en', strength: 3 } }).toArray(), 167);
+    /* the source itself stays binary; a view without a collation too */
+    assert.equal((await src.find({ w: 'abc' }).toArray()).length, 1);
+    await cdb.createCollection('words_plain', { viewOn: 'words', pipeline: [] });
+    assert.equal((await cdb.collection('words_plain').find({ w: 'abc' }).toArray()).length, 1);
+    /* a view on a view shares its collation */
+    await expectCode(cdb.createCollection('words_ci2', { viewOn: 'words_ci', pipeline: [] }), 167);
+    await expectCode(cdb.createCollection('words_ci3', { viewOn: 'words_ci', pipeline: [],
+                                                       collation: { locale: 'en', strength: 1 } }), 167);
+    await cdb.createCollection('words_ci4', { viewOn: 'words_ci', pipeline: [], collation: { locale: 'en', strength: 2 } });
+    assert.equal((await cdb.collection('words_ci4').find({ w: 'abc' }).toArray()).length, 2);
+    await expectCode(cdb.createCollection('bad_coll', { viewOn: 'words', pipeline: [], collation: { locale: 'xx_nope' } }), 2);
 });
 
 h.test('a view survives a restart (its definition is a catalog op in the log)', async () => {
