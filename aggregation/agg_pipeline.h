@@ -122,7 +122,22 @@ struct agg_source {
      * none for a missing collection. NULL when unsupported. */
     bool (*indexes)(void *ctx, const char *db, const char *coll, bson_t ***specs, size_t *n,
                     bq_error_t *err);
+    /* The storage statistics of db.coll at the snapshot, for $collStats storageStats: the
+     * fields the collStats command gives after its ns (size, count, avgObjSize, ...,
+     * indexSizes, scaleFactor), sizes divided by scale (>= 1), appended to out. False
+     * with err for a missing collection (26 NamespaceNotFound, "Collection [db.coll] not
+     * found.") or a view (166); out may then hold fields already appended. NULL when
+     * unsupported. */
+    bool (*storage_stats)(void *ctx, const char *db, const char *coll, int32_t scale,
+                          bson_t *out, bq_error_t *err);
 };
+
+/* The scale of $collStats storageStats and of the collStats command, as mongod's
+ * StorageStatsSpec reads it: a number (else 14 TypeMismatch naming `path`, e.g.
+ * "$collStats.storageStats.scale"), truncated to an int32 (NaN is 0), at least 1 (else
+ * 51024). */
+bool agg_storage_scale_parse(const bson_iter_t *it, const char *path, int32_t *scale,
+                             bq_error_t *err);
 
 /* ------------------------------------------------------------------ run context */
 

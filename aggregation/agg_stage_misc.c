@@ -6,7 +6,9 @@
  * $facet buffers its input (memory-limited like $sort) and runs each branch over a copy,
  * each in a sub-run (agg_run_init_sub) so branches see the pipeline's variables.
  * $collStats, $indexStats and $trace read through the run's agg_source_t; a source that
- * lacks what they need fails with 238 NotImplemented.
+ * lacks what they need fails with 238 NotImplemented. $collStats's storageStats are the
+ * source's storage_stats (the server's are the collStats command's, one function);
+ * latencyStats and queryExecStats are zeros, NEDB keeping no per-collection figures.
  *
  * $trace {direction: "backward" | "forward", as: <field>, maxDepth: <n>} adds to every
  * document an array of {seq, ns, depth, doc}: the ops reached by following provenance
@@ -16,6 +18,7 @@
  * that name any version of the document, found through the source's doc_versions. The
  * direct links have depth 1; maxDepth (default: unlimited) bounds the depth.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -488,7 +491,13 @@ agg_iter_t *agg__facet_open(const void *state, agg_iter_t *input, agg_run_t *run
 
 typedef struct ns_state {
     char *db, *coll;
-    bool count; /* $collStats {count: {}} */
+    /* $collStats: the sections asked for, each added in mongod's order (latencyStats,
+     * storageStats, count, queryExecStats) whatever the spec's order */
+    bool latency, histograms; /* latencyStats {histograms} */
+    bool storage;             /* storageStats {scale} */
+    int32_t scale;
+    bool count;               /* count {} */
+    bool query_exec;          /* queryExecStats {} */
 } ns_state_t;
 
 static void ns_free(void *state)
@@ -514,6 +523,94 @@ static ns_state_t *ns_new(const agg_parse_t *pc)
 void agg__coll_stats_free(void *state) { ns_free(state); }
 void agg__index_stats_free(void *state) { ns_free(state); }
 
+bool agg_storage_scale_parse(const bson_iter_t *it, const char *path, int32_t *scale,
+                             bq_error_t *err)
+{
+    double d;
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_INT64:
+        d = (double)bson_iter_as_int64(it);
+        break;
+    case BSON_TYPE_DOUBLE:
+        d = bson_iter_double(it);
+        break;
+    case BSON_TYPE_DECIMAL128: {
+        bson_decimal128_t dec;
+        char buf[BSON_DECIMAL128_STRING];
+        bson_iter_decimal128(it, &dec);
+        bson_decimal128_to_string(&dec, buf);
+        d = strtod(buf, NULL); /* "NaN", "Infinity" and "-Infinity" parse too */
+        break;
+    }
+    default:
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "BSON field '%s' is the wrong type '%s', expected types '[long, int, "
+                     "decimal, double]'",
+                     path, bq_type_name(bson_iter_type(it)));
+        return false;
+    }
+    /* mongod's safeNumberInt: toward zero, clamped to the int32 range, NaN is 0 */
+    int32_t v = d != d ? 0 : d >= 2147483647.0 ? INT32_MAX : d <= -2147483648.0 ? INT32_MIN
+                                                                                 : (int32_t)d;
+    if (v < 1) {
+        bq_error_set(err, 51024, "BSON field 'scale' value must be >= 1, actual value '%d'", v);
+        return false;
+    }
+    *scale = v;
+    return true;
+}
+
+/* An optionalBool field of a $collStats section (histograms, verbose, ...): a boolean or
+ * 14, as mongod's IDL reads them. */
+static bool coll_stats_bool(const bson_iter_t *it, bool *out, bq_error_t *err)
+{
+    if (!BSON_ITER_HOLDS_BOOL(it)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch,
+                     "Field '%s' should be a boolean value, but found: %s", bson_iter_key(it),
+                     bq_type_name(bson_iter_type(it)));
+        return false;
+    }
+    *out = bson_iter_bool(it);
+    return true;
+}
+
+/* latencyStats {histograms?} and storageStats {scale?, verbose?, waitForLock?,
+ * numericOnly?}; other fields are ignored, as mongod's non-strict specs ignore them. */
+static bool coll_stats_section(ns_state_t *s, const char *k, bson_iter_t *it, bq_error_t *err)
+{
+    bson_iter_t f;
+    bool ignored;
+    bson_iter_recurse(it, &f);
+    if (!strcmp(k, "latencyStats")) {
+        s->latency = true;
+        while (bson_iter_next(&f))
+            if (!strcmp(bson_iter_key(&f), "histograms") &&
+                !coll_stats_bool(&f, &s->histograms, err))
+                return false;
+    } else if (!strcmp(k, "storageStats")) {
+        s->storage = true;
+        s->scale = 1;
+        while (bson_iter_next(&f)) {
+            const char *fk = bson_iter_key(&f);
+            if (!strcmp(fk, "scale")) {
+                if (!agg_storage_scale_parse(&f, "$collStats.storageStats.scale", &s->scale,
+                                             err))
+                    return false;
+            } else if (!strcmp(fk, "verbose") || !strcmp(fk, "waitForLock") ||
+                       !strcmp(fk, "numericOnly")) {
+                if (!coll_stats_bool(&f, &ignored, err)) /* no storage engine details here */
+                    return false;
+            }
+        }
+    } else if (!strcmp(k, "count")) {
+        s->count = true;
+    } else {
+        s->query_exec = true;
+    }
+    return true;
+}
+
 bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
                            bq_error_t *err)
 {
@@ -522,16 +619,16 @@ bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **sta
                      agg__type_name(spec));
         return false;
     }
-    bool count = false;
+    ns_state_t *s = ns_new(pc);
     bson_iter_t it;
     agg__iter_init(&it, spec);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
-        count = count || !strcmp(k, "count");
         bool known = !strcmp(k, "count") || !strcmp(k, "latencyStats") ||
                      !strcmp(k, "storageStats") || !strcmp(k, "queryExecStats");
         if (!known) {
             bq_error_set(err, 40415, "BSON field '$collStats.%s' is an unknown field.", k);
+            ns_free(s);
             return false;
         }
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -539,21 +636,20 @@ bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **sta
                          "BSON field '$collStats.%s' is the wrong type '%s', expected type "
                          "'object'",
                          k, bq_type_name(bson_iter_type(&it)));
+            ns_free(s);
             return false;
         }
-        if (strcmp(k, "count") != 0) {
-            bq_error_set(err, BQ_ERR_NotImplemented,
-                         "$collStats: %s is not supported by NEDB; only count is", k);
+        if (!coll_stats_section(s, k, &it, err)) {
+            ns_free(s);
             return false;
         }
     }
     if (!pc->coll) {
         bq_error_set(err, BQ_ERR_InvalidNamespace,
                      "{aggregate: 1} is not valid for '$collStats'; a collection is required.");
+        ns_free(s);
         return false;
     }
-    ns_state_t *s = ns_new(pc);
-    s->count = count;
     *state = s;
     return true;
 }
@@ -609,17 +705,67 @@ static int64_t run_now(agg_run_t *run)
     return now->value_type == BSON_TYPE_DATE_TIME ? now->value.v_datetime : 0;
 }
 
+/* latencyStats: {reads, writes, commands, transactions}, each {histogram?, latency, ops}
+ * as mongod's Top gives them. NEDB keeps no per-collection latencies (serverStatus's
+ * counters in wire/cmd_diag.c are per command, not per namespace), so the figures are
+ * zeros and the histograms (buckets with a zero count are left out) are empty. */
+static void append_latency_stats(bson_t *doc, bool histograms)
+{
+    static const char *const kinds[] = {"reads", "writes", "commands", "transactions"};
+    bson_t lat, kind, hist;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "latencyStats", &lat);
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+        BSON_APPEND_DOCUMENT_BEGIN(&lat, kinds[i], &kind);
+        if (histograms) {
+            BSON_APPEND_ARRAY_BEGIN(&kind, "histogram", &hist);
+            bson_append_array_end(&kind, &hist);
+        }
+        BSON_APPEND_INT64(&kind, "latency", 0);
+        BSON_APPEND_INT64(&kind, "ops", 0);
+        bson_append_document_end(&lat, &kind);
+    }
+    bson_append_document_end(doc, &lat);
+}
+
+/* queryExecStats: {collectionScans: {total, nonTailable}}. NEDB does not count collection
+ * scans per collection: zeros. */
+static void append_query_exec_stats(bson_t *doc)
+{
+    bson_t q, scans;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "queryExecStats", &q);
+    BSON_APPEND_DOCUMENT_BEGIN(&q, "collectionScans", &scans);
+    BSON_APPEND_INT64(&scans, "total", 0);
+    BSON_APPEND_INT64(&scans, "nonTailable", 0);
+    bson_append_document_end(&q, &scans);
+    bson_append_document_end(doc, &q);
+}
+
+/* Rewrites err as mongod's uassertStatusOKWithContext does: "<context> :: caused by ::
+ * <message>", same code. */
+static void caused_by(bq_error_t *err, const char *context)
+{
+    if (!err)
+        return;
+    char msg[BQ_ERROR_MSG_MAX];
+    memcpy(msg, err->message, sizeof msg);
+    msg[sizeof msg - 1] = '\0';
+    snprintf(err->message, sizeof err->message, "%s :: caused by :: ", context);
+    size_t used = strlen(err->message), len = strlen(msg);
+    if (len > sizeof err->message - 1 - used)
+        len = sizeof err->message - 1 - used; /* cut, as any long message is */
+    memcpy(err->message + used, msg, len);
+    err->message[used + len] = '\0';
+}
+
+/* One document: {ns, host, localTime, latencyStats?, storageStats?, count?,
+ * queryExecStats?}, the sections in that order (mongod's). */
 agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t *run,
                                  bq_error_t *err)
 {
     const ns_state_t *s = state;
-    int64_t n = 0;
-    if (s->count && (!run->source || !run->source->count)) {
+    const agg_source_t *src = run->source;
+    if ((s->count && (!src || !src->count)) || (s->storage && (!src || !src->storage_stats))) {
         bq_error_set(err, BQ_ERR_NotImplemented, "$collStats needs a collection source");
-        agg_iter_close(input);
-        return NULL;
-    }
-    if (s->count && !run->source->count(run->source->ctx, s->db, s->coll, &n, err)) {
         agg_iter_close(input);
         return NULL;
     }
@@ -631,10 +777,34 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
     bson_free(ns);
     BSON_APPEND_UTF8(doc, "host", host);
     BSON_APPEND_DATE_TIME(doc, "localTime", run_now(run));
-    if (s->count && n <= INT32_MAX)
-        BSON_APPEND_INT32(doc, "count", (int32_t)n);
-    else if (s->count)
-        BSON_APPEND_INT64(doc, "count", n);
+    if (s->latency)
+        append_latency_stats(doc, s->histograms);
+    if (s->storage) {
+        bson_t st;
+        BSON_APPEND_DOCUMENT_BEGIN(doc, "storageStats", &st);
+        bool ok = src->storage_stats(src->ctx, s->db, s->coll, s->scale, &st, err);
+        bson_append_document_end(doc, &st);
+        if (!ok) {
+            caused_by(err, "Unable to retrieve storageStats in $collStats stage");
+            bson_destroy(doc);
+            agg_iter_close(input);
+            return NULL;
+        }
+    }
+    if (s->count) {
+        int64_t n = 0;
+        if (!src->count(src->ctx, s->db, s->coll, &n, err)) {
+            bson_destroy(doc);
+            agg_iter_close(input);
+            return NULL;
+        }
+        if (n <= INT32_MAX)
+            BSON_APPEND_INT32(doc, "count", (int32_t)n);
+        else
+            BSON_APPEND_INT64(doc, "count", n);
+    }
+    if (s->query_exec)
+        append_query_exec_stats(doc);
     return once_new(input, run, doc);
 }
 

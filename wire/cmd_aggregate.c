@@ -376,6 +376,14 @@ static bool source_indexes(void *ctx, const char *db, const char *coll, bson_t *
     return true;
 }
 
+/* $collStats storageStats: the collStats command's figures (one function). */
+static bool source_storage_stats(void *ctx, const char *db, const char *coll, int32_t scale,
+                                 bson_t *out, bq_error_t *err)
+{
+    wire_agg_source_t *src = ctx;
+    return wire_coll_storage_stats(src->db, db, coll, src->snap, scale, out, err);
+}
+
 void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t snap)
 {
     memset(s, 0, sizeof *s);
@@ -390,6 +398,7 @@ void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t s
     s->src.op_doc = source_op_doc;
     s->src.doc_versions = source_doc_versions;
     s->src.indexes = source_indexes;
+    s->src.storage_stats = source_storage_stats;
 }
 
 /* ================================================================ a running pipeline */

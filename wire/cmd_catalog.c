@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg_pipeline.h"
 #include "cmd_index.h"
 #include "cmd_timeseries.h"
 #include "cmd_view.h"
@@ -736,43 +737,128 @@ static int64_t scale_arg(const bson_t *cmd)
     return scale > 0 ? scale : 1;
 }
 
-bool cmd_coll_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
+/* mongod's appendNumber: an int32 when the value fits, else an int64. */
+static void append_number(bson_t *out, const char *key, int64_t v)
 {
-    const char *coll;
-    int64_t snap;
-    if (!wire_arg_coll(ctx, false, &coll, err) || !wire_read_snapshot(ctx, &snap, err))
+    if (v >= INT32_MIN && v <= INT32_MAX)
+        BSON_APPEND_INT32(out, key, (int32_t)v);
+    else
+        BSON_APPEND_INT64(out, key, v);
+}
+
+static int64_t option_int64(const bson_t *options, const char *key)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, options, key) && BSON_ITER_HOLDS_NUMBER(&it)
+               ? bson_iter_as_int64(&it)
+               : 0;
+}
+
+/*
+ * The fields mongod 7.0's appendCollectionStorageStats gives, in its order, for what NEDB
+ * has: sizes are the documents' BSON bytes (NEDB's store is the op log; there is no
+ * per-collection file, so storageSize and totalSize are the data size too and the free
+ * space is 0), indexes are not sized (0) and never being built, nothing is orphaned, and
+ * there is no storage-engine section (wiredTiger, indexDetails). A time-series collection
+ * reports its buckets as mongod does: a timeseries document in place of count.
+ */
+bool wire_coll_storage_stats(eng_db_t *db, const char *dbname, const char *coll, int64_t snap,
+                             int32_t scale, bson_t *out, bq_error_t *err)
+{
+    char buckets[ENG_NS_MAX + 1];
+    bool ts = wire_ts_options(db, dbname, coll, snap) != NULL;
+    if (ts)
+        snprintf(buckets, sizeof buckets, "%s%s", WIRE_TS_BUCKETS_PREFIX, coll);
+    else
+        snprintf(buckets, sizeof buckets, "%s", coll);
+    eng_coll_t *c = eng_coll_get(db, dbname, buckets, snap);
+    if (!ts && c && wire_view_is(db, dbname, coll, snap)) {
+        bq_error_set(err, BQ_ERR_CommandNotSupportedOnView,
+                     "Namespace %s.%s is a view, not a collection", dbname, coll);
         return false;
-    eng_coll_t *c = eng_coll_get(ctx->server->db, ctx->db, coll, snap);
+    }
+    bson_t sub;
     if (!c) {
-        bq_error_set(err, BQ_ERR_NamespaceNotFound, "Collection [%s.%s] not found.", ctx->db,
-                     coll);
+        /* mongod's figures for a collection that is not there, then its error */
+        append_number(out, "size", 0);
+        append_number(out, "count", 0);
+        append_number(out, "numOrphanDocs", 0);
+        append_number(out, "storageSize", 0);
+        BSON_APPEND_INT32(out, "totalSize", 0);
+        BSON_APPEND_INT32(out, "nindexes", 0);
+        append_number(out, "totalIndexSize", 0);
+        BSON_APPEND_DOCUMENT_BEGIN(out, "indexDetails", &sub);
+        bson_append_document_end(out, &sub);
+        BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sub);
+        bson_append_document_end(out, &sub);
+        BSON_APPEND_INT32(out, "scaleFactor", scale);
+        bq_error_set(err, BQ_ERR_NamespaceNotFound, "Collection [%s.%s] not found.", dbname,
+                     buckets);
         return false;
     }
     uint64_t count, bytes;
     eng_coll_stats(c, snap, &count, &bytes);
-    int64_t scale = scale_arg(ctx->cmd);
+    int64_t size = (int64_t)bytes, n = (int64_t)count;
+    int64_t avg = n ? size / n : 0;
+    append_number(out, "size", size / scale);
+    if (ts) {
+        char *bns = bson_strdup_printf("%s.%s", dbname, buckets);
+        BSON_APPEND_DOCUMENT_BEGIN(out, "timeseries", &sub);
+        BSON_APPEND_UTF8(&sub, "bucketsNs", bns);
+        append_number(&sub, "bucketCount", n);
+        if (n)
+            BSON_APPEND_INT32(&sub, "avgBucketSize", (int32_t)avg);
+        bson_append_document_end(out, &sub);
+        bson_free(bns);
+    } else {
+        append_number(out, "count", n);
+        if (n)
+            BSON_APPEND_INT32(out, "avgObjSize", (int32_t)avg);
+    }
+    append_number(out, "numOrphanDocs", 0);
+    append_number(out, "storageSize", size / scale);
+    append_number(out, "freeStorageSize", 0);
     eng_coll_info_t info;
     eng_coll_info(c, &info);
     bson_iter_t it;
     bool capped = bson_iter_init_find(&it, info.options, "capped") && bson_iter_as_bool(&it);
-    char ns[ENG_NS_MAX + 80];
-    snprintf(ns, sizeof ns, "%s.%s", ctx->db, coll);
-    bson_t *r = ctx->reply, sizes;
-    BSON_APPEND_UTF8(r, "ns", ns);
-    BSON_APPEND_INT64(r, "count", (int64_t)count);
-    BSON_APPEND_INT64(r, "size", (int64_t)bytes / scale);
-    if (count)
-        BSON_APPEND_INT64(r, "avgObjSize", (int64_t)(bytes / count));
-    BSON_APPEND_INT64(r, "storageSize", (int64_t)bytes / scale);
-    BSON_APPEND_INT32(r, "nindexes", wire_index_count(c, snap));
-    BSON_APPEND_INT64(r, "totalIndexSize", 0);
-    BSON_APPEND_DOCUMENT_BEGIN(r, "indexSizes", &sizes);
-    wire_index_sizes(&sizes, c, snap);
-    bson_append_document_end(r, &sizes);
-    BSON_APPEND_INT64(r, "totalSize", (int64_t)bytes / scale);
-    BSON_APPEND_INT32(r, "scaleFactor", (int32_t)scale);
-    BSON_APPEND_BOOL(r, "capped", capped);
+    BSON_APPEND_BOOL(out, "capped", capped);
+    if (capped) {
+        append_number(out, "max", option_int64(info.options, "max"));
+        append_number(out, "maxSize", option_int64(info.options, "size") / scale);
+    }
+    BSON_APPEND_INT32(out, "nindexes", wire_index_count(c, snap));
+    BSON_APPEND_ARRAY_BEGIN(out, "indexBuilds", &sub);
+    bson_append_array_end(out, &sub);
+    append_number(out, "totalIndexSize", 0);
+    append_number(out, "totalSize", size / scale);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sub);
+    wire_index_sizes(&sub, c, snap);
+    bson_append_document_end(out, &sub);
+    BSON_APPEND_INT32(out, "scaleFactor", scale);
     return true;
+}
+
+/* collStats: {ns, <wire_coll_storage_stats>}, as mongod 7.0 answers it: a collection that
+ * is not there gets the zeroed figures and ok: 1, not an error (the command is deprecated
+ * since 6.2 in favour of $collStats, whose storageStats are the same function's). */
+bool cmd_coll_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    const char *coll;
+    int64_t snap;
+    int32_t scale = 1;
+    bson_iter_t it;
+    if (!wire_arg_coll(ctx, false, &coll, err) || !wire_read_snapshot(ctx, &snap, err))
+        return false;
+    if (bson_iter_init_find(&it, ctx->cmd, "scale") &&
+        !agg_storage_scale_parse(&it, "collStats.scale", &scale, err))
+        return false;
+    char *ns = bson_strdup_printf("%s.%s", ctx->db, coll);
+    BSON_APPEND_UTF8(ctx->reply, "ns", ns);
+    bson_free(ns);
+    if (wire_coll_storage_stats(ctx->server->db, ctx->db, coll, snap, scale, ctx->reply, err))
+        return true;
+    return err && err->code == BQ_ERR_NamespaceNotFound;
 }
 
 bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err)

@@ -67,6 +67,15 @@ bool cmd_list_collections(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_list_indexes(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_rename_collection(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_coll_stats(wire_cmd_ctx_t *ctx, bq_error_t *err);
+/* The storage statistics of db.coll at snap, appended to out, for collStats (after its ns)
+ * and $collStats storageStats (wire_agg_source_t): size, count (for a time-series
+ * collection a timeseries document instead), avgObjSize, numOrphanDocs, storageSize,
+ * freeStorageSize, capped (max, maxSize), nindexes, indexBuilds, totalIndexSize, totalSize,
+ * indexSizes, scaleFactor, in mongod 7.0's order, sizes divided by scale (>= 1); numbers
+ * are int32 when they fit. False with err: 26 NamespaceNotFound for a missing collection
+ * (after mongod's zeroed figures), 166 for a view. */
+bool wire_coll_storage_stats(eng_db_t *db, const char *dbname, const char *coll, int64_t snap,
+                             int32_t scale, bson_t *out, bq_error_t *err);
 bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_nedb_verify(wire_cmd_ctx_t *ctx, bq_error_t *err);

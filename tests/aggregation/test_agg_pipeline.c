@@ -161,6 +161,53 @@ static bool mem_indexes(void *ctx, const char *db, const char *coll, bson_t ***s
     return true;
 }
 
+/* storageStats as the collStats command gives them for a collection of these documents
+ * with the _id index only, sizes the BSON sizes as a server's uncompressed data size
+ * (storage and indexes take no space here); numbers as int32 when they fit (mongod's
+ * appendNumber). A collection that is not there: 26, after mongod's zeroed fields. */
+static void mem_num(bson_t *out, const char *key, int64_t v)
+{
+    if (v >= INT32_MIN && v <= INT32_MAX)
+        BSON_APPEND_INT32(out, key, (int32_t)v);
+    else
+        BSON_APPEND_INT64(out, key, v);
+}
+
+static bool mem_storage_stats(void *ctx, const char *db, const char *coll, int32_t scale,
+                              bson_t *out, bq_error_t *err)
+{
+    mem_source_t *ms = ctx;
+    bson_t sub;
+    for (int i = 0; i < ms->ncolls; i++) {
+        mem_coll_t *c = &ms->colls[i];
+        if (strcmp(c->name, coll) != 0)
+            continue;
+        int64_t bytes = 0, n = (int64_t)c->n;
+        for (size_t j = 0; j < c->n; j++)
+            bytes += c->docs[j]->len;
+        mem_num(out, "size", bytes / scale);
+        mem_num(out, "count", n);
+        if (n)
+            mem_num(out, "avgObjSize", bytes / n);
+        mem_num(out, "numOrphanDocs", 0);
+        mem_num(out, "storageSize", bytes / scale);
+        mem_num(out, "freeStorageSize", 0);
+        BSON_APPEND_BOOL(out, "capped", false);
+        BSON_APPEND_INT32(out, "nindexes", 1);
+        BSON_APPEND_ARRAY_BEGIN(out, "indexBuilds", &sub);
+        bson_append_array_end(out, &sub);
+        mem_num(out, "totalIndexSize", 0);
+        mem_num(out, "totalSize", bytes / scale);
+        BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sub);
+        mem_num(&sub, "_id_", 0);
+        bson_append_document_end(out, &sub);
+        BSON_APPEND_INT32(out, "scaleFactor", scale);
+        return true;
+    }
+    bq_error_set(err, BQ_ERR_NamespaceNotFound, "Collection [%s.%s] not found.", db, coll);
+    return false;
+}
+
 /* ------------------------------------------------------------ running one case */
 
 
@@ -182,7 +229,7 @@ static bool run_pipeline(const bson_t *pipeline, const bson_t *let, const bson_t
     if (!p)
         return false;
     agg_source_t src = {.ctx = ms, .scan = mem_scan, .count = mem_count,
-                        .indexes = mem_indexes};
+                        .indexes = mem_indexes, .storage_stats = mem_storage_stats};
     agg_run_t run;
     bool ok = agg_run_init(&run, p, &src, "test", NOW_MS, 1577836800u, 1, false, err);
     agg_iter_t *it = ok ? agg_pipeline_open(p, NULL, &run, err) : NULL;
