@@ -785,7 +785,8 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
         bool ok = src->storage_stats(src->ctx, s->db, s->coll, s->scale, &st, err);
         bson_append_document_end(doc, &st);
         if (!ok) {
-            caused_by(err, "Unable to retrieve storageStats in $collStats stage");
+            if (err && err->code != BQ_ERR_CommandNotSupportedOnView) /* thrown, in mongod */
+                caused_by(err, "Unable to retrieve storageStats in $collStats stage");
             bson_destroy(doc);
             agg_iter_close(input);
             return NULL;

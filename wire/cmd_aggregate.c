@@ -739,9 +739,20 @@ typedef struct run_opts {
     bson_t *own_cmd;     /* a command built for a read through a view: the run takes it */
 } run_opts_t;
 
+/* True when the pipeline's first stage is `name`. */
+static bool first_stage_is(const bson_t *pipeline, const char *name)
+{
+    bson_iter_t it, st;
+    return bson_iter_init(&it, pipeline) && bson_iter_next(&it) &&
+           BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &st) &&
+           bson_iter_next(&st) && !strcmp(bson_iter_key(&st), name);
+}
+
 /* The aggregate command with ctx->cmd holding it (for explain: the inner command, with
  * explain forced on). On a view, the view's stages run first, over its source collection;
- * the cursor keeps the view's name, as mongod's does. */
+ * the cursor keeps the view's name, as mongod's does. A pipeline that starts with
+ * $collStats is not resolved: it reports on the view itself (its storageStats refuse a
+ * view with 166; a time-series collection's are its buckets'), as mongod's do. */
 static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
 {
     agg_args_t a;
@@ -757,8 +768,10 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
     char src[ENG_NS_MAX + 1];
     bson_t view_stages;
     bson_t *combined = NULL;
-    if (a.coll && !wire_view_resolve(ctx->server->db, ctx->db, a.coll, a.snap, &is_view, src,
-                                     &view_stages, err)) {
+    if (a.coll && first_stage_is(&a.pipeline, "$collStats")) {
+        bson_init(&view_stages); /* as wire_view_resolve leaves it for a collection */
+    } else if (a.coll && !wire_view_resolve(ctx->server->db, ctx->db, a.coll, a.snap,
+                                            &is_view, src, &view_stages, err)) {
         bson_destroy(&view_stages);
         bq_collation_destroy(a.collation);
         if (ro->own_cmd)

@@ -164,7 +164,7 @@ static bool mem_indexes(void *ctx, const char *db, const char *coll, bson_t ***s
 /* storageStats as the collStats command gives them for a collection of these documents
  * with the _id index only, sizes the BSON sizes as a server's uncompressed data size
  * (storage and indexes take no space here); numbers as int32 when they fit (mongod's
- * appendNumber). A collection that is not there: 26, after mongod's zeroed fields. */
+ * appendNumber). A collection that is not there: 26. */
 static void mem_num(bson_t *out, const char *key, int64_t v)
 {
     if (v >= INT32_MIN && v <= INT32_MAX)
