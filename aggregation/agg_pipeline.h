@@ -130,6 +130,12 @@ struct agg_source {
      * unsupported. */
     bool (*storage_stats)(void *ctx, const char *db, const char *coll, int32_t scale,
                           bson_t *out, bq_error_t *err);
+    /* The operations in progress on the server for $currentOp, as its documents ({type:
+     * "op", opid, active, op, ns, command, client, connectionId, secs_running, ...});
+     * idle_connections asks for idle connections too. *docs is a malloc'ed array of new
+     * bson_t the caller frees. NULL when unsupported. */
+    bool (*current_ops)(void *ctx, bool idle_connections, bson_t ***docs, size_t *n,
+                        bq_error_t *err);
 };
 
 /* The scale of $collStats storageStats and of the collStats command, as mongod's

@@ -923,6 +923,90 @@ static agg_iter_t *sample_open(const void *state, agg_iter_t *input, agg_run_t *
     return &si->base;
 }
 
+/* ================================================================ $currentOp */
+
+/* {$currentOp: {allUsers, idleConnections, idleCursors, idleSessions, localOps,
+ * truncateOps, backtrace, targetAllNodes}}: the server's operations in progress, through
+ * run->source->current_ops, on admin with {aggregate: 1} only (73 otherwise, as mongod).
+ * Every option is a boolean (14 otherwise); NEDB has no users, so allUsers changes
+ * nothing, and only idleConnections reaches the source. */
+static bool current_op_parse(const bson_value_t *spec, agg_parse_t *pc, void **state,
+                             bq_error_t *err)
+{
+    static const char *const opts[] = {"allUsers",    "idleConnections", "idleCursors",
+                                       "idleSessions", "localOps",        "truncateOps",
+                                       "backtrace",   "targetAllNodes"};
+    if (spec->value_type != BSON_TYPE_DOCUMENT) {
+        bq_error_set(err, BQ_ERR_FailedToParse,
+                     "$currentOp options must be specified in an object, but found: %s",
+                     bq_type_name(spec->value_type));
+        return false;
+    }
+    bson_t doc;
+    bson_iter_t it;
+    bool idle = false;
+    if (bson_init_static(&doc, spec->value.v_doc.data, spec->value.v_doc.data_len) &&
+        bson_iter_init(&it, &doc)) {
+        while (bson_iter_next(&it)) {
+            const char *k = bson_iter_key(&it);
+            size_t i = 0;
+            while (i < sizeof opts / sizeof opts[0] && strcmp(k, opts[i]))
+                i++;
+            if (i == sizeof opts / sizeof opts[0]) {
+                bq_error_set(err, BQ_ERR_FailedToParse,
+                             "Unrecognized option '%s' in $currentOp stage.", k);
+                return false;
+            }
+            if (!BSON_ITER_HOLDS_BOOL(&it)) {
+                bq_error_set(err, BQ_ERR_FailedToParse,
+                             "The '%s' parameter of the $currentOp stage must be a boolean "
+                             "value, but found: %s",
+                             k, bq_type_name(bson_iter_type(&it)));
+                return false;
+            }
+            if (!strcmp(k, "idleConnections"))
+                idle = bson_iter_bool(&it);
+        }
+    }
+    if (pc->coll || !pc->db || strcmp(pc->db, "admin") != 0) {
+        bq_error_set(err, BQ_ERR_InvalidNamespace,
+                     "$currentOp must be run against the 'admin' database with "
+                     "{aggregate: 1}");
+        return false;
+    }
+    bool *st = malloc(sizeof *st);
+    if (!st)
+        abort();
+    *st = idle;
+    *state = st;
+    return true;
+}
+
+static agg_iter_t *current_op_open(const void *state, agg_iter_t *input, agg_run_t *run,
+                                   bq_error_t *err)
+{
+    agg_iter_close(input);
+    if (!run->source || !run->source->current_ops) {
+        bq_error_set(err, BQ_ERR_NotImplemented,
+                     "$currentOp needs the server's operations and none were given");
+        return NULL;
+    }
+    bson_t **docs = NULL;
+    size_t n = 0;
+    if (!run->source->current_ops(run->source->ctx, *(const bool *)state, &docs, &n, err))
+        return NULL;
+    agg_iter_t *it = agg_iter_from_docs(run, docs, n);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+    free(docs);
+    return it;
+}
+
+static void current_op_free(void *state)
+{
+    free(state);
+}
+
 /* ================================================================ refusals */
 
 /* Stages mongod has that NEDB does not run. A standalone mongod refuses some of them with
@@ -947,8 +1031,6 @@ REFUSE(refuse_change_stream, "$changeStream", 40573,
        "The $changeStream stage is only supported on replica sets")
 REFUSE(refuse_list_sessions, "$listSessions", BQ_ERR_NotImplemented,
        "there is no config.system.sessions collection")
-REFUSE(refuse_current_op, "$currentOp", BQ_ERR_NotImplemented,
-       "operations in progress are not listed through a pipeline")
 REFUSE(refuse_search, "$search", BQ_ERR_NotImplemented, "Atlas Search is not available")
 REFUSE(refuse_search_meta, "$searchMeta", BQ_ERR_NotImplemented,
        "Atlas Search is not available")
@@ -999,7 +1081,8 @@ const agg_stage_kind_t agg__stages_basic[] = {
     REFUSED_NOT_V1("$listSessions", refuse_list_sessions),
     FAMILY("$listLocalSessions", list_local_sessions,
            AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET | AGG_STAGE_NOT_API_V1),
-    REFUSED_NOT_V1("$currentOp", refuse_current_op),
+    {"$currentOp", AGG_STAGE_FIRST | AGG_STAGE_GENERATOR | AGG_STAGE_NO_FACET |
+     AGG_STAGE_NOT_API_V1, current_op_parse, current_op_open, current_op_free},
     REFUSED_NOT_V1("$search", refuse_search),
     REFUSED_NOT_V1("$searchMeta", refuse_search_meta),
     REFUSED_NOT_V1("$vectorSearch", refuse_vector_search),

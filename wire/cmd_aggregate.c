@@ -384,6 +384,15 @@ static bool source_storage_stats(void *ctx, const char *db, const char *coll, in
     return wire_coll_storage_stats(src->db, db, coll, src->snap, scale, out, err);
 }
 
+static bool source_current_ops(void *ctx, bool idle_connections, bson_t ***docs, size_t *n,
+                               bq_error_t *err)
+{
+    (void)err;
+    wire_agg_source_t *src = ctx;
+    wire_admin_current_ops(src->server, idle_connections, docs, n);
+    return true;
+}
+
 void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t snap)
 {
     memset(s, 0, sizeof *s);
@@ -399,6 +408,8 @@ void wire_agg_source_init(wire_agg_source_t *s, wire_server_t *server, int64_t s
     s->src.doc_versions = source_doc_versions;
     s->src.indexes = source_indexes;
     s->src.storage_stats = source_storage_stats;
+    s->server = server;
+    s->src.current_ops = source_current_ops;
 }
 
 /* ================================================================ a running pipeline */

@@ -23,6 +23,7 @@ typedef struct wire_agg_source {
     agg_source_t src;
     eng_db_t *db;
     struct wire_sessions *sessions;
+    wire_server_t *server; /* for $currentOp */
     int64_t snap;
 } wire_agg_source_t;
 

@@ -80,4 +80,16 @@ bool cmd_db_stats(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_coll_mod(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_nedb_verify(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
+/* cmd_admin.c: administration (operations in progress, profiler, fsync, top, validate) */
+bool cmd_current_op(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_kill_op(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_profile(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_fsync(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_fsync_unlock(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_get_default_rw_concern(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_repl_set_get_status(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_top(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_data_size(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err);
+
 #endif

@@ -13,9 +13,6 @@
 
 #include "wire_int.h"
 
-/* Slow-operation threshold for log level 2, as mongod's slowms default. */
-#define WIRE_SLOW_MS 100
-
 void wire_reply_error(bson_t *reply, const bq_error_t *err)
 {
     char name[64];
@@ -240,6 +237,7 @@ static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
     }
 
     uint64_t us = wire_server_uptime_micros(server) - req->t0;
+    wire_admin_op_end(server, req, us);
     if (req->cmd) {
         wire_cmd_stats_t *st = &server->cmd_stats[req->cmd - wire_commands];
         atomic_fetch_add(&st->calls, 1);
@@ -251,7 +249,7 @@ static void request_finish(wire_request_t *req, bool ok, bq_error_t *err)
     if (!ok)
         wire_log(1, "conn%llu: %s.%s failed: %s (%d %s)", cid, ctx->db, ctx->name, err->message,
                  err->code, err->code_name);
-    else if (us >= WIRE_SLOW_MS * 1000)
+    else if (us >= (uint64_t)wire_admin_slow_ms(server) * 1000) /* profile's slowms */
         wire_log(2, "conn%llu: slow %s.%s: %llu ms", cid, ctx->db, ctx->name,
                  (unsigned long long)(us / 1000));
     else
@@ -339,6 +337,7 @@ wire_request_t *wire_request_start(wire_server_t *server, wire_conn_t *conn, wir
         request_finish(req, false, &err);
         return req;
     }
+    wire_admin_op_begin(server, req);
     bson_t *fp_data;
     if (wire_failpoint_hit(req->ctx.name, &fp_data)) {
         bool run = failpoint_apply(req, fp_data, &err);
@@ -366,6 +365,7 @@ void wire_request_free(wire_request_t *req)
 {
     if (!req)
         return;
+    wire_admin_op_end(req->ctx.server, req, 0);
     if (req->ctx.state_free && req->ctx.state)
         req->ctx.state_free(req->ctx.state);
     bson_destroy(&req->reply);
@@ -381,5 +381,7 @@ void wire_cmd_submit(wire_cmd_ctx_t *ctx, eng_intent_t *intent, wire_cmd_fn resu
     ctx->resume = resume;
     intent->done = wire_server_intent_done;
     intent->owner = ctx->req;
+    if (wire_admin_hold_write(ctx->server, intent))
+        return; /* fsync-locked: submitted at the last fsyncUnlock */
     eng_submit(ctx->server->db, intent);
 }

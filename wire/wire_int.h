@@ -103,6 +103,12 @@ struct wire_request {
     wire_request_t *next;  /* completion queue of the I/O thread */
     bson_t *reply_extra;   /* fields appended to the reply (errorLabels, writeConcernError
                               of a test fail point), or NULL */
+    /* the operation in progress (cmd_admin.c: currentOp, killOp, top) */
+    int64_t opid;          /* 0 until listed */
+    int64_t started_ms;    /* wall clock when it started */
+    _Atomic bool killed;   /* killOp named it */
+    bool held;             /* its write waits for fsyncUnlock (under the admin lock) */
+    wire_request_t *op_prev, *op_next;
 };
 
 /* Starts a request for `msg`, whose contents it takes over (msg is left cleaned up).
@@ -121,6 +127,32 @@ bool wire_failpoint_hit(const char *cmd, bson_t **data);
 
 /* Builds the error reply {ok: 0, errmsg, code, codeName} into an initialized document. */
 void wire_reply_error(bson_t *reply, const bq_error_t *err);
+
+/* ---- administration (cmd_admin.c) ---- */
+
+/* The server's list of operations in progress, the per-namespace counters of top, the
+ * profiler settings and the fsync lock; created with the server. */
+struct wire_admin;
+struct wire_admin *wire_admin_new(void);
+void wire_admin_destroy(struct wire_admin *a);
+/* Lists a request that passed dispatch's checks as an operation in progress (an opid for
+ * currentOp and killOp). */
+void wire_admin_op_begin(wire_server_t *server, wire_request_t *req);
+/* Unlists it and adds its time to top's counters of its namespace; a request never
+ * listed is ignored, and a second call does nothing. */
+void wire_admin_op_end(wire_server_t *server, wire_request_t *req, uint64_t micros);
+/* The slow-operation threshold of the command log (profile's slowms), in ms. */
+int64_t wire_admin_slow_ms(const wire_server_t *server);
+/* While the server is fsync-locked, takes an intent with ops (owner set) and holds it
+ * until the last fsyncUnlock, returning true; false when writes go through. */
+bool wire_admin_hold_write(wire_server_t *server, eng_intent_t *intent);
+/* The operations in progress as $currentOp and currentOp list them: *docs is a malloc'ed
+ * array of new documents the caller destroys (and frees). */
+void wire_admin_current_ops(wire_server_t *server, bool idle_connections, bson_t ***docs,
+                            size_t *n);
+/* Submits every held write and drops the fsync lock (shutdown must not wait for an
+ * fsyncUnlock that will never come). */
+void wire_admin_release_writes(wire_server_t *server);
 
 /* ---- the server (wire_server.c) ---- */
 
@@ -141,6 +173,8 @@ struct wire_server {
     struct wire_sessions *sessions;
     eng_db_t *db;                      /* the store */
     struct wire_cursors *cursors;      /* open cursors (wire_cursor.c) */
+    struct wire_admin *admin;          /* operations in progress, top, fsync lock
+                                          (cmd_admin.c); NULL: none kept */
     /* ...threads and listener: private to wire_server.c */
     struct wire_server_impl *impl;
 };

@@ -665,6 +665,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     wire_server_t *server = arg;
     struct wire_server_impl *impl = server->impl;
     wire_log(0, "received signal %d: shutting down", (int)sig);
+    wire_admin_release_writes(server); /* writes held by an fsync lock finish first */
     if (impl->listener) {
         evconnlistener_free(impl->listener);
         impl->listener = NULL;
@@ -790,8 +791,10 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     server.cmd_stats = calloc(wire_commands_count, sizeof *server.cmd_stats);
     server.sessions = wire_sessions_new();
     server.cursors = wire_cursors_new();
+    server.admin = wire_admin_new();
     impl.base = event_base_new();
-    if (!server.cmd_stats || !server.sessions || !server.cursors || !impl.base) {
+    if (!server.cmd_stats || !server.sessions || !server.cursors || !server.admin ||
+        !impl.base) {
         bq_error_set(err, BQ_ERR_InternalError, "out of memory starting the server");
         goto out;
     }
@@ -881,6 +884,8 @@ out:
         wire_cursors_destroy(server.cursors);
     eng_db_close(server.db); /* after the I/O threads: no write is in flight any more */
     server.db = NULL;
+    wire_admin_destroy(server.admin);
+    server.admin = NULL;
     free(server.cmd_stats);
     if (ok)
         wire_log(0, "nedbd stopped");
