@@ -128,6 +128,41 @@ h.test('mongosh: db.hello(), db.serverStatus() and db.hostInfo() helpers work', 
     assert.equal(r.cores, os.cpus().length);
 }, { timeoutMs: 90000 });
 
+h.test('mongosh: the administrative helpers work (currentOp, killOp, profiling, fsyncLock, validate, rs.status)', async () => {
+    const out = await mongosh(
+        'db.adm.insertMany([{_id: 1, a: [1, 2]}, {_id: 2}]); db.adm.createIndex({a: 1});' +
+        'const cur = db.currentOp(); const mine = cur.inprog.filter((o) => o.command && o.command.aggregate === 1);' +
+        'const kill = db.killOp(123456);' +
+        'const before = db.getProfilingStatus(); const set = db.setProfilingLevel(0, {slowms: 250});' +
+        'const after = db.getProfilingStatus(); db.setProfilingLevel(0, {slowms: 100});' +
+        'const lock = db.fsyncLock(); const unlock = db.fsyncUnlock();' +
+        'const v = db.adm.validate(); const vf = db.adm.validate({full: true});' +
+        'const top = db.adminCommand({top: 1}); const ds = db.runCommand({dataSize: "test.adm"});' +
+        'let st = null; try { rs.status(); } catch (e) { st = e.code; }' +
+        'let rwc = null; try { db.adminCommand({getDefaultRWConcern: 1}); } catch (e) { rwc = e.code; }' +
+        'print("RESULT " + JSON.stringify({ cur: cur.ok, mine: mine.length, kill: kill.info,' +
+        '  before: before.slowms, was: set.was, after: after.slowms, lock: Number(lock.lockCount), unlock: Number(unlock.lockCount),' +
+        '  valid: v.valid, keys: v.keysPerIndex, fullValid: vf.valid, top: Number(top.totals["test.adm"].insert.count),' +
+        '  objects: ds.numObjects, rsCode: st, rwc }));');
+    quiet(out);
+    const r = result(out);
+    assert.equal(r.cur, 1);
+    assert.equal(r.mine, 1); // db.currentOp() runs $currentOp through aggregate and sees itself
+    assert.equal(r.kill, 'attempting to kill op');
+    assert.equal(r.before, 100);
+    assert.equal(r.was, 0);
+    assert.equal(r.after, 250);
+    assert.equal(r.lock, 1);
+    assert.equal(r.unlock, 0);
+    assert.equal(r.valid, true);
+    assert.deepEqual(r.keys, { _id_: 2, a_1: 3 });
+    assert.equal(r.fullValid, true);
+    assert.equal(r.top, 1);
+    assert.equal(r.objects, 2);
+    assert.equal(r.rsCode, 76);
+    assert.equal(r.rwc, 51300);
+}, { timeoutMs: 90000 });
+
 h.test('mongosh REPL without --quiet: no startup-warning, automation or non-genuine banner', async () => {
     // The banners only show when the REPL starts (not with --eval), so feed it on stdin.
     const out = await mongosh(null, { quiet: false, input: 'print("RESULT " + db.version())\n' });
