@@ -373,11 +373,10 @@ bool cmd_current_op(wire_cmd_ctx_t *ctx, bq_error_t *err)
     size_t n;
     wire_admin_current_ops(ctx->server, all, &docs, &n);
     bson_t arr;
-    bool ok = true;
     uint32_t k = 0;
     BSON_APPEND_ARRAY_BEGIN(ctx->reply, "inprog", &arr);
     for (size_t i = 0; i < n; i++) {
-        if (ok && bq_match_eval(m, docs[i])) {
+        if (bq_match_eval(m, docs[i])) {
             char key[16];
             const char *kp;
             bson_uint32_to_string(k++, &kp, key, sizeof key);
@@ -388,7 +387,7 @@ bool cmd_current_op(wire_cmd_ctx_t *ctx, bq_error_t *err)
     free(docs);
     bson_append_array_end(ctx->reply, &arr);
     bq_match_destroy(m);
-    return ok;
+    return true;
 }
 
 /* ================================================================ killOp */
