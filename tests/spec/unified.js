@@ -8,8 +8,8 @@
  * Starts its own nedbd ($NEDBD, default build/spec/nedbd of this checkout) on a free
  * loopback port with a fresh temporary --dbpath, runs every *.json file of the given
  * directories (default: crud/tests/unified, collection-management/tests,
- * index-management/tests, run-command/tests/unified, versioned-api/tests, sessions/tests
- * and retryable-reads/tests/unified under $NEDB_SPECS, default ../shared/specs/source
+ * index-management/tests, run-command/tests/unified, versioned-api/tests, sessions/tests,
+ * retryable-reads/tests/unified and unified-test-format/tests/valid-pass under $NEDB_SPECS, default ../shared/specs/source
  * next to this checkout; the retryable-writes, transactions and change-streams suites
  * need a replica set and would only skip), prints one line per test (`ok`, `not ok`, `skip`, each `<file> :: <test>`,
  * with the reason after `  # `), then exactly one final line `N passed, N failed, N skipped`.
@@ -38,7 +38,7 @@ const ROOT = path.resolve(HERE, '..', '..');
 const EXPECTED = path.join(HERE, 'expected-failures.txt');
 const DEFAULT_DIRS = ['crud/tests/unified', 'collection-management/tests', 'index-management/tests',
                       'run-command/tests/unified', 'versioned-api/tests', 'sessions/tests',
-                      'retryable-reads/tests/unified'];
+                      'retryable-reads/tests/unified', 'unified-test-format/tests/valid-pass'];
 
 function usage(msg) {
     if (msg) process.stderr.write(`unified.js: ${msg}\n`);
@@ -195,7 +195,7 @@ async function main() {
         });
         const select = (i) => !opts.filter || keys[i].includes(opts.filter);
         let index = 0;
-        setExactTypes(!name.startsWith('retryable-reads/')); /* why: lib/operations.js */
+        setExactTypes(!name.includes('retryable-reads')); /* why: lib/operations.js */
         for await (const res of runner.runFile(json, select, path.basename(file))) {
             const key = keys[index++];
             if (res.status === 'filtered') continue;

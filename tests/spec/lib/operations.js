@@ -41,7 +41,8 @@ const WRITE = ['comment', 'writeConcern', 'rawData', 'timeoutMS'];
 
 /* Returned documents keep their BSON number classes (Int32, Double, Long) so that $$type can
  * tell int, long and double apart; these are decoding options, never sent to the server.
- * setExactTypes(false) turns this off for the retryable-reads files: under promoteValues:
+ * setExactTypes(false) turns this off for the retryable-reads files (and the unified
+ * format's poc-retryable-reads): under promoteValues:
  * false node driver 7.8 also decodes a server error's `code` as an Int32, and its
  * isRetryableReadError() only retries a `typeof code === 'number'`, so no read would ever
  * be retried (mongod's replies are the same; the quirk is the driver's). */
