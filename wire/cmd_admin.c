@@ -604,6 +604,17 @@ void wire_admin_release_writes(wire_server_t *server)
     held_submit(server, h);
 }
 
+bool wire_admin_fsync_locked(wire_server_t *server)
+{
+    struct wire_admin *a = server->admin;
+    if (!a)
+        return false;
+    pthread_mutex_lock(&a->lock);
+    bool locked = a->fsync_locks > 0;
+    pthread_mutex_unlock(&a->lock);
+    return locked;
+}
+
 /* Drops one fsync lock; returns the count left. */
 static int64_t fsync_unlock_one(wire_server_t *server)
 {

@@ -1,6 +1,7 @@
 /*
- * cmd_diag.c: diagnostic commands: getParameter, getCmdLineOpts, getLog, hostInfo,
- * serverStatus and listCommands. They only read server state; serverStatus and
+ * cmd_diag.c: diagnostic commands: getParameter, setParameter, getCmdLineOpts, getLog,
+ * hostInfo, serverStatus and listCommands. They only read server state (setParameter
+ * changes the TTL monitor's two parameters, nothing else); serverStatus and
  * listCommands are built from the command table (wire_commands.c) and its counters.
  */
 #include <string.h>
@@ -12,33 +13,110 @@
 
 /* ---- getParameter ---- */
 
-typedef void (*param_append_fn)(bson_t *out, const char *key);
+typedef void (*param_append_fn)(const wire_server_t *s, bson_t *out, const char *key);
 
-static void param_fcv(bson_t *out, const char *key)
+static void param_fcv(const wire_server_t *s, bson_t *out, const char *key)
 {
+    (void)s;
     bson_t d;
     BSON_APPEND_DOCUMENT_BEGIN(out, key, &d);
     BSON_APPEND_UTF8(&d, "version", "7.0");
     bson_append_document_end(out, &d);
 }
 
-static void param_log_level(bson_t *out, const char *key)
+static void param_log_level(const wire_server_t *s, bson_t *out, const char *key)
 {
+    (void)s;
     BSON_APPEND_INT32(out, key, wire_log_level);
 }
 
-static void param_quiet(bson_t *out, const char *key)
+static void param_quiet(const wire_server_t *s, bson_t *out, const char *key)
 {
+    (void)s;
     BSON_APPEND_BOOL(out, key, false);
 }
 
+static void param_test_commands(const wire_server_t *s, bson_t *out, const char *key)
+{
+    (void)s;
+    BSON_APPEND_BOOL(out, key, wire_test_commands_enabled);
+}
+
+static void param_ttl_enabled(const wire_server_t *s, bson_t *out, const char *key)
+{
+    BSON_APPEND_BOOL(out, key, wire_ttl_enabled(s->ttl));
+}
+
+static void param_ttl_sleep(const wire_server_t *s, bson_t *out, const char *key)
+{
+    BSON_APPEND_INT32(out, key, wire_ttl_sleep_secs(s->ttl));
+}
+
+/* setParameter of one parameter: validates `v`, and when `apply`, appends was: <the old
+ * value> to reply and sets it. NULL: the parameter cannot be changed at runtime. */
+typedef bool (*param_set_fn)(wire_server_t *s, const bson_iter_t *v, bool apply,
+                             bson_t *reply, bq_error_t *err);
+
+static bool param_set_ttl_enabled(wire_server_t *s, const bson_iter_t *v, bool apply,
+                                  bson_t *reply, bq_error_t *err)
+{
+    bool on;
+    if (BSON_ITER_HOLDS_BOOL(v) || BSON_ITER_HOLDS_NUMBER(v))
+        on = bson_iter_as_bool(v);
+    else if (BSON_ITER_HOLDS_UTF8(v) && !strcmp(bson_iter_utf8(v, NULL), "true"))
+        on = true;
+    else if (BSON_ITER_HOLDS_UTF8(v) && !strcmp(bson_iter_utf8(v, NULL), "false"))
+        on = false;
+    else {
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "Invalid value for ttlMonitorEnabled: expected a boolean, found %s",
+                     bq_type_name(bson_iter_type(v)));
+        return false;
+    }
+    if (!apply)
+        return true;
+    param_ttl_enabled(s, reply, "was");
+    wire_ttl_set_enabled(s->ttl, on);
+    wire_log(0, "setParameter ttlMonitorEnabled: %s", on ? "true" : "false");
+    return true;
+}
+
+static bool param_set_ttl_sleep(wire_server_t *s, const bson_iter_t *v, bool apply,
+                                bson_t *reply, bq_error_t *err)
+{
+    double d = BSON_ITER_HOLDS_NUMBER(v) ? bson_iter_as_double(v) : 0;
+    if (!BSON_ITER_HOLDS_NUMBER(v) || d != (double)(int64_t)d || d > INT32_MAX) {
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "Invalid value for ttlMonitorSleepSecs: expected a 32-bit integer");
+        return false;
+    }
+    if (d < 1) {
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "Invalid value for ttlMonitorSleepSecs: %lld is not greater than or equal "
+                     "to 1",
+                     (long long)d);
+        return false;
+    }
+    if (!apply)
+        return true;
+    param_ttl_sleep(s, reply, "was");
+    wire_ttl_set_sleep_secs(s->ttl, (int32_t)d);
+    wire_log(0, "setParameter ttlMonitorSleepSecs: %d", (int)d);
+    return true;
+}
+
+/* Sorted by name. */
 static const struct {
     const char *name;
     param_append_fn append;
+    param_set_fn set;
 } params[] = {
-    {"featureCompatibilityVersion", param_fcv},
-    {"logLevel", param_log_level},
-    {"quiet", param_quiet},
+    {"enableTestCommands", param_test_commands, NULL},
+    {"featureCompatibilityVersion", param_fcv, NULL},
+    {"logLevel", param_log_level, NULL},
+    {"quiet", param_quiet, NULL},
+    {"ttlMonitorEnabled", param_ttl_enabled, param_set_ttl_enabled},
+    {"ttlMonitorSleepSecs", param_ttl_sleep, param_set_ttl_sleep},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 
@@ -60,13 +138,70 @@ bool cmd_get_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err)
     size_t found = 0;
     for (size_t i = 0; i < NPARAMS; i++) {
         if (all || bson_has_field(ctx->cmd, params[i].name)) {
-            params[i].append(ctx->reply, params[i].name);
+            params[i].append(ctx->server, ctx->reply, params[i].name);
             found++;
         }
     }
     if (found == 0) {
         bq_error_set(err, BQ_ERR_InvalidOptions, "no option found to get");
         return false;
+    }
+    return true;
+}
+
+/* Arguments of setParameter that are not parameters: the command's generic fields. */
+static bool generic_arg(const char *k)
+{
+    static const char *const generic[] = {
+        "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
+        "writeConcern", "readConcern", "$readPreference", "comment", "maxTimeMS", "apiVersion",
+        "apiStrict", "apiDeprecationErrors", "$audit", "$client", "mayBypassWriteBlocking"};
+    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
+        if (!strcmp(k, generic[i]))
+            return true;
+    return false;
+}
+
+/* {setParameter: 1, <name>: <value>, ...}: every named parameter is checked first (none
+ * is set when one is wrong), then each is set and its old value appended as `was`, as
+ * mongod answers (one `was` per parameter). Errors as mongod 7.0: InvalidOptions (72) for a name it does
+ * not know or no name at all, IllegalOperation (20) for one it knows that cannot change
+ * at runtime, BadValue (2) for a value of the wrong type or range. */
+bool cmd_set_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err)
+{
+    bson_iter_t it;
+    size_t found = 0;
+    for (int round = 0; round < 2; round++) {
+        bson_iter_init(&it, ctx->cmd);
+        bson_iter_next(&it); /* the command name */
+        while (bson_iter_next(&it)) {
+            const char *k = bson_iter_key(&it);
+            if (generic_arg(k))
+                continue;
+            size_t i = 0;
+            while (i < NPARAMS && strcmp(params[i].name, k))
+                i++;
+            if (i == NPARAMS) {
+                bq_error_set(err, BQ_ERR_InvalidOptions,
+                             "attempted to set unrecognized parameter [%s], use help:true to "
+                             "see options ",
+                             k);
+                return false;
+            }
+            if (!params[i].set) {
+                bq_error_set(err, BQ_ERR_IllegalOperation,
+                             "not allowed to change [%s] at runtime", k);
+                return false;
+            }
+            if (!params[i].set(ctx->server, &it, round == 1, ctx->reply, err))
+                return false;
+            found++;
+        }
+        if (round == 0 && found == 0) {
+            bq_error_set(err, BQ_ERR_InvalidOptions,
+                         "no option found to set, use help:true to see options ");
+            return false;
+        }
     }
     return true;
 }
@@ -231,6 +366,13 @@ bool cmd_server_status(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bson_append_document_end(&cmds, &one);
     }
     bson_append_document_end(&d, &cmds);
+    /* metrics.ttl: what the TTL monitor did (wire_ttl.c) */
+    int64_t ttl_deleted, ttl_passes;
+    wire_ttl_metrics(s->ttl, &ttl_deleted, &ttl_passes);
+    BSON_APPEND_DOCUMENT_BEGIN(&d, "ttl", &one);
+    BSON_APPEND_INT64(&one, "deletedDocuments", ttl_deleted);
+    BSON_APPEND_INT64(&one, "passes", ttl_passes);
+    bson_append_document_end(&d, &one);
     bson_append_document_end(r, &d);
 
     /* nedb: the store's own figures (DESIGN.md section 11) */

@@ -27,6 +27,10 @@ static void usage(FILE *out)
             "                     ops (default 60; 0: never). One is also written at exit.\n"
             "  --setParameter enableTestCommands=1\n"
             "                     enable test-only commands (configureFailPoint), as mongod\n"
+            "  --setParameter ttlMonitorSleepSecs=N\n"
+            "                     seconds between passes of the TTL monitor (default 60)\n"
+            "  --setParameter ttlMonitorEnabled=true|false\n"
+            "                     run the TTL monitor (default true)\n"
             "  --version          print the version and exit\n"
             "  --help             print this help and exit\n");
 }
@@ -119,9 +123,18 @@ int main(int argc, char **argv)
         else if (strcmp(arg, "--threads") == 0)
             ok = parse_int(val, 1, 256, &cfg.threads);
         else if (strcmp(arg, "--setParameter") == 0) {
-            /* only the parameter drivers' test suites need; others are refused */
+            /* the parameters NEDB has; others are refused */
+            long secs = 0;
             if (!strcmp(val, "enableTestCommands=1") || !strcmp(val, "enableTestCommands=true"))
                 wire_test_commands_enabled = true;
+            else if (!strncmp(val, "ttlMonitorSleepSecs=", 20))
+                ok = parse_long(val + 20, 1, INT32_MAX, &secs) &&
+                     (cfg.ttl_monitor_sleep_secs = (int32_t)secs) > 0;
+            else if (!strcmp(val, "ttlMonitorEnabled=1") || !strcmp(val, "ttlMonitorEnabled=true"))
+                cfg.ttl_monitor_disabled = false;
+            else if (!strcmp(val, "ttlMonitorEnabled=0") ||
+                     !strcmp(val, "ttlMonitorEnabled=false"))
+                cfg.ttl_monitor_disabled = true;
             else if (strcmp(val, "enableTestCommands=0") && strcmp(val, "enableTestCommands=false"))
                 ok = false;
         }

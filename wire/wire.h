@@ -33,6 +33,8 @@ typedef struct wire_config {
     char **argv;
     eng_db_options_t engine; /* checkpoint cadence and the like; zeros: the defaults.
                                 The server sets checkpoint_done itself (its log). */
+    int32_t ttl_monitor_sleep_secs; /* --setParameter ttlMonitorSleepSecs; 0: 60 */
+    bool ttl_monitor_disabled;      /* --setParameter ttlMonitorEnabled=false */
 } wire_config_t;
 
 /* Runs the server until SIGINT or SIGTERM, then stops accepting, lets the commands in

@@ -19,6 +19,7 @@ bool cmd_whatsmyuri(wire_cmd_ctx_t *ctx, bq_error_t *err);
 
 /* cmd_diag.c: diagnostics */
 bool cmd_get_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err);
+bool cmd_set_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_get_cmd_line_opts(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_get_log(wire_cmd_ctx_t *ctx, bq_error_t *err);
 bool cmd_host_info(wire_cmd_ctx_t *ctx, bq_error_t *err);

@@ -80,6 +80,8 @@ const wire_command_t wire_commands[] = {
     {"saslContinue", cmd_sasl, LEGACY, "authentication step (authentication is not enabled)"},
     {"saslStart", cmd_sasl, LEGACY, "authentication start (authentication is not enabled)"},
     {"serverStatus", cmd_server_status, 0, "counters and state of this server"},
+    {"setParameter", cmd_set_parameter, ADMIN,
+     "change a server parameter at runtime (ttlMonitorSleepSecs, ttlMonitorEnabled)"},
     {"startSession", cmd_start_session, 0, "start a logical session"},
     {"top", cmd_top, ADMIN, "time and count of operations per collection"},
     {"update", cmd_update, WRITE | API_V1, "update documents"},

@@ -153,6 +153,25 @@ void wire_admin_current_ops(wire_server_t *server, bool idle_connections, bson_t
 /* Submits every held write and drops the fsync lock (shutdown must not wait for an
  * fsyncUnlock that will never come). */
 void wire_admin_release_writes(wire_server_t *server);
+/* True while an fsync lock is held (the TTL monitor then does not delete). */
+bool wire_admin_fsync_locked(wire_server_t *server);
+
+/* ---- the TTL monitor (wire_ttl.c) ---- */
+
+/* Starts the monitor thread: a pass every sleep_secs seconds (<= 0: 60) while enabled.
+ * NULL with InternalError when the thread cannot start. */
+struct wire_ttl *wire_ttl_start(wire_server_t *server, int32_t sleep_secs, bool enabled,
+                                bq_error_t *err);
+/* Stops it, letting a pass's deletes in flight finish; before eng_db_close. NULL: no-op. */
+void wire_ttl_stop(struct wire_ttl *t);
+/* ttlMonitorSleepSecs and ttlMonitorEnabled, read and set at runtime (setParameter); a
+ * change wakes the monitor so that the new interval counts from its last pass. */
+int32_t wire_ttl_sleep_secs(const struct wire_ttl *t);
+bool wire_ttl_enabled(const struct wire_ttl *t);
+void wire_ttl_set_sleep_secs(struct wire_ttl *t, int32_t secs);
+void wire_ttl_set_enabled(struct wire_ttl *t, bool on);
+/* serverStatus metrics.ttl: documents deleted and passes run since start. */
+void wire_ttl_metrics(const struct wire_ttl *t, int64_t *deleted, int64_t *passes);
 
 /* ---- the server (wire_server.c) ---- */
 
@@ -175,6 +194,7 @@ struct wire_server {
     struct wire_cursors *cursors;      /* open cursors (wire_cursor.c) */
     struct wire_admin *admin;          /* operations in progress, top, fsync lock
                                           (cmd_admin.c); NULL: none kept */
+    struct wire_ttl *ttl;              /* the TTL monitor (wire_ttl.c); NULL: none */
     /* ...threads and listener: private to wire_server.c */
     struct wire_server_impl *impl;
 };

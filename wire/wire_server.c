@@ -793,6 +793,10 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     server.cursors = wire_cursors_new();
     server.admin = wire_admin_new();
     impl.base = event_base_new();
+    if (server.cmd_stats && server.sessions && server.cursors && server.admin && impl.base &&
+        !(server.ttl = wire_ttl_start(&server, cfg->ttl_monitor_sleep_secs,
+                                      !cfg->ttl_monitor_disabled, err)))
+        goto out;
     if (!server.cmd_stats || !server.sessions || !server.cursors || !server.admin ||
         !impl.base) {
         bq_error_set(err, BQ_ERR_InternalError, "out of memory starting the server");
@@ -882,6 +886,8 @@ out:
         wire_sessions_destroy(server.sessions);
     if (server.cursors)
         wire_cursors_destroy(server.cursors);
+    wire_ttl_stop(server.ttl); /* its deletes in flight finish through the sequencer */
+    server.ttl = NULL;
     eng_db_close(server.db); /* after the I/O threads: no write is in flight any more */
     server.db = NULL;
     wire_admin_destroy(server.admin);
