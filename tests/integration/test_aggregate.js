@@ -259,7 +259,7 @@ async function main() {
                 const key = caseKey(dir, file, c, i + 1, seen);
                 const inProcess = E.get(c, 'inProcessOnly');
                 if (inProcess) {
-                    console.log(`# skip ${key}: in-process only: ${inProcess}`);
+                    console.log(`# skip ${key}: in-process only: ${inProcess.v}`);
                     st.skip++;
                     skipped++;
                     ran.set(key, 'skip');
