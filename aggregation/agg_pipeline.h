@@ -97,7 +97,7 @@ struct agg_source {
     agg_iter_t *(*scan)(void *ctx, agg_run_t *run, const char *db, const char *coll,
                         const bson_t *filter_doc, const bq_match_t *filter, bq_error_t *err);
     /* Number of documents in db.coll at the snapshot ($collStats count); false with err
-     * when unavailable. */
+     * when unavailable: NamespaceNotFound (26) for a missing collection, 166 for a view. */
     bool (*count)(void *ctx, const char *db, const char *coll, int64_t *n, bq_error_t *err);
     /* Provenance for $trace (DESIGN.md section 7). Appends to out the seqs of the ops
      * that the op `seq` names as causes (backward) or that name it (forward), at the

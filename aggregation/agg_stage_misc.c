@@ -795,6 +795,8 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
     if (s->count) {
         int64_t n = 0;
         if (!src->count(src->ctx, s->db, s->coll, &n, err)) {
+            if (err && err->code != BQ_ERR_CommandNotSupportedOnView) /* thrown, in mongod */
+                caused_by(err, "Unable to retrieve count in $collStats stage");
             bson_destroy(doc);
             agg_iter_close(input);
             return NULL;

@@ -252,15 +252,21 @@ static agg_iter_t *source_scan(void *ctx, agg_run_t *run, const char *db, const 
 static bool source_count(void *ctx, const char *db, const char *coll, int64_t *n,
                          bq_error_t *err)
 {
-    (void)err;
     wire_agg_source_t *src = ctx;
     *n = 0;
     eng_coll_t *c = eng_coll_get(src->db, db, coll, src->snap);
-    if (c) {
-        uint64_t count, bytes;
-        eng_coll_stats(c, src->snap, &count, &bytes);
-        *n = (int64_t)count;
+    if (!c) {
+        bq_error_set(err, BQ_ERR_NamespaceNotFound, "Collection [%s.%s] not found.", db, coll);
+        return false;
     }
+    if (wire_view_is(src->db, db, coll, src->snap)) {
+        bq_error_set(err, BQ_ERR_CommandNotSupportedOnView,
+                     "Namespace %s.%s is a view, not a collection", db, coll);
+        return false;
+    }
+    uint64_t count, bytes;
+    eng_coll_stats(c, src->snap, &count, &bytes);
+    *n = (int64_t)count;
     return true;
 }
 

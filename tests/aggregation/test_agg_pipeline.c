@@ -135,14 +135,16 @@ static agg_iter_t *mem_scan(void *ctx, agg_run_t *run, const char *db, const cha
 static bool mem_count(void *ctx, const char *db, const char *coll, int64_t *n,
                       bq_error_t *err)
 {
-    (void)db;
-    (void)err;
     mem_source_t *ms = ctx;
     *n = 0;
-    for (int i = 0; i < ms->ncolls; i++)
-        if (!strcmp(ms->colls[i].name, coll))
+    for (int i = 0; i < ms->ncolls; i++) {
+        if (!strcmp(ms->colls[i].name, coll)) {
             *n = (int64_t)ms->colls[i].n;
-    return true;
+            return true;
+        }
+    }
+    bq_error_set(err, BQ_ERR_NamespaceNotFound, "Collection [%s.%s] not found.", db, coll);
+    return false;
 }
 
 /* The in-memory collections have the _id index only. */

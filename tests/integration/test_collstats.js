@@ -117,6 +117,9 @@ h.test('a missing collection: the stage fails with 26, the command answers zeros
     const e = await fails(() => db.collection('nope').aggregate([{ $collStats: { storageStats: {} } }]).toArray());
     assert.equal(e.code, 26);
     assert.match(e.message, /Unable to retrieve storageStats in \$collStats stage :: caused by :: Collection \[cstats\.nope\] not found\./);
+    const ec = await fails(() => db.collection('nope').aggregate([{ $collStats: { count: {} } }]).toArray());
+    assert.equal(ec.code, 26);
+    assert.match(ec.message, /Unable to retrieve count in \$collStats stage :: caused by :: Collection \[cstats\.nope\] not found\./);
     const r = await db.command({ collStats: 'nope' });
     assert.equal(r.ok, 1);
     assert.equal(r.ns, 'cstats.nope');
@@ -157,6 +160,8 @@ h.test('on a view: $collStats reports on the view itself, whose storageStats are
     assert.equal(e1.code, 166);
     const e2 = await fails(() => db.collection('people_v').aggregate([{ $collStats: { storageStats: {} } }]).toArray());
     assert.equal(e2.code, 166);
+    const e3 = await fails(() => db.collection('people_v').aggregate([{ $collStats: { count: {} } }]).toArray());
+    assert.equal(e3.code, 166);
     const st = await stageStats('people_v', { latencyStats: {} });
     assert.equal(st.ns, 'cstats.people_v', 'not the source collection');
 });
