@@ -566,7 +566,8 @@ static bool agg_args_read(wire_cmd_ctx_t *ctx, agg_args_t *a, bq_error_t *err)
         !wire_arg_doc(ctx, "cursor", &cursor, &a->has_cursor, err) ||
         !wire_arg_doc(ctx, "let", &a->let, &a->has_let, err))
         return false;
-    /* hint: a document or an index name; NEDB plans without it */
+    /* hint: a document or an index name, checked against the indexes in aggregate_run;
+     * NEDB plans without it */
     if (bson_iter_init_find(&it, ctx->cmd, "hint") && !BSON_ITER_HOLDS_UTF8(&it) &&
         !wire_arg_doc(ctx, "hint", &hint_doc, &has_hint, err))
         return false;
@@ -795,17 +796,24 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
             bson_destroy(ro->own_cmd);
         return false;
     }
+    /* a collection's hint names one of its indexes; a read through a view runs with the
+     * view's collation (167 for another one) */
+    bq_collation_t *vco = NULL;
+    eng_coll_t *target = a.coll && !is_view
+                             ? eng_coll_get(ctx->server->db, ctx->db, a.coll, a.snap)
+                             : NULL;
+    bool ok = !a.coll || wire_hint_check(ctx->cmd, target, a.snap, NULL, err);
+    if (ok && is_view)
+        ok = wire_view_collation(ctx->server->db, ctx->db, a.coll, a.snap, ctx->cmd, a.collation,
+                                 &vco, err);
+    if (!ok) {
+        bson_destroy(&view_stages);
+        bq_collation_destroy(a.collation);
+        if (ro->own_cmd)
+            bson_destroy(ro->own_cmd);
+        return false;
+    }
     if (is_view) {
-        /* a read through a view runs with the view's collation (167 for another one) */
-        bq_collation_t *vco;
-        if (!wire_view_collation(ctx->server->db, ctx->db, a.coll, a.snap, ctx->cmd,
-                                 a.collation, &vco, err)) {
-            bson_destroy(&view_stages);
-            bq_collation_destroy(a.collation);
-            if (ro->own_cmd)
-                bson_destroy(ro->own_cmd);
-            return false;
-        }
         bq_collation_destroy(a.collation);
         a.collation = vco;
         combined = stages_concat(&view_stages, &a.pipeline);

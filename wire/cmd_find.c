@@ -183,12 +183,19 @@ bool cmd_find(wire_cmd_ctx_t *ctx, bq_error_t *err)
     atomic_fetch_add(&ctx->server->opcounters.query, 1);
     if (wire_view_is(ctx->server->db, ctx->db, coll, snap))
         return wire_view_find(ctx, coll, err);
+    int hint_dir;
+    if (!wire_hint_check(ctx->cmd, eng_coll_get(ctx->server->db, ctx->db, coll, snap), snap,
+                         &hint_dir, err))
+        return false;
 
     bq_collation_t *co;
     if (!wire_collation(ctx->cmd, &co, err))
         return false;
-    /* the _id index compares strings bytewise: under a collation every read scans */
-    const bson_t *id_filter = co ? NULL : &filter;
+    /* the _id index compares strings bytewise: under a collation every read scans; a
+     * $natural hint asks for a collection scan in that direction */
+    const bson_t *id_filter = co || hint_dir ? NULL : &filter;
+    if (hint_dir)
+        natural_dir = hint_dir;
     bq_match_t *m = wire_match_compile(ctx, &filter, co, err);
     bq_sort_t *s = NULL;
     if (m && has_sort && !bson_empty(&sort) && (s = bq_sort_compile(&sort, err)))
@@ -422,6 +429,9 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
         limit = -limit; /* count treats a negative limit as its absolute value */
     if (wire_view_is(ctx->server->db, ctx->db, coll, snap))
         return count_view(ctx, coll, has_query ? &query : NULL, skip, limit, err);
+    if (!wire_hint_check(ctx->cmd, eng_coll_get(ctx->server->db, ctx->db, coll, snap), snap,
+                         NULL, err))
+        return false;
     bq_collation_t *co;
     if (!wire_collation(ctx->cmd, &co, err))
         return false;

@@ -675,7 +675,10 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
     st->cur_matched = 0;
     bson_t stmt;
     bson_init_static(&stmt, st->stmts[st->i].data, st->stmts[st->i].len);
-    if (!stmt_args_read(st, &stmt, &a, &e)) {
+    int64_t snap = eng_db_snapshot(ctx->server->db);
+    if (!stmt_args_read(st, &stmt, &a, &e) ||
+        !wire_hint_check(&stmt, eng_coll_get(ctx->server->db, ctx->db, st->coll, snap), snap,
+                         NULL, &e)) {
         if (st->kind == STMT_FAM) {
             *err = e;
             return -1;
@@ -689,7 +692,6 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
         stmt_fail(st, &e);
         return 0;
     }
-    int64_t snap = eng_db_snapshot(ctx->server->db);
     st->fam_remove = a.remove;
     bq_collation_t *co = NULL; /* the statement's collation; the matcher and sort hold refs */
     bq_match_t *m = wire_collation(&stmt, &co, &e) ? wire_match_compile(ctx, &a.q, co, &e)

@@ -320,6 +320,16 @@ struct bq_project *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *proje
  * absent or {locale: "simple"}; else a new collation the caller destroys. */
 bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err);
 
+/* The `hint` of holder (a command, or one update/delete statement), checked as mongod
+ * checks it: an index name (string) or key pattern (document) of an index of c at snap,
+ * or {$natural: 1 | -1}. *natural_dir (may be NULL) gets the $natural direction, 0 for
+ * any other hint or none. A hint naming no index is BadValue (2) "hint provided does not
+ * correspond to an existing index"; another type is 2 too. A missing collection (c NULL)
+ * accepts any well-formed hint, as mongod's empty plan does. NEDB plans by itself: an
+ * existing index's hint changes nothing but is checked. */
+bool wire_hint_check(const bson_t *holder, eng_coll_t *c, int64_t snap, int *natural_dir,
+                     bq_error_t *err);
+
 /* After eng_scan_next returned false: true at the real end, false with err when an old
  * version could not be read back from the log (eng_db.h), so a read never passes a
  * document it failed to load off as absent. */

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include "bq_project.h"
+#include "cmd_index.h"
 #include "wire_int.h"
 
 void wire_append_now(bson_t *doc, const char *key)
@@ -161,6 +162,88 @@ bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
     }
     *out = bson_iter_as_bool(&it);
     return true;
+}
+
+/* Two key patterns are the same hint when they have the same fields in the same order
+ * with equal values (1 and 1.0 alike, as mongod compares them). */
+static bool key_pattern_equal(const bson_t *a, const bson_t *b)
+{
+    bson_iter_t x, y;
+    if (!bson_iter_init(&x, a) || !bson_iter_init(&y, b))
+        return false;
+    for (;;) {
+        bool nx = bson_iter_next(&x), ny = bson_iter_next(&y);
+        if (!nx || !ny)
+            return nx == ny;
+        if (strcmp(bson_iter_key(&x), bson_iter_key(&y)) != 0 ||
+            bq_value_compare(bson_iter_value(&x), bson_iter_value(&y)) != 0)
+            return false;
+    }
+}
+
+bool wire_hint_check(const bson_t *holder, eng_coll_t *c, int64_t snap, int *natural_dir,
+                     bq_error_t *err)
+{
+    bson_iter_t it;
+    if (natural_dir)
+        *natural_dir = 0;
+    if (!bson_iter_init_find(&it, holder, "hint"))
+        return true;
+    const char *name = NULL;
+    bson_t pattern;
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        name = bson_iter_utf8(&it, NULL);
+    } else if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        if (!bson_init_static(&pattern, data, len))
+            return true;
+        bson_iter_t n;
+        if (bson_iter_init_find(&n, &pattern, "$natural") && bson_count_keys(&pattern) == 1) {
+            double d = BSON_ITER_HOLDS_NUMBER(&n) ? bson_iter_as_double(&n) : 0;
+            if (d != 1 && d != -1) {
+                bq_error_set(err, BQ_ERR_BadValue, "$natural hint may only accept 1 or -1");
+                return false;
+            }
+            if (natural_dir)
+                *natural_dir = d < 0 ? -1 : 1;
+            return true;
+        }
+        if (bson_empty(&pattern))
+            return true; /* {} is no hint, as mongod reads it */
+    } else {
+        bq_error_set(err, BQ_ERR_BadValue, "hint must be a string or an object, not %s",
+                     bq_type_name(bson_iter_type(&it)));
+        return false;
+    }
+    if (!c)
+        return true;
+    bson_t **specs;
+    size_t n = wire_index_specs(c, snap, &specs);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        bson_iter_t f;
+        if (name) {
+            found = found || (bson_iter_init_find(&f, specs[i], "name") &&
+                              BSON_ITER_HOLDS_UTF8(&f) &&
+                              strcmp(bson_iter_utf8(&f, NULL), name) == 0);
+        } else if (!found && bson_iter_init_find(&f, specs[i], "key") &&
+                   BSON_ITER_HOLDS_DOCUMENT(&f)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t key;
+            bson_iter_document(&f, &len, &data);
+            found = bson_init_static(&key, data, len) && key_pattern_equal(&key, &pattern);
+        }
+        bson_destroy(specs[i]);
+    }
+    free(specs);
+    if (!found)
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "error processing query: planner returned error :: caused by :: hint "
+                     "provided does not correspond to an existing index");
+    return found;
 }
 
 bool wire_scan_done(const eng_scan_t *scan, bq_error_t *err)

@@ -422,6 +422,45 @@ h.test('$indexStats has one document per index, as listIndexes lists them', asyn
     await sdb.dropDatabase();
 });
 
+/* mongod's planner: a hint must name an existing index (by name or key pattern) or be
+ * {$natural: 1 | -1}, else BadValue (2) "hint provided does not correspond to an
+ * existing index"; $natural: -1 reads in reverse natural order. */
+h.test('hint: an existing index by name or key pattern, $natural; anything else is 2', async () => {
+    const hdb = client.db('idx_hint');
+    const c = hdb.collection('h');
+    await c.insertMany([{ _id: 1, a: 1 }, { _id: 2, a: 2 }, { _id: 3, a: 1 }]);
+    await c.createIndex({ a: 1 });
+    const { Double } = require('mongodb');
+    const ids = (docs) => docs.map((d) => d._id);
+    assert.deepEqual(ids(await c.find({ a: 1 }).hint('a_1').toArray()), [1, 3]);
+    assert.deepEqual(ids(await c.find({ a: 1 }).hint({ a: new Double(1) }).toArray()), [1, 3], '1.0 is 1');
+    assert.deepEqual(ids(await c.find({}).hint('_id_').toArray()), [1, 2, 3]);
+    assert.deepEqual(ids(await c.find({}).hint({ $natural: -1 }).toArray()), [3, 2, 1]);
+    assert.deepEqual(ids(await c.find({ a: 1 }).hint({ $natural: -1 }).toArray()), [3, 1]);
+    assert.deepEqual(ids(await c.find({ _id: 2 }).hint({ $natural: 1 }).toArray()), [2]);
+    const bad = (p) => assert.rejects(p, (e) => e.code === 2 && /hint provided does not correspond/.test(e.message));
+    await bad(c.find({ a: 1 }).hint({ b: 1 }).toArray());
+    await bad(c.find({ a: 1 }).hint({ a: -1 }).toArray());
+    await bad(c.find({ a: 1 }).hint('nope').toArray());
+    await bad(hdb.command({ count: 'h', query: {}, hint: 'nope' }));
+    await bad(c.aggregate([{ $match: {} }], { hint: { zz: 1 } }).toArray());
+    await bad(c.findOneAndUpdate({ a: 2 }, { $set: { x: 1 } }, { hint: 'nope' }));
+    await assert.rejects(c.find({}).hint({ $natural: 2 }).toArray(), (e) => e.code === 2);
+    const u = await hdb.command({ update: 'h', updates: [{ q: { a: 1 }, u: { $set: { y: 1 } }, hint: { b: 1 } },
+                                                          { q: { a: 2 }, u: { $set: { y: 2 } }, hint: 'a_1' }],
+                                  ordered: false });
+    assert.equal(u.writeErrors.length, 1);
+    assert.equal(u.writeErrors[0].index, 0);
+    assert.equal(u.writeErrors[0].code, 2);
+    assert.equal(u.nModified, 1, 'the statement with an existing hint ran');
+    const d = await hdb.command({ delete: 'h', deletes: [{ q: { a: 2 }, limit: 1, hint: 'nope' }] });
+    assert.equal(d.writeErrors[0].code, 2);
+    assert.equal(await c.countDocuments(), 3, 'nothing deleted');
+    /* a collection that does not exist: any well-formed hint is accepted */
+    assert.deepEqual(await hdb.collection('none').find({}).hint('whatever').toArray(), []);
+    await hdb.dropDatabase();
+});
+
 h.test('indexes and their enforcement survive a restart', async () => {
     await client.close();
     await srv.stop();
