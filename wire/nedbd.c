@@ -127,9 +127,10 @@ int main(int argc, char **argv)
             long secs = 0;
             if (!strcmp(val, "enableTestCommands=1") || !strcmp(val, "enableTestCommands=true"))
                 wire_test_commands_enabled = true;
-            else if (!strncmp(val, "ttlMonitorSleepSecs=", 20))
-                ok = parse_long(val + 20, 1, INT32_MAX, &secs) &&
-                     (cfg.ttl_monitor_sleep_secs = (int32_t)secs) > 0;
+            else if (!strncmp(val, "ttlMonitorSleepSecs=", 20)) {
+                ok = parse_long(val + 20, 1, INT32_MAX, &secs);
+                cfg.ttl_monitor_sleep_secs = (int32_t)secs;
+            }
             else if (!strcmp(val, "ttlMonitorEnabled=1") || !strcmp(val, "ttlMonitorEnabled=true"))
                 cfg.ttl_monitor_disabled = false;
             else if (!strcmp(val, "ttlMonitorEnabled=0") ||
