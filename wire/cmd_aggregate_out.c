@@ -392,13 +392,75 @@ static bool filter_on_id(const bson_t *filter, bson_value_t *v)
     return true;
 }
 
+/* Custom `on` fields: the values a filter {f: {$eq: v}, ...} (agg_merge_prepare's, in
+ * `on` order) asks for, or that document `doc` holds at the `on` paths, as one array
+ * value in `arr` (a key for the on-overlay). False when doc lacks one or holds an array
+ * there (its key would not say what $eq matches). */
+static bool on_values_of_filter(const bson_t *filter, bson_t *arr, bson_value_t *v)
+{
+    bson_iter_t it, sub;
+    uint32_t i = 0;
+    bson_init(arr);
+    if (!bson_iter_init(&it, filter))
+        return false;
+    while (bson_iter_next(&it)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub) ||
+            !bson_iter_find(&sub, "$eq"))
+            return false;
+        char k[16];
+        snprintf(k, sizeof k, "%u", i++);
+        bson_append_iter(arr, k, -1, &sub);
+    }
+    *v = (bson_value_t){.value_type = BSON_TYPE_ARRAY,
+                        .value.v_doc = {(uint8_t *)bson_get_data(arr), arr->len}};
+    return true;
+}
+
+static bool on_values_of_doc(const bson_t *doc, const bson_t *on, bson_t *arr, bson_value_t *v)
+{
+    bson_iter_t f, it, found;
+    uint32_t i = 0;
+    bson_init(arr);
+    if (!bson_iter_init(&f, on))
+        return false;
+    while (bson_iter_next(&f)) {
+        if (!BSON_ITER_HOLDS_UTF8(&f) || !bson_iter_init(&it, doc) ||
+            !bson_iter_find_descendant(&it, bson_iter_utf8(&f, NULL), &found) ||
+            BSON_ITER_HOLDS_ARRAY(&found))
+            return false;
+        char k[16];
+        snprintf(k, sizeof k, "%u", i++);
+        bson_append_iter(arr, k, -1, &found);
+    }
+    *v = (bson_value_t){.value_type = BSON_TYPE_ARRAY,
+                        .value.v_doc = {(uint8_t *)bson_get_data(arr), arr->len}};
+    return true;
+}
+
+/* Records op k under the `on` values its document holds now (every time it is written:
+ * a whenMatched pipeline may change them); an op whose values cannot be keyed makes
+ * later lookups search the ops one by one. */
+static void on_overlay_put(out_state_t *st, merge_overlay_t *onov, bool *exact, size_t k)
+{
+    bson_t arr;
+    bson_value_t v;
+    if (on_values_of_doc(&st->ops[k].doc, st->out->on, &arr, &v))
+        overlay_put(onov, &v, k);
+    else
+        *exact = false;
+    bson_destroy(&arr);
+}
+
 /* Finds the target document `filter` matches: this intent's own writes first, then the
  * store at snap (skipping documents the intent rewrote). Returns 1 with *ex (borrowed from
  * an op, or from the store through *stored) and *op (the op's index, or -1 with *seq the
- * stored version's seq), 0 when nothing matches, -1 with err. */
+ * stored version's seq), 0 when nothing matches, -1 with err. Custom `on` fields find the
+ * intent's writes through onov (when `exact`) and the store through the unique index on
+ * a single `on` field (mongod requires one; a compound one is scanned). */
 static int merge_lookup(out_state_t *st, eng_coll_t *c, int64_t snap, merge_overlay_t *ov,
-                        const bson_t *filter, const bson_t **ex, bson_t *stored, long *op,
-                        int64_t *seq, bq_error_t *err)
+                        merge_overlay_t *onov, bool exact, const bson_t *filter,
+                        const bson_t **ex, bson_t *stored, long *op, int64_t *seq,
+                        bq_error_t *err)
 {
     eng_doc_t d;
     bson_value_t id;
@@ -421,14 +483,50 @@ static int merge_lookup(out_state_t *st, eng_coll_t *c, int64_t snap, merge_over
     if (!m)
         return -1;
     int found = 0;
-    for (size_t k = 0; k < st->nops && !found; k++) {
-        if (st->ops[k].kind != ENG_WOP_INSERT && st->ops[k].kind != ENG_WOP_UPDATE)
-            continue;
-        found = bq_match_eval_env(m, &st->ops[k].doc, NULL, err);
-        if (found > 0) {
+    bson_t arr = BSON_INITIALIZER;
+    bson_value_t key;
+    if (exact && on_values_of_filter(filter, &arr, &key)) {
+        long k = overlay_get(onov, &key);
+        if (k >= 0 && (found = bq_match_eval_env(m, &st->ops[k].doc, NULL, err)) > 0) {
             *ex = &st->ops[k].doc;
-            *op = (long)k;
+            *op = k;
         }
+    } else {
+        for (size_t k = 0; k < st->nops && !found; k++) {
+            if (st->ops[k].kind != ENG_WOP_INSERT && st->ops[k].kind != ENG_WOP_UPDATE)
+                continue;
+            found = bq_match_eval_env(m, &st->ops[k].doc, NULL, err);
+            if (found > 0) {
+                *ex = &st->ops[k].doc;
+                *op = (long)k;
+            }
+        }
+    }
+    bson_destroy(&arr);
+    /* a single `on` field: its unique index's candidates instead of a scan */
+    bson_iter_t f, fv;
+    eng_doc_t *cand;
+    size_t ncand;
+    if (found == 0 && c && bson_count_keys(filter) == 1 && bson_iter_init(&f, filter) &&
+        bson_iter_next(&f) && BSON_ITER_HOLDS_DOCUMENT(&f) && bson_iter_recurse(&f, &fv) &&
+        bson_iter_find(&fv, "$eq") &&
+        eng_coll_index_lookup(c, snap, bson_iter_key(&f), bson_iter_value(&fv), 1, &cand,
+                              &ncand, NULL)) {
+        for (size_t i = 0; i < ncand && !found; i++) {
+            bson_iter_t it;
+            if (!bson_init_static(stored, cand[i].data, cand[i].len) ||
+                !bson_iter_init_find(&it, stored, "_id") ||
+                overlay_get(ov, bson_iter_value(&it)) >= 0)
+                continue;
+            found = bq_match_eval_env(m, stored, NULL, err);
+            if (found > 0) {
+                *ex = stored;
+                *seq = cand[i].seq;
+            }
+        }
+        free(cand);
+        bq_match_destroy(m);
+        return found;
     }
     if (!found && c) {
         eng_scan_t scan;
@@ -502,8 +600,9 @@ static void merge_dup_id_error(wire_cmd_ctx_t *ctx, const out_state_t *st,
 /* One produced document's write into the ops: an insert, or the new post-image of the
  * document at op index k (-1: an update of the stored version `seq`). */
 static bool merge_emit(wire_cmd_ctx_t *ctx, out_state_t *st, eng_coll_t *c, int64_t snap,
-                       merge_overlay_t *ov, int act, const bson_t *result, const bson_t *old,
-                       long k, int64_t seq, bq_error_t *err)
+                       merge_overlay_t *ov, merge_overlay_t *onov, bool *exact, int act,
+                       const bson_t *result, const bson_t *old, long k, int64_t seq,
+                       bq_error_t *err)
 {
     bson_t *doc, prov;
     if (!out_doc_prepare(ctx, snap, result, &doc, &prov, err)) {
@@ -530,6 +629,8 @@ static bool merge_emit(wire_cmd_ctx_t *ctx, out_state_t *st, eng_coll_t *c, int6
         bson_concat(&w->doc, doc);
         bson_reinit(&w->prov);
         bson_concat(&w->prov, &prov);
+        if (st->out->on)
+            on_overlay_put(st, onov, exact, (size_t)k);
     } else {
         size_t at = st->nops;
         eng_wop_t *w = out_op_add(st, act == AGG_MERGE_ACT_INSERT ? ENG_WOP_INSERT
@@ -539,6 +640,8 @@ static bool merge_emit(wire_cmd_ctx_t *ctx, out_state_t *st, eng_coll_t *c, int6
         bson_value_copy(id, &w->id);
         w->expect = act == AGG_MERGE_ACT_INSERT ? ENG_EXPECT_ABSENT : seq;
         overlay_put(ov, &w->id, at);
+        if (st->out->on)
+            on_overlay_put(st, onov, exact, at);
     }
     bson_destroy(doc);
     bson_destroy(&prov);
@@ -557,15 +660,17 @@ static bool merge_compute(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
         abort();
     if (!c)
         out_op_add(st, ENG_WOP_CREATE);
-    merge_overlay_t ov;
+    merge_overlay_t ov, onov; /* by _id; by the values of custom `on` fields */
     overlay_init(&ov, st->n);
-    bool ok = true;
+    overlay_init(&onov, st->n);
+    bool ok = true, exact = true;
     for (size_t i = 0; ok && i < st->n; i++) {
         const bson_t *ex = NULL;
         bson_t stored, result;
         long k = -1;
         int64_t seq = 0;
-        int r = merge_lookup(st, c, snap, &ov, st->filters[i], &ex, &stored, &k, &seq, err);
+        int r = merge_lookup(st, c, snap, &ov, &onov, exact, st->filters[i], &ex, &stored, &k,
+                             &seq, err);
         if (r < 0) {
             ok = false;
             break;
@@ -576,11 +681,13 @@ static bool merge_compute(wire_cmd_ctx_t *ctx, out_state_t *st, bq_error_t *err)
                 merge_dup_extra(ctx, st->out, st->docs[i]);
             ok = false;
         } else if (act == AGG_MERGE_ACT_INSERT || act == AGG_MERGE_ACT_REPLACE) {
-            ok = merge_emit(ctx, st, c, snap, &ov, act, &result, r ? ex : NULL, k, seq, err);
+            ok = merge_emit(ctx, st, c, snap, &ov, &onov, &exact, act, &result, r ? ex : NULL, k,
+                            seq, err);
         }
         bson_destroy(&result);
     }
     overlay_cleanup(&ov);
+    overlay_cleanup(&onov);
     if (ok && !c && st->nops == 1)
         out_ops_clear(st); /* nothing written: the target is not created either */
     return ok;

@@ -130,6 +130,30 @@ h.test('`on` fields need a unique index on exactly them: 51183 before anything i
     assert.deepEqual(await t.find().toArray(), [{ _id: 1, k: 'x', j: 1, v: 'new' }]);
 });
 
+h.test('custom `on` fields: a document produced twice merges into the first one\'s write; large merges', async () => {
+    const t = db.collection('onbig');
+    await t.createIndex({ k: 1 }, { unique: true });
+    await t.insertMany(Array.from({ length: 3000 }, (_, i) => ({ _id: i, k: `k${i}`, v: 0 })));
+    /* 3000 produced documents: even ks match target documents, odd ones are new; every k
+     * is produced twice (the second sees the first one's write, through the on-values) */
+    const src = db.collection('onbig_src');
+    const docs = [];
+    for (let i = 0; i < 3000; i++) docs.push({ _id: i, k: `k${i * 2}`, n: 1 }, { _id: 10000 + i, k: `k${i * 2}`, n: 2 });
+    await src.insertMany(docs);
+    await src.aggregate([{ $project: { _id: 0, k: 1, n: 1 } },
+        { $merge: { into: 'onbig', on: 'k', whenMatched: [{ $set: { v: { $add: ['$v', '$$new.n'] } } }],
+                    whenNotMatched: 'insert' } }]).toArray();
+    assert.equal(await t.countDocuments(), 3000 + 1500, 'ks k3000..k5998 (even) are new');
+    const byK = new Map((await t.find({}).toArray()).map((d) => [d.k, d]));
+    assert.equal(byK.get('k0').v, 3, 'matched twice: 0 + 1 + 2');
+    assert.equal(byK.get('k2998').v, 3);
+    assert.equal(byK.get('k1').v, 0, 'not produced');
+    /* a new k produced twice: inserted by the first, merged by the second */
+    assert.equal(byK.get('k3000').n, 1);
+    assert.equal(byK.get('k3000').v, null, 'merged by the second: $add of a missing $v is null');
+    assert.equal(byK.get('k5998').v, null);
+});
+
 h.test('writeConcern is accepted; nothing produced creates nothing; history keeps the old state', async () => {
     const before = await db.command({ ping: 1 });
     await db.collection('sales').aggregate([{ $match: { region: 'south' } }, { $merge: { into: 'wc' } }],
