@@ -339,11 +339,9 @@ void wire_admin_current_ops(wire_server_t *server, bool idle_connections, bson_t
 /* The fields of the currentOp command that are not part of its filter. */
 static bool current_op_option(const char *key)
 {
-    static const char *const skip[] = {
-        "currentOp", "$all", "$ownOps", "$truncateOps", "comment", "$db", "lsid",
-        "$clusterTime", "$readPreference", "apiVersion", "apiStrict", "apiDeprecationErrors",
-        "maxTimeMS", "readConcern", "writeConcern", "txnNumber", "autocommit",
-        "startTransaction"};
+    static const char *const skip[] = {"currentOp", "$all", "$ownOps", "$truncateOps"};
+    if (wire_generic_arg(key))
+        return true;
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
         if (!strcmp(key, skip[i]))
             return true;

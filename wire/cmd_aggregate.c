@@ -491,20 +491,14 @@ typedef struct agg_args {
     bq_collation_t *collation; /* NULL: binary; the parsed pipeline takes a reference */
 } agg_args_t;
 
-/* Fields of the aggregate command besides the generic ones (which start with '$' or are
- * listed in generic_fields). */
+/* Fields of the aggregate command besides the generic ones (wire_generic_arg, or any
+ * starting with '$'). */
 static const char *const agg_fields[] = {
     "aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
     "bypassDocumentValidation", "readConcern", "collation", "hint", "comment", "let",
     "writeConcern", "asOf", "isMapReduceCommand", "needsMerge", "fromMongos",
     "collectionUUID", "exchange", "runtimeConstants",
 };
-static const char *const generic_fields[] = {
-    "lsid", "txnNumber", "autocommit", "startTransaction", "readPreference",
-    "apiVersion", "apiStrict", "apiDeprecationErrors", "maxTimeMSOpOnly",
-    "mayBypassWriteBlocking", "clientOperationKey", "databaseVersion", "shardVersion",
-};
-
 static bool name_in(const char *k, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -534,7 +528,7 @@ static bool agg_args_read(wire_cmd_ctx_t *ctx, agg_args_t *a, bq_error_t *err)
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (k[0] == '$' || name_in(k, agg_fields, sizeof agg_fields / sizeof *agg_fields) ||
-            name_in(k, generic_fields, sizeof generic_fields / sizeof *generic_fields))
+            wire_generic_arg(k))
             continue;
         bq_error_set(err, BQ_ERR_IDLUnknownField, "BSON field 'aggregate.%s' is an unknown field.",
                      k);
@@ -913,7 +907,7 @@ static void copy_read_fields(const bson_t *cmd, bson_t *out)
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (k[0] == '$' || name_in(k, keep, sizeof keep / sizeof *keep) ||
-            name_in(k, generic_fields, sizeof generic_fields / sizeof *generic_fields))
+            wire_generic_arg(k))
             bson_append_iter(out, k, -1, &it);
     }
 }

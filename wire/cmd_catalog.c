@@ -22,19 +22,6 @@
 #include "wire_cursor.h"
 #include "wire_validate.h"
 
-/* Arguments every command may carry that are not collection options. */
-static bool generic_arg(const char *key)
-{
-    static const char *const generic[] = {
-        "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
-        "writeConcern", "readConcern", "$readPreference", "comment", "maxTimeMS", "apiVersion",
-        "apiStrict", "apiDeprecationErrors", "$audit", "$client", "mayBypassWriteBlocking"};
-    for (size_t i = 0; i < sizeof generic / sizeof *generic; i++)
-        if (strcmp(key, generic[i]) == 0)
-            return true;
-    return false;
-}
-
 /* A catalog write of one op, or two (a time-series collection and its buckets); its
  * completion ends the command. Both ops are always initialized; intent.nops says how many
  * are submitted. */
@@ -92,7 +79,7 @@ static void copy_options(const wire_cmd_ctx_t *ctx, bson_t *out)
     bson_iter_init(&it, ctx->cmd);
     bson_iter_next(&it);
     while (bson_iter_next(&it))
-        if (!generic_arg(bson_iter_key(&it)))
+        if (!wire_generic_arg(bson_iter_key(&it)))
             bson_append_iter(out, bson_iter_key(&it), -1, &it);
 }
 

@@ -146,19 +146,6 @@ bool cmd_get_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
-/* Arguments of setParameter that are not parameters: the command's generic fields. */
-static bool generic_arg(const char *k)
-{
-    static const char *const generic[] = {
-        "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
-        "writeConcern", "readConcern", "$readPreference", "comment", "maxTimeMS", "apiVersion",
-        "apiStrict", "apiDeprecationErrors", "$audit", "$client", "mayBypassWriteBlocking"};
-    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
-        if (!strcmp(k, generic[i]))
-            return true;
-    return false;
-}
-
 /* {setParameter: 1, <name>: <value>, ...}: every named parameter is checked first (none
  * is set when one is wrong), then each is set and its old value appended as `was`, as
  * mongod answers (one `was` per parameter). Errors as mongod 7.0: InvalidOptions (72) for a name it does
@@ -173,7 +160,7 @@ bool cmd_set_parameter(wire_cmd_ctx_t *ctx, bq_error_t *err)
         bson_iter_next(&it); /* the command name */
         while (bson_iter_next(&it)) {
             const char *k = bson_iter_key(&it);
-            if (generic_arg(k))
+            if (wire_generic_arg(k))
                 continue;
             size_t i = 0;
             while (i < NPARAMS && strcmp(params[i].name, k))

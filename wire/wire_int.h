@@ -320,6 +320,11 @@ struct bq_project *wire_project_compile(wire_cmd_ctx_t *ctx, const bson_t *proje
  * absent or {locale: "simple"}; else a new collation the caller destroys. */
 bool wire_collation(const bson_t *holder, bq_collation_t **out, bq_error_t *err);
 
+/* True for the arguments any command may carry besides its own (mongod's generic
+ * arguments: $db, lsid, writeConcern, readConcern, comment, maxTimeMS, the Stable API's,
+ * ...): handlers that copy or check their own fields skip these. */
+bool wire_generic_arg(const char *key);
+
 /* The `hint` of holder (a command, or one update/delete statement), checked as mongod
  * checks it: an index name (string) or key pattern (document) of an index of c at snap,
  * or {$natural: 1 | -1}. *natural_dir (may be NULL) gets the $natural direction, 0 for

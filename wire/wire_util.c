@@ -164,6 +164,20 @@ bool wire_arg_bool(wire_cmd_ctx_t *ctx, const char *key, bool dflt, bool *out,
     return true;
 }
 
+bool wire_generic_arg(const char *key)
+{
+    static const char *const generic[] = {
+        "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
+        "writeConcern", "readConcern", "$readPreference", "readPreference", "comment",
+        "maxTimeMS", "maxTimeMSOpOnly", "apiVersion", "apiStrict", "apiDeprecationErrors",
+        "$audit", "$client", "mayBypassWriteBlocking", "clientOperationKey",
+        "databaseVersion", "shardVersion"};
+    for (size_t i = 0; i < sizeof generic / sizeof *generic; i++)
+        if (strcmp(key, generic[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Two key patterns are the same hint when they have the same fields in the same order
  * with equal values (1 and 1.0 alike, as mongod compares them). */
 static bool key_pattern_equal(const bson_t *a, const bson_t *b)
