@@ -19,7 +19,7 @@
  */
 const assert = require('assert/strict');
 const fs = require('fs');
-const { MongoClient, MongoServerError, MongoBulkWriteError, ObjectId } = require('mongodb');
+const { MongoClient, MongoBulkWriteError, ObjectId } = require('mongodb');
 const h = require('./lib/server');
 
 let srv;
@@ -32,19 +32,6 @@ async function connect() {
                              { serverSelectionTimeoutMS: 3000 });
     await client.connect();
     db = client.db('ts');
-}
-
-async function expectCode(promise, code) {
-    let caught;
-    try {
-        await promise;
-    } catch (e) {
-        caught = e;
-    }
-    assert.ok(caught, `expected error ${code}, got success`);
-    assert.ok(caught instanceof MongoServerError, `unexpected error ${caught}`);
-    assert.equal(caught.code, code, caught.message);
-    return caught;
 }
 
 async function info(name) {
@@ -115,10 +102,10 @@ h.test('defaults: granularity "seconds" with a one-hour span; custom bucketing h
 h.test('create again with identical options succeeds; different options or another kind is 48', async () => {
     await db.createCollection('again', { timeseries: { timeField: 't', metaField: 'm' } });
     await db.command({ create: 'again', timeseries: { timeField: 't', metaField: 'm' } });
-    await expectCode(db.command({ create: 'again', timeseries: { timeField: 't' } }), 48);
-    await expectCode(db.command({ create: 'again' }), 48);
+    await h.expectCode(db.command({ create: 'again', timeseries: { timeField: 't' } }), 48);
+    await h.expectCode(db.command({ create: 'again' }), 48);
     await db.createCollection('ordinary');
-    await expectCode(db.command({ create: 'ordinary', timeseries: { timeField: 't' } }), 48);
+    await h.expectCode(db.command({ create: 'ordinary', timeseries: { timeField: 't' } }), 48);
     assert.ok(!(await names()).includes('system.buckets.ordinary'));
     await db.collection('again').drop();
     await db.collection('ordinary').drop();
@@ -153,7 +140,7 @@ h.test('invalid timeseries options get mongod\'s codes and create nothing', asyn
         [{ timeseries: { timeField: 't' }, clusteredIndex: true }, 72],
     ];
     for (const [opts, code] of bad)
-        await expectCode(db.command({ create: 'bad', ...opts }), code);
+        await h.expectCode(db.command({ create: 'bad', ...opts }), code);
     const all = await names();
     assert.ok(!all.includes('bad') && !all.includes('system.buckets.bad'), all.join());
 });
@@ -201,14 +188,14 @@ h.test('each measurement is one bucket document in system.buckets', async () => 
 h.test('the time field must be a date: write error 2, ordered stops, unordered goes on', async () => {
     const w = db.collection('weather');
     const before = await w.countDocuments({});
-    let e = await expectCode(w.insertOne({ temp: 1 }), 2);
+    let e = await h.expectCode(w.insertOne({ temp: 1 }), 2);
     assert.match(e.message, /'timestamp' must be present and contain a valid BSON UTC datetime value/);
-    e = await expectCode(w.insertMany([{ timestamp: at(300), temp: 20 }, { timestamp: 'noon', temp: 21 },
+    e = await h.expectCode(w.insertMany([{ timestamp: at(300), temp: 20 }, { timestamp: 'noon', temp: 21 },
                                        { timestamp: at(301), temp: 22 }]), 2);
     assert.ok(e instanceof MongoBulkWriteError);
     assert.equal(e.result.insertedCount, 1);
     assert.equal(e.writeErrors[0].index, 1);
-    e = await expectCode(w.insertMany([{ timestamp: 5, temp: 23 }, { timestamp: at(302), temp: 24 }],
+    e = await h.expectCode(w.insertMany([{ timestamp: 5, temp: 23 }, { timestamp: at(302), temp: 24 }],
                                       { ordered: false }), 2);
     assert.equal(e.result.insertedCount, 1);
     assert.equal(await w.countDocuments({}), before + 2);
@@ -220,15 +207,15 @@ h.test('findAndModify is 166 as on a view (7.0 runs it on collections only); ind
     const before = await w.find({}).sort({ timestamp: 1 }).toArray();
     for (const op of [() => w.findOneAndUpdate({}, { $set: { 'metadata.x': 1 } }),
                       () => w.findOneAndDelete({}), () => w.findOneAndReplace({}, { timestamp: at(0) })]) {
-        const e = await expectCode(op(), 166);
+        const e = await h.expectCode(op(), 166);
         assert.match(e.message, /Namespace ts\.weather is a view, not a collection/);
     }
-    const e = await expectCode(w.createIndex({ temp: 1 }), 238);
+    const e = await h.expectCode(w.createIndex({ temp: 1 }), 238);
     assert.match(e.message, /time-series collection ts\.weather/);
     assert.deepEqual(await w.find({}).sort({ timestamp: 1 }).toArray(), before);
     assert.deepEqual((await db.command({ listIndexes: 'weather' })).cursor.firstBatch, []);
-    await expectCode(client.db('admin').command({ renameCollection: 'ts.weather', to: 'ts.w2' }), 20);
-    await expectCode(client.db('admin').command({ renameCollection: 'ts.system.buckets.weather',
+    await h.expectCode(client.db('admin').command({ renameCollection: 'ts.weather', to: 'ts.w2' }), 20);
+    await h.expectCode(client.db('admin').command({ renameCollection: 'ts.system.buckets.weather',
                                                   to: 'ts.w2' }), 20);
 });
 
@@ -362,7 +349,7 @@ h.test('updates 7.0 refuses are write errors 72 with mongod\'s messages and chan
          /which updates a field that is not the metaField 'metadata'/],
     ];
     for (const [op, msg] of refused) {
-        const e = await expectCode(op(), 72);
+        const e = await h.expectCode(op(), 72);
         assert.match(e.message, msg);
     }
     /* a replacement with multi: true, sent as a raw command */
@@ -390,7 +377,7 @@ h.test('updates 7.0 refuses are write errors 72 with mongod\'s messages and chan
 
 h.test('a time-series collection without a metaField refuses every update (72) and deletes by any filter', async () => {
     const s = await sensors({ timeField: 'timestamp' });
-    const e = await expectCode(s.updateMany({}, { $set: { temp: 0 } }), 72);
+    const e = await h.expectCode(s.updateMany({}, { $set: { temp: 0 } }), 72);
     assert.match(e.message, /Cannot perform an update on a time-series collection that does not have a metaField/);
     assert.equal((await s.deleteMany({ 'metadata.sensorId': 5578 })).deletedCount, 3);
     assert.equal(await s.countDocuments({}), 3);
@@ -401,9 +388,9 @@ h.test('collMod sets expireAfterSeconds on the collection and its buckets; bucke
     await db.command({ collMod: 'weather', expireAfterSeconds: 3600 });
     assert.equal((await info('weather')).options.expireAfterSeconds, 3600);
     assert.equal((await info('system.buckets.weather')).options.expireAfterSeconds, 3600);
-    await expectCode(db.command({ collMod: 'weather', expireAfterSeconds: -1 }), 72);
-    await expectCode(db.command({ collMod: 'weather', timeseries: { granularity: 'hours' } }), 238);
-    await expectCode(db.command({ collMod: 'weather', validator: {} }), 72);
+    await h.expectCode(db.command({ collMod: 'weather', expireAfterSeconds: -1 }), 72);
+    await h.expectCode(db.command({ collMod: 'weather', timeseries: { granularity: 'hours' } }), 238);
+    await h.expectCode(db.command({ collMod: 'weather', validator: {} }), 72);
 });
 
 /* ---- clustered collections ---- */
@@ -429,7 +416,7 @@ h.test('create with clusteredIndex: listCollections shows the option, listIndexe
 h.test('a clustered collection stores and finds by _id like any other; duplicates are 11000', async () => {
     const o = db.collection('orders');
     await o.insertMany([{ _id: 3, item: 'c' }, { _id: 1, item: 'a' }]);
-    await expectCode(o.insertOne({ _id: 1, item: 'dup' }), 11000);
+    await h.expectCode(o.insertOne({ _id: 1, item: 'dup' }), 11000);
     assert.deepEqual(await o.findOne({ _id: 1 }), { _id: 1, item: 'a' });
     await o.updateOne({ _id: 3 }, { $set: { item: 'C' } });
     assert.deepEqual(await o.find({}).sort({ _id: 1 }).toArray(), [{ _id: 1, item: 'a' }, { _id: 3, item: 'C' }]);
@@ -437,25 +424,25 @@ h.test('a clustered collection stores and finds by _id like any other; duplicate
 
 h.test('invalid clusteredIndex options get mongod\'s codes', async () => {
     const ci = (spec, extra = {}) => db.command({ create: 'badc', clusteredIndex: spec, ...extra });
-    await expectCode(ci({ key: { _id: 1 }, unique: false }), 5979700);
-    await expectCode(ci({ key: { _id: 1 } }), 40414);
-    await expectCode(ci({ unique: true }), 40414);
-    await expectCode(ci({ key: { a: 1 }, unique: true }), 197);
-    await expectCode(ci({ key: { _id: -1 }, unique: true }), 197);
-    await expectCode(ci({ key: { _id: 1 }, unique: true, randField: 1 }), 40415);
-    await expectCode(ci({ key: { _id: 1 }, unique: true, v: 12345 }), 5979704);
-    await expectCode(ci('yes'), 5979702);
-    await expectCode(ci(true), 5979703);
-    await expectCode(db.command({ create: 'system.buckets.badc', clusteredIndex: { key: { _id: 1 }, unique: true } }),
+    await h.expectCode(ci({ key: { _id: 1 }, unique: false }), 5979700);
+    await h.expectCode(ci({ key: { _id: 1 } }), 40414);
+    await h.expectCode(ci({ unique: true }), 40414);
+    await h.expectCode(ci({ key: { a: 1 }, unique: true }), 197);
+    await h.expectCode(ci({ key: { _id: -1 }, unique: true }), 197);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true, randField: 1 }), 40415);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true, v: 12345 }), 5979704);
+    await h.expectCode(ci('yes'), 5979702);
+    await h.expectCode(ci(true), 5979703);
+    await h.expectCode(db.command({ create: 'system.buckets.badc', clusteredIndex: { key: { _id: 1 }, unique: true } }),
                      5979703);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { viewOn: 'orders' }), 6026500);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { autoIndexId: false }), 6026501);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { expireAfterSeconds: -10 }), 72);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { size: 10 }), 6049200);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { capped: true, max: 10 }), 6049204);
-    await expectCode(ci({ key: { _id: 1 }, unique: true }, { capped: true }), 6049201);
-    await expectCode(ci(false, { expireAfterSeconds: 5 }), 72);
-    await expectCode(db.command({ create: 'badc', expireAfterSeconds: 5 }), 72);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { viewOn: 'orders' }), 6026500);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { autoIndexId: false }), 6026501);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { expireAfterSeconds: -10 }), 72);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { size: 10 }), 6049200);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { capped: true, max: 10 }), 6049204);
+    await h.expectCode(ci({ key: { _id: 1 }, unique: true }, { capped: true }), 6049201);
+    await h.expectCode(ci(false, { expireAfterSeconds: 5 }), 72);
+    await h.expectCode(db.command({ create: 'badc', expireAfterSeconds: 5 }), 72);
     assert.ok(!(await names()).includes('badc'));
     /* clusteredIndex: false is an ordinary collection */
     await db.command({ create: 'unclustered', clusteredIndex: false });

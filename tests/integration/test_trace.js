@@ -22,7 +22,7 @@ const assert = require('assert/strict');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { MongoClient, MongoServerError } = require('mongodb');
+const { MongoClient } = require('mongodb');
 const h = require('./lib/server');
 
 let srv;
@@ -55,19 +55,6 @@ async function insert(letter, coll, doc) {
     S[letter] = Number(r.seqs[0]);
     V[letter] = await db.collection(coll).findOne({ _id: doc._id });
     return S[letter];
-}
-
-async function expectCode(promise, code) {
-    let caught;
-    try {
-        await promise;
-    } catch (e) {
-        caught = e;
-    }
-    assert.ok(caught, `expected error ${code}, got success`);
-    assert.ok(caught instanceof MongoServerError, `unexpected error ${caught}`);
-    assert.equal(caught.code, code, caught.message);
-    return caught;
 }
 
 /* The trace of the one document with _id `id` in coll. */
@@ -182,16 +169,16 @@ h.test('$trace beside other stages, and on every document of a collection', asyn
 
 h.test('bad specs and a pipeline without a collection are errors', async () => {
     const notes = db.collection('notes');
-    await expectCode(notes.aggregate([{ $trace: { direction: 'sideways', as: 't' } }]).toArray(), 2);
-    await expectCode(notes.aggregate([{ $trace: { direction: 'backward' } }]).toArray(), 9);
-    await expectCode(notes.aggregate([{ $trace: { as: 't' } }]).toArray(), 9);
-    await expectCode(notes.aggregate([{ $trace: { direction: 'backward', as: 't', maxDepth: 0 } }]).toArray(), 2);
-    await expectCode(notes.aggregate([{ $trace: { direction: 'backward', as: 't', depth: 2 } }]).toArray(), 9);
-    await expectCode(notes.aggregate([{ $trace: 'backward' }]).toArray(), 9);
+    await h.expectCode(notes.aggregate([{ $trace: { direction: 'sideways', as: 't' } }]).toArray(), 2);
+    await h.expectCode(notes.aggregate([{ $trace: { direction: 'backward' } }]).toArray(), 9);
+    await h.expectCode(notes.aggregate([{ $trace: { as: 't' } }]).toArray(), 9);
+    await h.expectCode(notes.aggregate([{ $trace: { direction: 'backward', as: 't', maxDepth: 0 } }]).toArray(), 2);
+    await h.expectCode(notes.aggregate([{ $trace: { direction: 'backward', as: 't', depth: 2 } }]).toArray(), 9);
+    await h.expectCode(notes.aggregate([{ $trace: 'backward' }]).toArray(), 9);
     /* {aggregate: 1} needs a first stage that makes its own documents (mongod: 73) */
-    await expectCode(db.aggregate([{ $trace: { direction: 'backward', as: 't' } }]).toArray(), 73);
+    await h.expectCode(db.aggregate([{ $trace: { direction: 'backward', as: 't' } }]).toArray(), 73);
     /* a cause that names no op at the snapshot (put there by the pipeline itself) */
-    await expectCode(notes.aggregate([{ $match: { _id: 'n1' } }, { $set: { _caused_by: [S.G + 1000] } },
+    await h.expectCode(notes.aggregate([{ $match: { _id: 'n1' } }, { $set: { _caused_by: [S.G + 1000] } },
                                       { $trace: { direction: 'backward', as: 't' } }]).toArray(), 2);
 });
 

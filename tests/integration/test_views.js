@@ -13,7 +13,7 @@
  */
 const assert = require('assert/strict');
 const fs = require('fs');
-const { MongoClient, MongoServerError } = require('mongodb');
+const { MongoClient } = require('mongodb');
 const h = require('./lib/server');
 
 let srv;
@@ -38,19 +38,6 @@ async function connect() {
                              { serverSelectionTimeoutMS: 3000 });
     await client.connect();
     db = client.db('views');
-}
-
-async function expectCode(promise, code) {
-    let caught;
-    try {
-        await promise;
-    } catch (e) {
-        caught = e;
-    }
-    assert.ok(caught, `expected error ${code}, got success`);
-    assert.ok(caught instanceof MongoServerError, `unexpected error ${caught}`);
-    assert.equal(caught.code, code, caught.message);
-    return caught;
 }
 
 h.before(async () => {
@@ -147,12 +134,12 @@ h.test('listCollections reports views with type "view" and their definition', as
 });
 
 h.test('a view definition may not contain $out or $merge, even nested (167)', async () => {
-    await expectCode(db.createCollection('bad1', { viewOn: 'students', pipeline: [{ $out: 'x' }] }), 167);
-    await expectCode(db.createCollection('bad2', {
+    await h.expectCode(db.createCollection('bad1', { viewOn: 'students', pipeline: [{ $out: 'x' }] }), 167);
+    await h.expectCode(db.createCollection('bad2', {
         viewOn: 'students',
         pipeline: [{ $lookup: { from: 'students', pipeline: [{ $merge: { into: 'x' } }], as: 'l' } }],
     }), 167);
-    await expectCode(db.createCollection('bad3', {
+    await h.expectCode(db.createCollection('bad3', {
         viewOn: 'students', pipeline: [{ $facet: { a: [{ $out: 'x' }] } }],
     }), 167);
     const names = (await db.listCollections().toArray()).map((i) => i.name);
@@ -160,10 +147,10 @@ h.test('a view definition may not contain $out or $merge, even nested (167)', as
 });
 
 h.test('bad definitions: unknown stage, wrong types, existing name', async () => {
-    await expectCode(db.command({ create: 'bad4', viewOn: 'students', pipeline: [{ $nope: 1 }] }), 40324);
-    await expectCode(db.command({ create: 'bad5', viewOn: 7, pipeline: [] }), 14);
-    await expectCode(db.command({ create: 'bad6', viewOn: 'students', pipeline: {} }), 14);
-    await expectCode(db.command({ create: 'firstYears', viewOn: 'students', pipeline: [] }), 48);
+    await h.expectCode(db.command({ create: 'bad4', viewOn: 'students', pipeline: [{ $nope: 1 }] }), 40324);
+    await h.expectCode(db.command({ create: 'bad5', viewOn: 7, pipeline: [] }), 14);
+    await h.expectCode(db.command({ create: 'bad6', viewOn: 'students', pipeline: {} }), 14);
+    await h.expectCode(db.command({ create: 'firstYears', viewOn: 'students', pipeline: [] }), 48);
 });
 
 h.test('collMod changes a view\'s pipeline; a cycle is refused (5)', async () => {
@@ -172,22 +159,22 @@ h.test('collMod changes a view\'s pipeline; a cycle is refused (5)', async () =>
     assert.deepEqual(names, ['Chris', 'george']);
     const infos = await db.listCollections({ name: 'firstYears' }).toArray();
     assert.deepEqual(infos[0].options, { viewOn: 'students', pipeline: [{ $match: { year: 3 } }] });
-    await expectCode(db.command({ collMod: 'firstYears', viewOn: 'goodFirstYears' }), 5);
-    await expectCode(db.command({ collMod: 'students', viewOn: 'firstYears' }), 72);
+    await h.expectCode(db.command({ collMod: 'firstYears', viewOn: 'goodFirstYears' }), 5);
+    await h.expectCode(db.command({ collMod: 'students', viewOn: 'firstYears' }), 72);
     await db.command({ collMod: 'firstYears', pipeline: [{ $match: { year: 1 } }] });
     assert.equal(await db.collection('firstYears').countDocuments({}), 3);
 });
 
 h.test('commands that need a collection are refused on a view (166)', async () => {
-    await expectCode(db.command({ listIndexes: 'firstYears' }), 166);
-    await expectCode(db.collection('firstYears').aggregate([{ $out: 'firstYears' }]).toArray(), 166);
-    await expectCode(db.collection('students').aggregate([{ $merge: { into: 'firstYears' } }]).toArray(), 166);
+    await h.expectCode(db.command({ listIndexes: 'firstYears' }), 166);
+    await h.expectCode(db.collection('firstYears').aggregate([{ $out: 'firstYears' }]).toArray(), 166);
+    await h.expectCode(db.collection('students').aggregate([{ $merge: { into: 'firstYears' } }]).toArray(), 166);
     const v = db.collection('firstYears');
     const before = await v.countDocuments({});
-    await expectCode(v.insertOne({ x: 1 }), 166);
-    await expectCode(v.updateOne({}, { $set: { x: 1 } }), 166);
-    await expectCode(v.deleteMany({}), 166);
-    await expectCode(v.findOneAndUpdate({}, { $set: { x: 1 } }), 166);
+    await h.expectCode(v.insertOne({ x: 1 }), 166);
+    await h.expectCode(v.updateOne({}, { $set: { x: 1 } }), 166);
+    await h.expectCode(v.deleteMany({}), 166);
+    await h.expectCode(v.findOneAndUpdate({}, { $set: { x: 1 } }), 166);
     assert.equal(await v.countDocuments({}), before, 'nothing was written through the view');
 });
 
@@ -208,21 +195,21 @@ h.test('a view with a collation: reads use it, another one is refused (167)', as
     assert.deepEqual((await v.aggregate([{ $match: { w: 'abc' } }, { $count: 'n' }]).toArray()), [{ n: 2 }]);
     /* the same collation may be repeated; another one, or simple, is refused */
     assert.equal((await v.find({ w: 'abc' }, { collation: { locale: 'en', strength: 2 } }).toArray()).length, 2);
-    await expectCode(v.find({ w: 'abc' }, { collation: { locale: 'fr' } }).toArray(), 167);
-    await expectCode(v.find({}, { collation: { locale: 'simple' } }).toArray(), 167);
-    await expectCode(cdb.command({ count: 'words_ci', query: {}, collation: { locale: 'en' } }), 167);
-    await expectCode(v.aggregate([], { collation: { locale: 'en', strength: 3 } }).toArray(), 167);
+    await h.expectCode(v.find({ w: 'abc' }, { collation: { locale: 'fr' } }).toArray(), 167);
+    await h.expectCode(v.find({}, { collation: { locale: 'simple' } }).toArray(), 167);
+    await h.expectCode(cdb.command({ count: 'words_ci', query: {}, collation: { locale: 'en' } }), 167);
+    await h.expectCode(v.aggregate([], { collation: { locale: 'en', strength: 3 } }).toArray(), 167);
     /* the source itself stays binary; a view without a collation too */
     assert.equal((await src.find({ w: 'abc' }).toArray()).length, 1);
     await cdb.createCollection('words_plain', { viewOn: 'words', pipeline: [] });
     assert.equal((await cdb.collection('words_plain').find({ w: 'abc' }).toArray()).length, 1);
     /* a view on a view shares its collation */
-    await expectCode(cdb.createCollection('words_ci2', { viewOn: 'words_ci', pipeline: [] }), 167);
-    await expectCode(cdb.createCollection('words_ci3', { viewOn: 'words_ci', pipeline: [],
+    await h.expectCode(cdb.createCollection('words_ci2', { viewOn: 'words_ci', pipeline: [] }), 167);
+    await h.expectCode(cdb.createCollection('words_ci3', { viewOn: 'words_ci', pipeline: [],
                                                        collation: { locale: 'en', strength: 1 } }), 167);
     await cdb.createCollection('words_ci4', { viewOn: 'words_ci', pipeline: [], collation: { locale: 'en', strength: 2 } });
     assert.equal((await cdb.collection('words_ci4').find({ w: 'abc' }).toArray()).length, 2);
-    await expectCode(cdb.createCollection('bad_coll', { viewOn: 'words', pipeline: [], collation: { locale: 'xx_nope' } }), 2);
+    await h.expectCode(cdb.createCollection('bad_coll', { viewOn: 'words', pipeline: [], collation: { locale: 'xx_nope' } }), 2);
 });
 
 h.test('a view survives a restart (its definition is a catalog op in the log)', async () => {

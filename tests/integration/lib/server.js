@@ -403,8 +403,25 @@ async function run() {
     setTimeout(() => process.exit(process.exitCode), 200).unref();
 }
 
+/* Awaits a command that must fail with a server error of `code`; returns the error. */
+async function expectCode(promise, code) {
+    const assert = require('assert/strict');
+    const { MongoServerError } = require('mongodb');
+    let caught;
+    try {
+        await promise;
+    } catch (e) {
+        caught = e;
+    }
+    assert.ok(caught, `expected error ${code}, got success`);
+    assert.ok(caught instanceof MongoServerError, `unexpected error ${caught}`);
+    assert.equal(caught.code, code, caught.message);
+    return caught;
+}
+
 module.exports = {
     ROOT,
+    expectCode,
     nedbdPath,
     nedbToolPath,
     runNedbdSync,
