@@ -1081,7 +1081,6 @@ static bool ckpt_load(const char *dir, uint64_t seq, eng__store_t *st, eng__ckpt
  * Entry points (eng_int.h, eng_db.h)
  * ------------------------------------------------------------------------------------- */
 
-
 bool eng__ckpt_list(const char *dbpath, uint64_t **seqs, size_t *n, bq_error_t *err)
 {
     char *dir = ckpt_dir(dbpath);
@@ -1180,18 +1179,6 @@ bool eng_db_checkpoint(eng_db_t *db, bq_error_t *err)
     return ckpt_now(db->ckpt, err);
 }
 
-bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err)
-{
-    if (!db->ckpt || snap < 0 || snap > eng_db_snapshot(db)) {
-        bq_error_set(err, BQ_ERR_BadValue, "no checkpoint at seq %lld", (long long)snap);
-        return false;
-    }
-    pthread_mutex_lock(&db->ckpt->write_lock);
-    bool ok = ckpt_write(db->ckpt, snap, CKPT_VERSION, err);
-    pthread_mutex_unlock(&db->ckpt->write_lock);
-    return ok;
-}
-
 bool eng__ckpt_write_format(eng_db_t *db, int64_t snap, uint32_t version, bq_error_t *err)
 {
     if (!db->ckpt || snap < 0 || snap > eng_db_snapshot(db) || version < 2 ||
@@ -1204,4 +1191,9 @@ bool eng__ckpt_write_format(eng_db_t *db, int64_t snap, uint32_t version, bq_err
     bool ok = ckpt_write(db->ckpt, snap, version, err);
     pthread_mutex_unlock(&db->ckpt->write_lock);
     return ok;
+}
+
+bool eng__ckpt_write_at(eng_db_t *db, int64_t snap, bq_error_t *err)
+{
+    return eng__ckpt_write_format(db, snap, CKPT_VERSION, err);
 }
