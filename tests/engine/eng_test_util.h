@@ -1,8 +1,8 @@
 /*
  * eng_test_util.h: helpers shared by the engine tests: scratch data directories, small op
  * documents, logs written through the API or byte by byte (to build logs the API refuses
- * to write, such as a gap in seq), whole-file read/write, and a durable intent submitted
- * and waited for (t_submit_wait).
+ * to write, such as a gap in seq), whole-file read/write, a database opened with asserts
+ * (t_db_open) and a durable intent submitted and waited for (t_submit_wait).
  */
 #ifndef ENG_TEST_UTIL_H
 #define ENG_TEST_UTIL_H
@@ -180,6 +180,38 @@ static inline eng_verify_report_t t_verify(const char *db)
     bq_error_clear(&err);
     cr_assert(eng_verify(db, &r, &err), "verify: %s", err.message);
     return r;
+}
+
+/* ---- opening a database ---- */
+
+/* eng_db_open with an assert on the call. The recovery warnings go to *warnings (the
+ * caller frees them), or are dropped when warnings is NULL. */
+static inline eng_db_t *t_db_open(const char *path, const eng_db_options_t *opts,
+                                  char **warnings)
+{
+    eng_db_t *db = NULL;
+    char *w = NULL;
+    bq_error_t err;
+    bq_error_clear(&err);
+    cr_assert(eng_db_open(path, opts, &db, &w, &err), "open: %s", err.message);
+    if (warnings)
+        *warnings = w;
+    else
+        free(w);
+    return db;
+}
+
+static inline eng_db_status_t t_db_status(eng_db_t *db)
+{
+    eng_db_status_t st;
+    eng_db_status(db, &st);
+    return st;
+}
+
+/* The path of the checkpoint file of seq `seq` under dbpath `path`. */
+static inline void t_ckpt_path(const char *path, int64_t seq, char *out, size_t size)
+{
+    snprintf(out, size, "%s/checkpoint/%020lld.ckpt", path, (long long)seq);
 }
 
 /* ---- writing through the committer ---- */

@@ -75,20 +75,6 @@ static int64_t catalog_op(eng_db_t *db, eng_wop_kind_t kind, const char *dbn,
 
 /* ---- opening ---- */
 
-static eng_db_t *open_with(const char *path, const eng_db_options_t *opts, char **warnings)
-{
-    eng_db_t *db = NULL;
-    char *w = NULL;
-    bq_error_t err;
-    bq_error_clear(&err);
-    cr_assert(eng_db_open(path, opts, &db, &w, &err), "open: %s", err.message);
-    if (warnings)
-        *warnings = w;
-    else
-        free(w);
-    return db;
-}
-
 /* Background checkpoints off: the tests decide when one is written. */
 static const eng_db_options_t manual = {.checkpoint_ops = -1, .checkpoint_seconds = -1};
 static const eng_db_options_t manual_no_close = {
@@ -97,13 +83,6 @@ static const eng_db_options_t full_replay = {.checkpoint_ops = -1,
                                              .checkpoint_seconds = -1,
                                              .no_close_checkpoint = true,
                                              .ignore_checkpoints = true};
-
-static eng_db_status_t status_of(eng_db_t *db)
-{
-    eng_db_status_t st;
-    eng_db_status(db, &st);
-    return st;
-}
 
 /* ---- the whole observable state, at every snapshot, as one hash ---- */
 
@@ -177,8 +156,8 @@ static void state_hash(eng_db_t *db, uint8_t out[32])
 /* The state of path as a full replay of its log sees it. */
 static void full_replay_hash(const char *path, uint8_t out[32], int64_t *head)
 {
-    eng_db_t *db = open_with(path, &full_replay, NULL);
-    eng_db_status_t st = status_of(db);
+    eng_db_t *db = t_db_open(path, &full_replay, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.replayed_ops, (uint64_t)(eng_db_snapshot(db) + 1),
                  "a full replay replays every op");
     state_hash(db, out);
@@ -234,17 +213,12 @@ static size_t count_ckpt_files(const char *path, uint64_t *newest)
     return n;
 }
 
-static void ckpt_path(const char *path, int64_t seq, char *out, size_t size)
-{
-    snprintf(out, size, "%s/checkpoint/%020lld.ckpt", path, (long long)seq);
-}
-
 /* ---- tests ---- */
 
 Test(eng_ckpt, reopen_from_a_checkpoint_gives_the_same_state_as_a_full_replay)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 6);
     int64_t head = eng_db_snapshot(db);
     uint8_t live[32];
@@ -252,7 +226,7 @@ Test(eng_ckpt, reopen_from_a_checkpoint_gives_the_same_state_as_a_full_replay)
     bq_error_t err;
     bq_error_clear(&err);
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
-    eng_db_status_t st = status_of(db);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, head);
     cr_assert_eq(st.checkpoints, 1);
     eng_db_close(db);
@@ -263,10 +237,10 @@ Test(eng_ckpt, reopen_from_a_checkpoint_gives_the_same_state_as_a_full_replay)
     cr_assert_arr_eq(live, replayed, 32, "the store before the close is what the log says");
 
     char *warnings;
-    db = open_with(path, &manual_no_close, &warnings);
+    db = t_db_open(path, &manual_no_close, &warnings);
     cr_assert_str_empty(warnings);
     free(warnings);
-    st = status_of(db);
+    st = t_db_status(db);
     cr_assert_eq(st.replayed_ops, 0, "nothing after the checkpoint to replay");
     cr_assert_eq(st.checkpoint_seq, head);
     cr_assert_eq(st.committed, head);
@@ -290,7 +264,7 @@ Test(eng_ckpt, reopen_from_a_checkpoint_gives_the_same_state_as_a_full_replay)
 Test(eng_ckpt, reopen_replays_only_the_log_after_the_checkpoint)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 3);
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
@@ -301,8 +275,8 @@ Test(eng_ckpt, reopen_replays_only_the_log_after_the_checkpoint)
     cr_assert_eq(head, ck + 38, "37 writes and the implicit create");
     eng_db_close(db); /* no checkpoint at close */
 
-    db = open_with(path, &manual_no_close, NULL);
-    eng_db_status_t st = status_of(db);
+    db = t_db_open(path, &manual_no_close, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, ck);
     cr_assert_eq(st.replayed_ops, 38);
     cr_assert_eq(st.committed, head);
@@ -326,7 +300,7 @@ Test(eng_ckpt, a_checkpoint_of_an_older_snapshot_sees_only_that_snapshot)
      * created, collections dropped and provenance added after its snapshot. Every seq
      * as a checkpoint then tail replay must give the full replay's state. */
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 2);
     int64_t head = eng_db_snapshot(db);
     eng_db_close(db);
@@ -334,12 +308,12 @@ Test(eng_ckpt, a_checkpoint_of_an_older_snapshot_sees_only_that_snapshot)
     int64_t rhead;
     full_replay_hash(path, want, &rhead);
     for (int64_t snap = 0; snap <= head; snap += 3) {
-        db = open_with(path, &full_replay, NULL);
+        db = t_db_open(path, &full_replay, NULL);
         bq_error_t err;
         cr_assert(eng__ckpt_write_at(db, snap, &err), "%s", err.message);
         eng_db_close(db);
-        db = open_with(path, &manual_no_close, NULL);
-        eng_db_status_t st = status_of(db);
+        db = t_db_open(path, &manual_no_close, NULL);
+        eng_db_status_t st = t_db_status(db);
         cr_assert_eq(st.checkpoint_seq, snap);
         cr_assert_eq(st.replayed_ops, (uint64_t)(head - snap));
         uint8_t got[32];
@@ -347,7 +321,7 @@ Test(eng_ckpt, a_checkpoint_of_an_older_snapshot_sees_only_that_snapshot)
         cr_assert_arr_eq(got, want, 32, "checkpoint at seq %lld", (long long)snap);
         eng_db_close(db);
         char f[700];
-        ckpt_path(path, snap, f, sizeof f);
+        t_ckpt_path(path, snap, f, sizeof f);
         cr_assert_eq(unlink(f), 0);
     }
     t_rm_rf(path);
@@ -357,7 +331,7 @@ Test(eng_ckpt, a_checkpoint_of_an_older_snapshot_sees_only_that_snapshot)
 Test(eng_ckpt, close_writes_a_checkpoint_and_provenance_survives)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual, NULL);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     int64_t cause = put(db, "app", "a", 1, 1, -1);
     int64_t e1 = put(db, "app", "a", 2, 2, cause);
     int64_t e2 = put(db, "app", "a", 2, 3, cause); /* a second version of the effect */
@@ -367,8 +341,8 @@ Test(eng_ckpt, close_writes_a_checkpoint_and_provenance_survives)
     cr_assert_eq(count_ckpt_files(path, &newest), 1);
     cr_assert_eq(newest, (uint64_t)head);
 
-    db = open_with(path, &manual, NULL);
-    eng_db_status_t st = status_of(db);
+    db = t_db_open(path, &manual, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.replayed_ops, 0);
     int64_t eff[8];
     cr_assert_eq(eng_prov_effects(db, cause, head, eff, 8), 2);
@@ -383,7 +357,7 @@ Test(eng_ckpt, close_writes_a_checkpoint_and_provenance_survives)
 Test(eng_ckpt, a_corrupt_checkpoint_is_skipped_for_the_previous_one_then_a_full_replay)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 2);
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
@@ -402,17 +376,17 @@ Test(eng_ckpt, a_corrupt_checkpoint_is_skipped_for_the_previous_one_then_a_full_
     /* one flipped byte in the middle of the newest */
     char f[700];
     size_t len;
-    ckpt_path(path, ck2, f, sizeof f);
+    t_ckpt_path(path, ck2, f, sizeof f);
     uint8_t *bytes = t_read_file(f, &len);
     bytes[len / 2] ^= 0x40;
     t_write_file(f, bytes, len);
     free(bytes);
     char *warnings;
-    db = open_with(path, &manual_no_close, &warnings);
+    db = t_db_open(path, &manual_no_close, &warnings);
     cr_assert(strstr(warnings, "checksum"), "warnings: %s", warnings);
     cr_assert(strstr(warnings, "skipped"), "warnings: %s", warnings);
     free(warnings);
-    eng_db_status_t st = status_of(db);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, ck1);
     cr_assert_eq(st.replayed_ops, (uint64_t)(head - ck1));
     uint8_t got[32];
@@ -421,14 +395,14 @@ Test(eng_ckpt, a_corrupt_checkpoint_is_skipped_for_the_previous_one_then_a_full_
     eng_db_close(db);
 
     /* the older one cut short too: a full replay */
-    ckpt_path(path, ck1, f, sizeof f);
+    t_ckpt_path(path, ck1, f, sizeof f);
     bytes = t_read_file(f, &len);
     t_write_file(f, bytes, len - 100);
     free(bytes);
-    db = open_with(path, &manual_no_close, &warnings);
+    db = t_db_open(path, &manual_no_close, &warnings);
     cr_assert(strstr(warnings, "checkpoint at seq"), "warnings: %s", warnings);
     free(warnings);
-    st = status_of(db);
+    st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, -1);
     cr_assert_eq(st.replayed_ops, (uint64_t)head + 1);
     state_hash(db, got);
@@ -441,7 +415,7 @@ Test(eng_ckpt, a_corrupt_checkpoint_is_skipped_for_the_previous_one_then_a_full_
 Test(eng_ckpt, a_checkpoint_whose_head_is_not_the_logs_is_skipped)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 2);
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
@@ -452,17 +426,17 @@ Test(eng_ckpt, a_checkpoint_whose_head_is_not_the_logs_is_skipped)
     /* a different head, with a checksum that verifies: only the log can tell */
     char f[700];
     size_t len;
-    ckpt_path(path, ck, f, sizeof f);
+    t_ckpt_path(path, ck, f, sizeof f);
     uint8_t *bytes = t_read_file(f, &len);
     bytes[40] ^= 1;
     crypto_generichash(bytes + len - 32, 32, bytes, len - 32, NULL, 0);
     t_write_file(f, bytes, len);
     free(bytes);
     char *warnings;
-    db = open_with(path, &manual_no_close, &warnings);
+    db = t_db_open(path, &manual_no_close, &warnings);
     cr_assert(strstr(warnings, "broken link"), "warnings: %s", warnings);
     free(warnings);
-    eng_db_status_t st = status_of(db);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, -1);
     cr_assert_eq(st.replayed_ops, (uint64_t)ck + 2);
     eng_db_close(db);
@@ -473,7 +447,7 @@ Test(eng_ckpt, a_checkpoint_whose_head_is_not_the_logs_is_skipped)
 Test(eng_ckpt, a_real_log_corruption_after_the_checkpoint_still_fails_the_open)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     for (int i = 0; i < 20; i++)
         put(db, "app", "a", i, i, -1);
     bq_error_t err;
@@ -515,7 +489,7 @@ Test(eng_ckpt, a_crash_after_a_background_checkpoint_recovers)
         for (int i = 0; i < 120; i++)
             if (put(db, "app", "a", i % 70, i, i > 10 ? 3 : -1) < 0)
                 _exit(11);
-        for (int tries = 0; status_of(db).checkpoint_seq < 120; tries++) {
+        for (int tries = 0; t_db_status(db).checkpoint_seq < 120; tries++) {
             if (tries > 200)
                 _exit(12);
             usleep(50 * 1000);
@@ -532,8 +506,8 @@ Test(eng_ckpt, a_crash_after_a_background_checkpoint_recovers)
     uint64_t newest;
     cr_assert_geq(count_ckpt_files(path, &newest), 1);
     cr_assert_geq(newest, 120);
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
-    eng_db_status_t st = status_of(db);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.committed, 128, "120 + 7 writes and two creates");
     cr_assert_eq(st.checkpoint_seq, (int64_t)newest);
     cr_assert_eq(st.replayed_ops, (uint64_t)(128 - (int64_t)newest));
@@ -557,20 +531,20 @@ Test(eng_ckpt, background_checkpoint_by_time)
     char *path = t_dbpath();
     eng_db_options_t o = {.checkpoint_ops = -1, .checkpoint_seconds = 1,
                           .no_close_checkpoint = true};
-    eng_db_t *db = open_with(path, &o, NULL);
+    eng_db_t *db = t_db_open(path, &o, NULL);
     for (int i = 0; i < 5; i++)
         put(db, "app", "a", i, i, -1);
     int64_t head = eng_db_snapshot(db);
     int tries = 0;
-    while (status_of(db).checkpoint_seq < head && tries++ < 60)
+    while (t_db_status(db).checkpoint_seq < head && tries++ < 60)
         usleep(100 * 1000);
-    eng_db_status_t st = status_of(db);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, head);
     cr_assert_eq(st.checkpoints, 1);
     cr_assert_str_empty(st.checkpoint_error);
     /* no new ops: no new checkpoint */
     usleep(1300 * 1000);
-    cr_assert_eq(status_of(db).checkpoints, 1);
+    cr_assert_eq(t_db_status(db).checkpoints, 1);
     eng_db_close(db);
     t_rm_rf(path);
     free(path);
@@ -600,13 +574,13 @@ Test(eng_ckpt, checkpoint_done_is_told_of_each_checkpoint_with_its_seq)
     eng_db_options_t o = manual_no_close;
     o.checkpoint_done = done_record;
     o.checkpoint_arg = &log;
-    eng_db_t *db = open_with(path, &o, NULL);
+    eng_db_t *db = t_db_open(path, &o, NULL);
     bq_error_t err;
     put(db, "app", "a", 1, 1, -1);
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     cr_assert_eq(log.calls, 1);
     cr_assert_eq(log.seq, eng_db_snapshot(db));
-    cr_assert_eq(log.seq, status_of(db).checkpoint_seq);
+    cr_assert_eq(log.seq, t_db_status(db).checkpoint_seq);
     cr_assert(log.ms >= 0);
     cr_assert(eng_db_checkpoint(db, &err));
     cr_assert_eq(log.calls, 1, "nothing new: no checkpoint, no call");
@@ -627,7 +601,7 @@ Test(eng_ckpt, checkpoint_done_is_told_of_a_failed_checkpoint)
     eng_db_options_t o = manual_no_close;
     o.checkpoint_done = done_record;
     o.checkpoint_arg = &log;
-    eng_db_t *db = open_with(path, &o, NULL);
+    eng_db_t *db = t_db_open(path, &o, NULL);
     /* a file where the checkpoint directory goes: the write cannot happen */
     char f[700];
     snprintf(f, sizeof f, "%s/checkpoint", path);
@@ -641,7 +615,7 @@ Test(eng_ckpt, checkpoint_done_is_told_of_a_failed_checkpoint)
     cr_assert_eq(log.calls, 1);
     cr_assert_eq(log.failed, 1);
     cr_assert_eq(log.seq, eng_db_snapshot(db));
-    cr_assert_eq(status_of(db).checkpoint_failures, 1);
+    cr_assert_eq(t_db_status(db).checkpoint_failures, 1);
     eng_db_close(db);
     t_rm_rf(path);
     free(path);
@@ -650,15 +624,15 @@ Test(eng_ckpt, checkpoint_done_is_told_of_a_failed_checkpoint)
 Test(eng_ckpt, only_the_newest_two_are_kept)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close, NULL);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     bq_error_t err;
     for (int k = 0; k < 4; k++) {
         put(db, "app", "a", k, k, -1);
         cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     }
-    cr_assert_eq(status_of(db).checkpoints, 4);
+    cr_assert_eq(t_db_status(db).checkpoints, 4);
     cr_assert(eng_db_checkpoint(db, &err), "nothing new is not an error");
-    cr_assert_eq(status_of(db).checkpoints, 4, "nothing new: no checkpoint");
+    cr_assert_eq(t_db_status(db).checkpoints, 4, "nothing new: no checkpoint");
     int64_t head = eng_db_snapshot(db);
     eng_db_close(db);
     uint64_t newest;
@@ -666,9 +640,9 @@ Test(eng_ckpt, only_the_newest_two_are_kept)
     cr_assert_eq(newest, (uint64_t)head);
     char f[700];
     struct stat sb;
-    ckpt_path(path, head - 1, f, sizeof f);
+    t_ckpt_path(path, head - 1, f, sizeof f);
     cr_assert_eq(stat(f, &sb), 0, "the previous one is kept");
-    ckpt_path(path, head - 2, f, sizeof f);
+    t_ckpt_path(path, head - 2, f, sizeof f);
     cr_assert_neq(stat(f, &sb), 0, "older ones are pruned");
     t_rm_rf(path);
     free(path);
@@ -677,14 +651,14 @@ Test(eng_ckpt, only_the_newest_two_are_kept)
 Test(eng_ckpt, a_leftover_temp_file_is_ignored_and_removed)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual, NULL);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     put(db, "app", "a", 1, 1, -1);
     eng_db_close(db); /* writes checkpoint/<seq>.ckpt and makes the directory */
     char f[700];
     snprintf(f, sizeof f, "%s/checkpoint/%020d.ckpt.tmp", path, 5);
     t_write_file(f, (const uint8_t *)"half a checkpoint", 17);
-    db = open_with(path, &manual, NULL);
-    cr_assert_eq(status_of(db).replayed_ops, 0);
+    db = t_db_open(path, &manual, NULL);
+    cr_assert_eq(t_db_status(db).replayed_ops, 0);
     put(db, "app", "a", 2, 2, -1);
     eng_db_close(db); /* the next checkpoint cleans up */
     struct stat sb;

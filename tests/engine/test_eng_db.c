@@ -10,7 +10,6 @@
 #include "eng_store.h"
 #include "eng_test_util.h"
 
-/* Submits an intent and waits for the committer to complete it. */
 /* One op of `kind` on test.c for {_id: id, v: v}; returns its seq (or -1). */
 static int64_t write1(eng_db_t *db, eng_wop_kind_t kind, int id, int v, int64_t expect,
                       bq_error_t *err_out)
@@ -49,21 +48,10 @@ static int value_at(eng_db_t *db, int id, int64_t snap)
     return bson_iter_int32(&it);
 }
 
-static eng_db_t *open_db(const char *path)
-{
-    eng_db_t *db;
-    char *warnings;
-    bq_error_t err;
-    bq_error_clear(&err);
-    cr_assert(eng_db_open(path, NULL, &db, &warnings, &err), "open: %s", err.message);
-    free(warnings);
-    return db;
-}
-
 Test(eng_db, every_snapshot_sees_exactly_its_ops)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     cr_assert_eq(eng_db_snapshot(db), -1);
     int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 10, ENG_EXPECT_ABSENT, NULL);
     cr_assert_eq(s1, 1, "seq 0 is the implicit create, the insert is seq 1");
@@ -85,7 +73,7 @@ Test(eng_db, every_snapshot_sees_exactly_its_ops)
 Test(eng_db, stale_expectation_is_a_conflict_and_writes_nothing)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 1, ENG_EXPECT_ABSENT, NULL);
     cr_assert_geq(write1(db, ENG_WOP_UPDATE, 1, 2, s1, NULL), 0);
     int64_t head = eng_db_snapshot(db);
@@ -100,7 +88,7 @@ Test(eng_db, stale_expectation_is_a_conflict_and_writes_nothing)
 Test(eng_db, duplicate_id_is_error_11000_and_equal_numbers_collide)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     bq_error_t err;
     cr_assert_geq(write1(db, ENG_WOP_INSERT, 7, 1, ENG_EXPECT_NONE, NULL), 0);
     cr_assert_eq(write1(db, ENG_WOP_INSERT, 7, 2, ENG_EXPECT_NONE, &err), -1);
@@ -123,7 +111,7 @@ Test(eng_db, duplicate_id_is_error_11000_and_equal_numbers_collide)
 Test(eng_db, reopen_replays_to_the_same_state_and_history)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 10, ENG_EXPECT_ABSENT, NULL);
     int64_t s2 = write1(db, ENG_WOP_UPDATE, 1, 20, s1, NULL);
     for (int i = 2; i < 50; i++)
@@ -133,7 +121,7 @@ Test(eng_db, reopen_replays_to_the_same_state_and_history)
     eng_db_cluster_time(db, head, &t1, &i1);
     eng_db_close(db);
 
-    db = open_db(path);
+    db = t_db_open(path, NULL, NULL);
     cr_assert_eq(eng_db_snapshot(db), head);
     uint32_t t2, i2;
     eng_db_cluster_time(db, head, &t2, &i2);
@@ -156,7 +144,7 @@ Test(eng_db, reopen_replays_to_the_same_state_and_history)
 Test(eng_db, catalog_history_drop_and_rename)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 10, ENG_EXPECT_ABSENT, NULL);
     eng_wop_t op;
     eng_wop_init(&op, ENG_WOP_RENAME, "test", "c");
@@ -196,7 +184,7 @@ Test(eng_db, catalog_history_drop_and_rename)
 Test(eng_db, provenance_is_validated_resolved_and_indexed)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     int64_t cause = write1(db, ENG_WOP_INSERT, 1, 1, ENG_EXPECT_ABSENT, NULL);
     int64_t snap = eng_db_snapshot(db);
     bson_t *doc = bson_new_from_json(
@@ -274,7 +262,7 @@ static void *writer_main(void *arg)
 Test(eng_db, concurrent_writers_share_batches)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     write1(db, ENG_WOP_INSERT, -1, 0, ENG_EXPECT_ABSENT, NULL); /* creates the collection */
     pthread_t th[8];
     wctx_t ctx[8];
@@ -301,7 +289,7 @@ Test(eng_db, concurrent_writers_share_batches)
 Test(eng_db, failed_fsync_fails_the_batch_and_turns_read_only)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, NULL, NULL);
     int64_t s1 = write1(db, ENG_WOP_INSERT, 1, 1, ENG_EXPECT_ABSENT, NULL);
     cr_assert_geq(s1, 0);
     eng__log_inject_fault(db->log, ENG__FAULT_SYNC);
@@ -324,7 +312,7 @@ Test(eng_db, failed_fsync_fails_the_batch_and_turns_read_only)
     cr_assert_eq(write1(db, ENG_WOP_INSERT, 3, 3, ENG_EXPECT_ABSENT, &err), -1);
     eng_db_close(db);
 
-    db = open_db(path);
+    db = t_db_open(path, NULL, NULL);
     cr_assert_not(eng_db_read_only(db), "a reopen clears read-only");
     cr_assert_eq(value_at(db, 1, eng_db_snapshot(db)), 1, "acknowledged data is kept");
     cr_assert_eq(value_at(db, 3, eng_db_snapshot(db)), -1);

@@ -11,17 +11,6 @@
 #include "eng_store.h"
 #include "eng_test_util.h"
 
-static eng_db_t *open_opts(const char *path, const eng_db_options_t *opts)
-{
-    eng_db_t *db;
-    char *warnings;
-    bq_error_t err;
-    bq_error_clear(&err);
-    cr_assert(eng_db_open(path, opts, &db, &warnings, &err), "open: %s", err.message);
-    free(warnings);
-    return db;
-}
-
 static const eng_db_options_t manual = {.checkpoint_ops = -1, .checkpoint_seconds = -1,
                                         .no_close_checkpoint = true};
 static const eng_db_options_t full_replay = {.checkpoint_ops = -1, .checkpoint_seconds = -1,
@@ -112,7 +101,7 @@ static void index_names(eng_db_t *db, int64_t snap, char *out, size_t size)
 Test(eng_index, create_and_drop_are_catalog_ops_seen_at_every_snapshot)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\"}]}",
                    &op);
@@ -143,7 +132,7 @@ Test(eng_index, create_and_drop_are_catalog_ops_seen_at_every_snapshot)
 Test(eng_index, recreating_the_same_index_writes_nothing_and_conflicts_are_85_86)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     const char *spec = "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\", "
                        "\"unique\": true}]}";
@@ -193,7 +182,7 @@ Test(eng_index, recreating_the_same_index_writes_nothing_and_conflicts_are_85_86
 Test(eng_index, unique_is_enforced_within_one_batch_with_key_pattern_and_value)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\", "
                        "\"unique\": true}]}",
@@ -255,7 +244,7 @@ Test(eng_index, unique_is_enforced_within_one_batch_with_key_pattern_and_value)
 Test(eng_index, deleting_a_document_frees_its_keys)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\", "
                        "\"unique\": true}]}",
@@ -279,7 +268,7 @@ Test(eng_index, deleting_a_document_frees_its_keys)
 Test(eng_index, sparse_partial_and_compound_keys)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db,
                    "{\"indexes\": ["
@@ -315,7 +304,7 @@ Test(eng_index, sparse_partial_and_compound_keys)
 Test(eng_index, unique_index_over_duplicates_fails_11000_and_writes_nothing)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     cr_assert_eq(insert1(db, "{\"_id\": 1, \"a\": \"x\"}"), 0);
     cr_assert_eq(insert1(db, "{\"_id\": 2, \"a\": \"x\"}"), 0);
     int64_t head = eng_db_snapshot(db);
@@ -342,7 +331,7 @@ Test(eng_index, unique_index_over_duplicates_fails_11000_and_writes_nothing)
 Test(eng_index, collation_makes_case_variants_duplicates)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\", "
                        "\"unique\": true, \"collation\": {\"locale\": \"en\", \"strength\": 2}}]}",
@@ -390,11 +379,11 @@ static void history(eng_db_t *db, int64_t *s_two, int64_t *s_dropped)
 Test(eng_index, definitions_survive_a_full_replay)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     int64_t s_two, s_dropped;
     history(db, &s_two, &s_dropped);
     eng_db_close(db);
-    db = open_opts(path, &full_replay);
+    db = t_db_open(path, &full_replay, NULL);
     eng_db_status_t status;
     eng_db_status(db, &status);
     cr_assert_eq(status.checkpoint_seq, -1, "replayed from the log alone");
@@ -407,14 +396,14 @@ Test(eng_index, definitions_survive_a_full_replay)
 Test(eng_index, definitions_survive_a_checkpoint)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     int64_t s_two, s_dropped;
     history(db, &s_two, &s_dropped);
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     int64_t ck = eng_db_snapshot(db);
     eng_db_close(db);
-    db = open_opts(path, &manual);
+    db = t_db_open(path, &manual, NULL);
     eng_db_status_t status;
     eng_db_status(db, &status);
     cr_assert_eq(status.checkpoint_seq, ck, "loaded from the checkpoint");
@@ -461,7 +450,7 @@ static bool spec_field(eng_db_t *db, const char *name, const char *key)
 Test(eng_index, prepare_unique_then_conversion_to_unique_replays)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     cr_assert_eq(insert1(db, "{\"_id\": 1, \"x\": 1}"), 0);
     cr_assert_eq(insert1(db, "{\"_id\": 2, \"x\": 1}"), 0);
@@ -499,7 +488,7 @@ Test(eng_index, prepare_unique_then_conversion_to_unique_replays)
     cr_assert(spec_field(db, "x_1", "unique"));
     cr_assert(!spec_field(db, "x_1", "prepareUnique"));
     eng_db_close(db);
-    db = open_opts(path, &full_replay);
+    db = t_db_open(path, &full_replay, NULL);
     cr_assert(spec_field(db, "x_1", "unique"), "replayed");
     cr_assert_eq(insert1(db, "{\"_id\": 5, \"x\": 2}"), BQ_ERR_DuplicateKey);
     eng_db_close(db);
@@ -558,7 +547,7 @@ static int64_t update1(eng_db_t *db, const char *json)
 Test(eng_index, lookup_of_several_values)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     eng_wop_t op;
     create_indexes(db, "{\"indexes\": [{\"v\": 2, \"key\": {\"a\": 1}, \"name\": \"a_1\"}]}",
                    &op);
@@ -611,7 +600,7 @@ Test(eng_index, lookup_of_several_values)
 Test(eng_index, equality_lookup_at_every_snapshot_in_natural_order)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_opts(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     cr_assert_eq(insert1(db, "{\"_id\": 1, \"a\": 5}"), 0);
     cr_assert_eq(insert1(db, "{\"_id\": 2, \"a\": 6}"), 0);
     int64_t s_before = eng_db_snapshot(db);
@@ -646,7 +635,7 @@ Test(eng_index, equality_lookup_at_every_snapshot_in_natural_order)
     bq_error_t err;
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     eng_db_close(db);
-    db = open_opts(path, &manual);
+    db = t_db_open(path, &manual, NULL);
     lookup_ids(db, s3, "a", 5, ids, sizeof ids);
     cr_assert_str_eq(ids, "none", "not covered: the version of _id 1 at s3 is on disk");
     lookup_ids(db, s_up, "a", 5, ids, sizeof ids);

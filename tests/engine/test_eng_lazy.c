@@ -87,24 +87,6 @@ static const eng_db_options_t full_replay = {.segment_size = SEG_SIZE,
                                              .no_close_checkpoint = true,
                                              .ignore_checkpoints = true};
 
-static eng_db_t *open_with(const char *path, const eng_db_options_t *opts)
-{
-    eng_db_t *db = NULL;
-    char *w = NULL;
-    bq_error_t err;
-    bq_error_clear(&err);
-    cr_assert(eng_db_open(path, opts, &db, &w, &err), "open: %s", err.message);
-    free(w);
-    return db;
-}
-
-static eng_db_status_t status_of(eng_db_t *db)
-{
-    eng_db_status_t st;
-    eng_db_status(db, &st);
-    return st;
-}
-
 /* Versions of test.<coll> not in memory (not loaded, not deletions), and all of them. */
 static void count_versions(eng_db_t *db, const char *coll, uint64_t *not_loaded,
                            uint64_t *total)
@@ -227,13 +209,13 @@ static void write_history(eng_db_t *db, int ndocs, int rounds, size_t pad)
 Test(eng_lazy, reads_as_of_every_seq_after_a_checkpoint_match_a_full_replay)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     write_history(db, 8, 30, 100);
     int64_t head = eng_db_snapshot(db);
     eng_db_close(db); /* writes the checkpoint */
 
-    db = open_with(path, &manual);
-    eng_db_status_t st = status_of(db);
+    db = t_db_open(path, &manual, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, head);
     cr_assert_eq(st.replayed_ops, 0);
     uint64_t not_loaded, total;
@@ -252,28 +234,28 @@ Test(eng_lazy, reads_as_of_every_seq_after_a_checkpoint_match_a_full_replay)
     cr_assert_arr_eq(lazy, again, 32);
     eng_db_close(db);
 
-    db = open_with(path, &full_replay);
-    cr_assert_eq(status_of(db).replayed_ops, (uint64_t)head + 1);
+    db = t_db_open(path, &full_replay, NULL);
+    cr_assert_eq(t_db_status(db).replayed_ops, (uint64_t)head + 1);
     snapshots_hash(db, "h", 8, full);
     eng_db_close(db);
     cr_assert_arr_eq(lazy, full, 32, "a checkpoint open and a full replay disagree");
 
     /* a checkpoint of a store loaded from one: old versions stay metadata, and the one
      * written at an older snapshot reads its newest-at-that-snapshot bodies back */
-    db = open_with(path, &manual_no_close);
+    db = t_db_open(path, &manual_no_close, NULL);
     put_round(db, "h", 8, 1000, 100, -1);
     bq_error_t err;
     bq_error_clear(&err);
     cr_assert(eng__ckpt_write_at(db, head - 50, &err), "%s", err.message);
     eng_db_close(db);
     char ck[600];
-    snprintf(ck, sizeof ck, "%s/checkpoint/%020lld.ckpt", path, (long long)head);
+    t_ckpt_path(path, head, ck, sizeof ck);
     cr_assert_eq(unlink(ck), 0); /* so the open uses the older one */
-    db = open_with(path, &manual);
-    cr_assert_eq(status_of(db).checkpoint_seq, head - 50);
+    db = t_db_open(path, &manual, NULL);
+    cr_assert_eq(t_db_status(db).checkpoint_seq, head - 50);
     snapshots_hash(db, "h", 8, lazy);
     eng_db_close(db);
-    db = open_with(path, &full_replay);
+    db = t_db_open(path, &full_replay, NULL);
     snapshots_hash(db, "h", 8, full);
     eng_db_close(db);
     cr_assert_arr_eq(lazy, full, 32);
@@ -291,7 +273,7 @@ static size_t file_size(const char *p)
 Test(eng_lazy, the_checkpoint_of_a_history_heavy_data_set_holds_only_the_newest_bodies)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     const int ndocs = 20, rounds = 50;
     const size_t pad = 400;
     for (int r = 0; r < rounds; r++)
@@ -304,8 +286,8 @@ Test(eng_lazy, the_checkpoint_of_a_history_heavy_data_set_holds_only_the_newest_
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
     eng_db_close(db);
     char p2[600], p3[600];
-    snprintf(p2, sizeof p2, "%s/checkpoint/%020lld.ckpt", path, (long long)(head - 1));
-    snprintf(p3, sizeof p3, "%s/checkpoint/%020lld.ckpt", path, (long long)head);
+    t_ckpt_path(path, head - 1, p2, sizeof p2);
+    t_ckpt_path(path, head, p3, sizeof p3);
     size_t s2 = file_size(p2), s3 = file_size(p3);
     size_t body = pad + 40, versions = (size_t)(ndocs * rounds);
     cr_assert_gt(s2, versions * pad, "format 2 holds every body (%zu bytes)", s2);
@@ -320,7 +302,7 @@ Test(eng_lazy, the_checkpoint_of_a_history_heavy_data_set_holds_only_the_newest_
 Test(eng_lazy, a_format_2_checkpoint_still_loads_with_every_version_in_memory)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual_no_close);
+    eng_db_t *db = t_db_open(path, &manual_no_close, NULL);
     write_history(db, 6, 12, 50);
     int64_t head = eng_db_snapshot(db);
     bq_error_t err;
@@ -328,8 +310,8 @@ Test(eng_lazy, a_format_2_checkpoint_still_loads_with_every_version_in_memory)
     cr_assert(eng__ckpt_write_format(db, head, 2, &err), "%s", err.message);
     eng_db_close(db);
 
-    db = open_with(path, &manual_no_close);
-    eng_db_status_t st = status_of(db);
+    db = t_db_open(path, &manual_no_close, NULL);
+    eng_db_status_t st = t_db_status(db);
     cr_assert_eq(st.checkpoint_seq, head, "the format 2 file was used");
     cr_assert_eq(st.replayed_ops, 0);
     uint64_t not_loaded, total;
@@ -339,7 +321,7 @@ Test(eng_lazy, a_format_2_checkpoint_still_loads_with_every_version_in_memory)
     uint8_t a[32], b[32];
     snapshots_hash(db, "h", 6, a);
     eng_db_close(db);
-    db = open_with(path, &full_replay);
+    db = t_db_open(path, &full_replay, NULL);
     snapshots_hash(db, "h", 6, b);
     eng_db_close(db);
     cr_assert_arr_eq(a, b, 32);
@@ -391,7 +373,7 @@ static void *reader_main(void *arg)
 Test(eng_lazy, concurrent_readers_load_the_same_old_version_once)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     put_round(db, "h", HOT_DOCS, 0, 300, -1);
     int64_t first = eng_db_snapshot(db) - HOT_DOCS + 1;
     for (int r = 1; r < HOT_ROUNDS; r++)
@@ -399,7 +381,7 @@ Test(eng_lazy, concurrent_readers_load_the_same_old_version_once)
     eng_db_close(db);
 
     for (int pass = 0; pass < 3; pass++) {
-        db = open_with(path, &manual_no_close);
+        db = t_db_open(path, &manual_no_close, NULL);
         uint64_t not_loaded, total;
         count_versions(db, "h", &not_loaded, &total);
         cr_assert_eq(not_loaded, (uint64_t)(HOT_ROUNDS - 1) * HOT_DOCS);
@@ -435,7 +417,7 @@ Test(eng_lazy, concurrent_readers_load_the_same_old_version_once)
 Test(eng_lazy, a_corrupted_log_record_of_an_old_version_fails_the_read_that_needs_it)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_with(path, &manual);
+    eng_db_t *db = t_db_open(path, &manual, NULL);
     put_round(db, "h", 3, 0, 64, -1);
     int64_t victim = eng_db_snapshot(db) - 1; /* the insert of _id 1 */
     for (int r = 1; r < 5; r++)
@@ -469,8 +451,8 @@ Test(eng_lazy, a_corrupted_log_record_of_an_old_version_fails_the_read_that_need
     close(fd);
 
     /* the open replays nothing before the checkpoint, so it does not see it */
-    db = open_with(path, &manual_no_close);
-    cr_assert_eq(status_of(db).checkpoint_seq, head);
+    db = t_db_open(path, &manual_no_close, NULL);
+    cr_assert_eq(t_db_status(db).checkpoint_seq, head);
     eng_coll_t *c = eng_coll_get(db, "test", "h", victim);
     cr_assert(c);
     bson_value_t id1 = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 1};

@@ -163,18 +163,8 @@ static int64_t put(eng_db_t *db, eng_wop_kind_t kind, const char *coll, int id, 
     return seq;
 }
 
-static eng_db_t *open_db(const char *path)
-{
-    eng_db_options_t opts = {.segment_size = 4096, .checkpoint_ops = -1,
-                             .checkpoint_seconds = -1};
-    eng_db_t *db;
-    char *warnings;
-    bq_error_t err;
-    bq_error_clear(&err);
-    cr_assert(eng_db_open(path, &opts, &db, &warnings, &err), "open: %s", err.message);
-    free(warnings);
-    return db;
-}
+static const eng_db_options_t small_segments = {.segment_size = 4096, .checkpoint_ops = -1,
+                                                .checkpoint_seconds = -1};
 
 /* The op at seq as of snap: its kind, ns, the v of its document (-1 without one), and
  * its causes. */
@@ -243,7 +233,7 @@ static void check_history(eng_db_t *db, int64_t a, int64_t b, int64_t u, int64_t
 Test(eng_db_op_read, ops_with_ns_document_and_causes_at_a_snapshot_and_after_reopen)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, &small_segments, NULL);
     int64_t a = put(db, ENG_WOP_INSERT, "notes", 1, 1, NULL, 0);
     int64_t b = put(db, ENG_WOP_INSERT, "facts", 2, 2, (int64_t[]){a}, 1);
     int64_t u = put(db, ENG_WOP_UPDATE, "facts", 2, 3, (int64_t[]){b, a}, 2);
@@ -252,10 +242,8 @@ Test(eng_db_op_read, ops_with_ns_document_and_causes_at_a_snapshot_and_after_reo
     eng_db_close(db); /* writes a checkpoint at close */
 
     /* from the checkpoint: the ops before it were never replayed, the log still has them */
-    db = open_db(path);
-    eng_db_status_t st;
-    eng_db_status(db, &st);
-    cr_assert_eq(st.replayed_ops, 0, "opened from the close checkpoint");
+    db = t_db_open(path, &small_segments, NULL);
+    cr_assert_eq(t_db_status(db).replayed_ops, 0, "opened from the close checkpoint");
     check_history(db, a, b, u, d);
     eng_db_close(db);
     t_rm_rf(path);
@@ -265,7 +253,7 @@ Test(eng_db_op_read, ops_with_ns_document_and_causes_at_a_snapshot_and_after_reo
 Test(eng_db_op_read, doc_versions_are_the_visible_incarnations_oldest_first)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, &small_segments, NULL);
     int64_t i1 = put(db, ENG_WOP_INSERT, "c", 1, 1, NULL, 0);
     int64_t u1 = put(db, ENG_WOP_UPDATE, "c", 1, 2, NULL, 0);
     put(db, ENG_WOP_INSERT, "c", 2, 1, NULL, 0);
@@ -328,7 +316,7 @@ static void *reader_main(void *arg)
 Test(eng_db_op_read, readers_run_beside_the_committer)
 {
     char *path = t_dbpath();
-    eng_db_t *db = open_db(path);
+    eng_db_t *db = t_db_open(path, &small_segments, NULL);
     put(db, ENG_WOP_INSERT, "c", 1, 1, NULL, 0); /* seq 0 the create, seq 1 this */
     rctx_t r[2] = {{.db = db}, {.db = db}};
     pthread_t th[2];
