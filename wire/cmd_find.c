@@ -479,14 +479,6 @@ typedef struct distinct_ctx {
     size_t nslots, nseen;
 } distinct_ctx_t;
 
-static uint64_t distinct_hash(const uint8_t *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* The slot holding key (found) or the empty slot where it goes. */
 static distinct_seen_t *distinct_slot(distinct_ctx_t *d, uint64_t h, const uint8_t *key,
                                       size_t len)
@@ -518,7 +510,7 @@ static void distinct_add(distinct_ctx_t *d, const bson_value_t *v)
     bq_key_build_collated(&d->key, v, d->collation);
     if (2 * (d->nseen + 1) > d->nslots)
         distinct_grow(d);
-    uint64_t h = distinct_hash(d->key.data, d->key.len);
+    uint64_t h = bq_key_hash(d->key.data, d->key.len);
     distinct_seen_t *e = distinct_slot(d, h, d->key.data, d->key.len);
     if (e->key)
         return;
