@@ -35,18 +35,17 @@ static const struct {
     {"hours", 2592000},
 };
 
+/* Whether the catalog options of a view are a time-series collection's. */
+static bool ts_view_is(const bson_t *view_opts)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, view_opts, "timeseries") && BSON_ITER_HOLDS_DOCUMENT(&it);
+}
+
 const bson_t *wire_ts_options(eng_db_t *db, const char *dbname, const char *name, int64_t snap)
 {
-    eng_coll_t *c = eng_coll_get(db, dbname, name, snap);
-    if (!c)
-        return NULL;
-    eng_coll_info_t info;
-    eng_coll_info(c, &info);
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, info.options, "timeseries") ||
-        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_has_field(info.options, "viewOn"))
-        return NULL;
-    return info.options;
+    const bson_t *o = wire_view_options(db, dbname, name, snap);
+    return o && ts_view_is(o) ? o : NULL;
 }
 
 /* ---------------------------------------------------------------- create */
@@ -123,6 +122,7 @@ static bool ts_spec_build(const bson_iter_t *spec_it, bson_t *out, bq_error_t *e
     }
     const char *time_field = NULL, *meta_field = NULL, *granularity = NULL;
     int32_t max_span = 0, rounding = 0;
+    size_t gran = 0; /* granularities[gran] is `granularity`'s */
     bson_iter_t it;
     bson_iter_recurse(spec_it, &it);
     while (bson_iter_next(&it)) {
@@ -141,9 +141,10 @@ static bool ts_spec_build(const bson_iter_t *spec_it, bson_t *out, bq_error_t *e
                 return false;
             }
             granularity = bson_iter_utf8(&it, NULL);
-            ok = false;
-            for (size_t i = 0; i < sizeof granularities / sizeof *granularities; i++)
-                ok = ok || !strcmp(granularity, granularities[i].name);
+            for (gran = 0; gran < sizeof granularities / sizeof *granularities; gran++)
+                if (!strcmp(granularity, granularities[gran].name))
+                    break;
+            ok = gran < sizeof granularities / sizeof *granularities;
             if (!ok)
                 bq_error_set(err, BQ_ERR_BadValue,
                              "Enumeration value '%s' for field 'create.timeseries.granularity' "
@@ -173,10 +174,7 @@ static bool ts_spec_build(const bson_iter_t *spec_it, bson_t *out, bq_error_t *e
     }
     /* bucketing: a granularity (its own span and rounding), or both seconds, equal */
     if (granularity) {
-        int32_t dflt = 0;
-        for (size_t i = 0; i < sizeof granularities / sizeof *granularities; i++)
-            if (!strcmp(granularity, granularities[i].name))
-                dflt = granularities[i].max_span;
+        int32_t dflt = granularities[gran].max_span;
         if (rounding) {
             bq_error_set(err, BQ_ERR_InvalidOptions,
                          "Timeseries 'bucketRoundingSeconds' cannot be set together with "
@@ -452,8 +450,6 @@ static bool ts_query_walk(bson_iter_t *it, const char *meta, bool top, bool pare
                 ok = !strcmp(bson_iter_key(&f), meta);
     } else if (top && k[0] != '$') {
         ok = ts_path_is_meta(k, meta);
-    } else {
-        ok = true;
     }
     if (!ok) {
         bq_error_set(err, BQ_ERR_InvalidOptions,
@@ -545,14 +541,13 @@ bool wire_ts_update_check(const bson_t *ts_opts, const bson_t *q, const bson_t *
 
 bool wire_ts_list_entry(bson_t *d, const eng_coll_info_t *c, bool name_only)
 {
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, c->options, "timeseries") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
-        !bson_has_field(c->options, "viewOn"))
+    if (!c->options || !bson_has_field(c->options, "viewOn") || !ts_view_is(c->options))
         return false;
     BSON_APPEND_UTF8(d, "name", c->name);
     BSON_APPEND_UTF8(d, "type", "timeseries");
     if (!name_only) {
         bson_t opts, info;
+        bson_iter_t it;
         BSON_APPEND_DOCUMENT_BEGIN(d, "options", &opts);
         bson_iter_init(&it, c->options);
         while (bson_iter_next(&it))

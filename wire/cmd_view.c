@@ -13,9 +13,8 @@
 #include "cmd_timeseries.h"
 #include "cmd_view.h"
 
-/* The options of db.name at snap when it is a view (borrowed from the catalog). */
-static const bson_t *view_options(eng_db_t *db, const char *dbname, const char *name,
-                                  int64_t snap)
+const bson_t *wire_view_options(eng_db_t *db, const char *dbname, const char *name,
+                                int64_t snap)
 {
     eng_coll_t *c = eng_coll_get(db, dbname, name, snap);
     if (!c)
@@ -31,7 +30,7 @@ static const bson_t *view_options(eng_db_t *db, const char *dbname, const char *
 
 bool wire_view_is(eng_db_t *db, const char *dbname, const char *name, int64_t snap)
 {
-    return view_options(db, dbname, name, snap) != NULL;
+    return wire_view_options(db, dbname, name, snap) != NULL;
 }
 
 /* Appends every element of the array at `key` of doc to arr, numbering from *n. */
@@ -57,7 +56,7 @@ bool wire_view_resolve(eng_db_t *db, const char *dbname, const char *name, int64
     *is_view = false;
     snprintf(src, ENG_NS_MAX + 1, "%s", name);
     for (;;) {
-        const bson_t *o = view_options(db, dbname, src, snap);
+        const bson_t *o = wire_view_options(db, dbname, src, snap);
         if (!o)
             break;
         if (depth == WIRE_VIEW_MAX_DEPTH) {
@@ -90,7 +89,7 @@ bool wire_view_collation(eng_db_t *db, const char *dbname, const char *view, int
                          bq_error_t *err)
 {
     *out = NULL;
-    const bson_t *o = view_options(db, dbname, view, snap);
+    const bson_t *o = wire_view_options(db, dbname, view, snap);
     if (!o)
         return true;
     if (!wire_collation(o, out, err))
@@ -191,7 +190,7 @@ bool wire_view_check_definition(wire_cmd_ctx_t *ctx, const char *name, const cha
                          WIRE_VIEW_MAX_DEPTH);
             return false;
         }
-        const bson_t *o = view_options(ctx->server->db, ctx->db, cur, snap);
+        const bson_t *o = wire_view_options(ctx->server->db, ctx->db, cur, snap);
         if (!o)
             return true;
         bson_iter_t it;
@@ -267,7 +266,7 @@ bool wire_view_create_check(wire_cmd_ctx_t *ctx, const char *name, bson_t *opts,
     bq_collation_t *co, *src_co = NULL;
     if (!wire_collation(opts, &co, err))
         return false;
-    const bson_t *src = view_options(ctx->server->db, ctx->db, view_on,
+    const bson_t *src = wire_view_options(ctx->server->db, ctx->db, view_on,
                                      eng_db_snapshot(ctx->server->db));
     if (src && !wire_collation(src, &src_co, err)) {
         bq_collation_destroy(co);
@@ -300,7 +299,7 @@ bool wire_view_coll_mod_check(wire_cmd_ctx_t *ctx, const char *name, const bson_
     bool has_pipeline;
     if (!definition_args("collMod", changes, &view_on, &pipeline, &has_pipeline, err))
         return false;
-    const bson_t *o = view_options(ctx->server->db, ctx->db, name,
+    const bson_t *o = wire_view_options(ctx->server->db, ctx->db, name,
                                    eng_db_snapshot(ctx->server->db));
     bson_iter_t it;
     if (!o) {
