@@ -158,6 +158,19 @@ static void snapshots_hash(eng_db_t *db, const char *coll, int ndocs, uint8_t ou
     crypto_generichash_final(&h, out, 32);
 }
 
+/* Opens path by a full replay (every op replayed) and checks that its snapshots_hash of
+ * test.<coll> is `want`, what the same data gave when opened from a checkpoint. */
+static void assert_full_replay_agrees(const char *path, const char *coll, int ndocs,
+                                      const uint8_t want[32])
+{
+    uint8_t full[32];
+    eng_db_t *db = t_db_open(path, &full_replay, NULL);
+    cr_assert_eq(t_db_status(db).replayed_ops, (uint64_t)eng_db_snapshot(db) + 1);
+    snapshots_hash(db, coll, ndocs, full);
+    eng_db_close(db);
+    cr_assert_arr_eq(want, full, 32, "a checkpoint open and a full replay disagree");
+}
+
 /* The documents an equality lookup on v finds at snap (ids as a bitmask), or -1 when no
  * index answers; a scan gives the same set whenever the index answers. */
 static int64_t lookup_v(eng_db_t *db, const char *coll, int64_t snap, int v)
@@ -226,7 +239,7 @@ Test(eng_lazy, reads_as_of_every_seq_after_a_checkpoint_match_a_full_replay)
      * the same set as a scan; before it the caller scans */
     cr_assert_eq(lookup_v(db, "h", head, 29), 0xff);
     cr_assert_eq(lookup_v(db, "h", head - 1, 28), -1, "before the postings' coverage");
-    uint8_t lazy[32], again[32], full[32];
+    uint8_t lazy[32], again[32];
     snapshots_hash(db, "h", 8, lazy);
     count_versions(db, "h", &not_loaded, &total);
     cr_assert_eq(not_loaded, 0, "every version was read");
@@ -234,11 +247,7 @@ Test(eng_lazy, reads_as_of_every_seq_after_a_checkpoint_match_a_full_replay)
     cr_assert_arr_eq(lazy, again, 32);
     eng_db_close(db);
 
-    db = t_db_open(path, &full_replay, NULL);
-    cr_assert_eq(t_db_status(db).replayed_ops, (uint64_t)head + 1);
-    snapshots_hash(db, "h", 8, full);
-    eng_db_close(db);
-    cr_assert_arr_eq(lazy, full, 32, "a checkpoint open and a full replay disagree");
+    assert_full_replay_agrees(path, "h", 8, lazy);
 
     /* a checkpoint of a store loaded from one: old versions stay metadata, and the one
      * written at an older snapshot reads its newest-at-that-snapshot bodies back */
@@ -255,10 +264,7 @@ Test(eng_lazy, reads_as_of_every_seq_after_a_checkpoint_match_a_full_replay)
     cr_assert_eq(t_db_status(db).checkpoint_seq, head - 50);
     snapshots_hash(db, "h", 8, lazy);
     eng_db_close(db);
-    db = t_db_open(path, &full_replay, NULL);
-    snapshots_hash(db, "h", 8, full);
-    eng_db_close(db);
-    cr_assert_arr_eq(lazy, full, 32);
+    assert_full_replay_agrees(path, "h", 8, lazy);
     t_rm_rf(path);
     free(path);
 }
@@ -318,13 +324,10 @@ Test(eng_lazy, a_format_2_checkpoint_still_loads_with_every_version_in_memory)
     count_versions(db, "h", &not_loaded, &total);
     cr_assert_eq(not_loaded, 0);
     cr_assert_gt(total, 60);
-    uint8_t a[32], b[32];
+    uint8_t a[32];
     snapshots_hash(db, "h", 6, a);
     eng_db_close(db);
-    db = t_db_open(path, &full_replay, NULL);
-    snapshots_hash(db, "h", 6, b);
-    eng_db_close(db);
-    cr_assert_arr_eq(a, b, 32);
+    assert_full_replay_agrees(path, "h", 6, a);
     t_rm_rf(path);
     free(path);
 }
