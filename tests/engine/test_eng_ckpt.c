@@ -567,14 +567,20 @@ static void done_record(void *arg, int64_t seq, double ms, const bq_error_t *err
     l->failed += err != NULL;
 }
 
+/* Opens path with manual checkpoints whose checkpoint_done records into *log. */
+static eng_db_t *open_told(const char *path, done_log_t *log)
+{
+    eng_db_options_t o = manual_no_close;
+    o.checkpoint_done = done_record;
+    o.checkpoint_arg = log;
+    return t_db_open(path, &o, NULL);
+}
+
 Test(eng_ckpt, checkpoint_done_is_told_of_each_checkpoint_with_its_seq)
 {
     char *path = t_dbpath();
     done_log_t log = {0};
-    eng_db_options_t o = manual_no_close;
-    o.checkpoint_done = done_record;
-    o.checkpoint_arg = &log;
-    eng_db_t *db = t_db_open(path, &o, NULL);
+    eng_db_t *db = open_told(path, &log);
     bq_error_t err;
     put(db, "app", "a", 1, 1, -1);
     cr_assert(eng_db_checkpoint(db, &err), "%s", err.message);
@@ -598,10 +604,7 @@ Test(eng_ckpt, checkpoint_done_is_told_of_a_failed_checkpoint)
 {
     char *path = t_dbpath();
     done_log_t log = {0};
-    eng_db_options_t o = manual_no_close;
-    o.checkpoint_done = done_record;
-    o.checkpoint_arg = &log;
-    eng_db_t *db = t_db_open(path, &o, NULL);
+    eng_db_t *db = open_told(path, &log);
     /* a file where the checkpoint directory goes: the write cannot happen */
     char f[700];
     snprintf(f, sizeof f, "%s/checkpoint", path);
