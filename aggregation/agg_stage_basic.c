@@ -942,31 +942,28 @@ static bool current_op_parse(const bson_value_t *spec, agg_parse_t *pc, void **s
                      bq_type_name(spec->value_type));
         return false;
     }
-    bson_t doc;
     bson_iter_t it;
     bool idle = false;
-    if (bson_init_static(&doc, spec->value.v_doc.data, spec->value.v_doc.data_len) &&
-        bson_iter_init(&it, &doc)) {
-        while (bson_iter_next(&it)) {
-            const char *k = bson_iter_key(&it);
-            size_t i = 0;
-            while (i < sizeof opts / sizeof opts[0] && strcmp(k, opts[i]))
-                i++;
-            if (i == sizeof opts / sizeof opts[0]) {
-                bq_error_set(err, BQ_ERR_FailedToParse,
-                             "Unrecognized option '%s' in $currentOp stage.", k);
-                return false;
-            }
-            if (!BSON_ITER_HOLDS_BOOL(&it)) {
-                bq_error_set(err, BQ_ERR_FailedToParse,
-                             "The '%s' parameter of the $currentOp stage must be a boolean "
-                             "value, but found: %s",
-                             k, bq_type_name(bson_iter_type(&it)));
-                return false;
-            }
-            if (!strcmp(k, "idleConnections"))
-                idle = bson_iter_bool(&it);
+    agg__iter_init(&it, spec);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        size_t i = 0;
+        while (i < sizeof opts / sizeof opts[0] && strcmp(k, opts[i]))
+            i++;
+        if (i == sizeof opts / sizeof opts[0]) {
+            bq_error_set(err, BQ_ERR_FailedToParse,
+                         "Unrecognized option '%s' in $currentOp stage.", k);
+            return false;
         }
+        if (!BSON_ITER_HOLDS_BOOL(&it)) {
+            bq_error_set(err, BQ_ERR_FailedToParse,
+                         "The '%s' parameter of the $currentOp stage must be a boolean value, "
+                         "but found: %s",
+                         k, bq_type_name(bson_iter_type(&it)));
+            return false;
+        }
+        if (!strcmp(k, "idleConnections"))
+            idle = bson_iter_bool(&it);
     }
     if (pc->coll || !pc->db || strcmp(pc->db, "admin") != 0) {
         bq_error_set(err, BQ_ERR_InvalidNamespace,

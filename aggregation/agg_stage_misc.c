@@ -628,30 +628,28 @@ bool agg__coll_stats_parse(const bson_value_t *spec, agg_parse_t *pc, void **sta
                      !strcmp(k, "storageStats") || !strcmp(k, "queryExecStats");
         if (!known) {
             bq_error_set(err, 40415, "BSON field '$collStats.%s' is an unknown field.", k);
-            ns_free(s);
-            return false;
+            goto fail;
         }
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
             bq_error_set(err, BQ_ERR_TypeMismatch,
                          "BSON field '$collStats.%s' is the wrong type '%s', expected type "
                          "'object'",
                          k, bq_type_name(bson_iter_type(&it)));
-            ns_free(s);
-            return false;
+            goto fail;
         }
-        if (!coll_stats_section(s, k, &it, err)) {
-            ns_free(s);
-            return false;
-        }
+        if (!coll_stats_section(s, k, &it, err))
+            goto fail;
     }
     if (!pc->coll) {
         bq_error_set(err, BQ_ERR_InvalidNamespace,
                      "{aggregate: 1} is not valid for '$collStats'; a collection is required.");
-        ns_free(s);
-        return false;
+        goto fail;
     }
     *state = s;
     return true;
+fail:
+    ns_free(s);
+    return false;
 }
 
 static void host_name(char *buf, size_t size)
