@@ -14,6 +14,19 @@
 
 /* ---- the log's seq index ---- */
 
+/* eng_log_locate(seq) succeeds and gives `want`, where the append put the record. */
+static void assert_locates(eng_log_t *log, uint64_t seq, eng_pos_t want)
+{
+    bq_error_t err;
+    bq_error_clear(&err);
+    eng_pos_t got;
+    cr_assert(eng_log_locate(log, seq, &got, &err), "seq %llu: %s", (unsigned long long)seq,
+              err.message);
+    cr_assert(got.seg == want.seg && got.off == want.off,
+              "seq %llu: got %u/%u, appended at %u/%u", (unsigned long long)seq, got.seg,
+              got.off, want.seg, want.off);
+}
+
 Test(eng_log_locate, every_seq_maps_to_its_position_across_segments)
 {
     char *db = t_dbpath();
@@ -25,12 +38,7 @@ Test(eng_log_locate, every_seq_maps_to_its_position_across_segments)
     /* out of order on purpose: a late seq first, then the ones before it */
     for (uint64_t k = 0; k < 300; k++) {
         uint64_t i = (k * 7919) % 300;
-        eng_pos_t got;
-        cr_assert(eng_log_locate(log, i, &got, &err), "seq %llu: %s", (unsigned long long)i,
-                  err.message);
-        cr_assert(got.seg == pos[i].seg && got.off == pos[i].off,
-                  "seq %llu: got %u/%u, appended at %u/%u", (unsigned long long)i, got.seg,
-                  got.off, pos[i].seg, pos[i].off);
+        assert_locates(log, i, pos[i]);
     }
     cr_assert_gt(pos[299].seg, 2, "the test needs several segments");
     bson_t got, want;
@@ -63,15 +71,11 @@ Test(eng_log_locate, grows_with_the_log_and_sees_only_flushed_records)
     bson_destroy(&b);
     cr_assert_not(eng_log_locate(log, 20, &got, &err));
     cr_assert(eng_log_flush(log, &err), "%s", err.message);
-    cr_assert(eng_log_locate(log, 20, &got, &err), "%s", err.message);
-    cr_assert(got.seg == pos[20].seg && got.off == pos[20].off);
+    assert_locates(log, 20, pos[20]);
     /* more records, some in new segments: the index extends from where it stopped */
     t_append(log, 19, 300, pos + 21);
-    for (uint64_t i = 21; i < 40; i++) {
-        cr_assert(eng_log_locate(log, i, &got, &err), "%s", err.message);
-        cr_assert(got.seg == pos[i].seg && got.off == pos[i].off, "seq %llu",
-                  (unsigned long long)i);
-    }
+    for (uint64_t i = 21; i < 40; i++)
+        assert_locates(log, i, pos[i]);
     bson_t body;
     cr_assert_not(eng_log_read_seq(log, 1000, &body, &err));
     cr_assert_eq(err.code, BQ_ERR_BadValue);
@@ -80,10 +84,8 @@ Test(eng_log_locate, grows_with_the_log_and_sees_only_flushed_records)
 
     /* a reopened log starts with no index and builds it again on demand */
     log = t_open(db, 4096);
-    for (uint64_t i = 40; i-- > 0;) {
-        cr_assert(eng_log_locate(log, i, &got, &err), "%s", err.message);
-        cr_assert(got.seg == pos[i].seg && got.off == pos[i].off);
-    }
+    for (uint64_t i = 40; i-- > 0;)
+        assert_locates(log, i, pos[i]);
     eng_log_close(log);
     t_rm_rf(db);
     free(db);
