@@ -793,15 +793,15 @@ bool wire_server_run(const wire_config_t *cfg, bq_error_t *err)
     server.cursors = wire_cursors_new();
     server.admin = wire_admin_new();
     impl.base = event_base_new();
-    if (server.cmd_stats && server.sessions && server.cursors && server.admin && impl.base &&
-        !(server.ttl = wire_ttl_start(&server, cfg->ttl_monitor_sleep_secs,
-                                      !cfg->ttl_monitor_disabled, err)))
-        goto out;
     if (!server.cmd_stats || !server.sessions || !server.cursors || !server.admin ||
         !impl.base) {
         bq_error_set(err, BQ_ERR_InternalError, "out of memory starting the server");
         goto out;
     }
+    server.ttl = wire_ttl_start(&server, cfg->ttl_monitor_sleep_secs,
+                                !cfg->ttl_monitor_disabled, err);
+    if (!server.ttl)
+        goto out;
 
     /* Signals first: a SIGTERM that arrives once the port is open must stop the server
      * cleanly, not kill it with the default action. */
