@@ -60,7 +60,6 @@
 struct wire_ttl {
     wire_server_t *server;
     pthread_t tid;
-    bool running;
     pthread_mutex_t lock;       /* guards stopping, the wake-ups and the intent below */
     pthread_cond_t cond;        /* parameter changes, stop, and intent completion */
     bool stopping;
@@ -398,7 +397,6 @@ struct wire_ttl *wire_ttl_start(wire_server_t *server, int32_t sleep_secs, bool 
         free(t);
         return NULL;
     }
-    t->running = true;
     return t;
 }
 
@@ -410,8 +408,7 @@ void wire_ttl_stop(struct wire_ttl *t)
     t->stopping = true;
     pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->lock);
-    if (t->running)
-        pthread_join(t->tid, NULL); /* a pass in progress finishes its intent first */
+    pthread_join(t->tid, NULL); /* a pass in progress finishes its intent first */
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->lock);
     free(t);
