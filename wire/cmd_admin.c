@@ -32,6 +32,8 @@
  * and the sequencer.
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -1086,6 +1088,33 @@ static void vindex_check(vindex_t *x, eng_coll_t *c, int64_t snap, size_t docs_w
     free(vals);
 }
 
+/* validate's errors: messages of its own (formatted into buf) or borrowed (an index's). */
+typedef struct verrors {
+    const char *msg[8];
+    char buf[4][640];
+    size_t n, nbuf;
+} verrors_t;
+
+static void verrors_add(verrors_t *e, const char *msg)
+{
+    if (e->n < sizeof e->msg / sizeof e->msg[0])
+        e->msg[e->n++] = msg;
+}
+
+static void verrors_addf(verrors_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void verrors_addf(verrors_t *e, const char *fmt, ...)
+{
+    if (e->nbuf == sizeof e->buf / sizeof e->buf[0])
+        return;
+    char *b = e->buf[e->nbuf++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof e->buf[0], fmt, ap);
+    va_end(ap);
+    verrors_add(e, b);
+}
+
 static void append_str_array(bson_t *doc, const char *key, const char *const *s, size_t n)
 {
     bson_t arr;
@@ -1141,9 +1170,8 @@ bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err)
         vindex_init(&ix[i], specs[i]);
 
     /* check 1 (and the keys of check 2) */
-    const char *errors[8];
-    char errbuf[4][640];
-    size_t nerr = 0;
+    verrors_t errors = {0};
+    bool ok = true;
     int64_t nrecords = 0, no_id = 0, corrupt = 0, dup_ids = 0;
     key_list_t ids = {0};
     if (!metadata) {
@@ -1177,60 +1205,39 @@ bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err)
         const bq_error_t *se = eng_scan_error(&scan);
         if (se) {
             corrupt++;
-            snprintf(errbuf[nerr % 4], sizeof errbuf[0],
-                     "a document version could not be read back from the log: %.480s",
-                     se->message);
-            errors[nerr] = errbuf[nerr % 4];
-            nerr++;
+            verrors_addf(&errors,
+                         "a document version could not be read back from the log: %.480s",
+                         se->message);
         }
         key_list_sort(&ids);
         for (size_t i = 1; i < ids.n; i++)
             if (key_rec_cmp(&ids.k[i - 1], &ids.k[i]) == 0)
                 dup_ids++;
         key_list_cleanup(&ids);
-        if (no_id && nerr < 4) {
-            snprintf(errbuf[nerr], sizeof errbuf[0], "%lld documents have no _id",
-                     (long long)no_id);
-            errors[nerr] = errbuf[nerr];
-            nerr++;
-        }
-        if (dup_ids && nerr < 4) {
-            snprintf(errbuf[nerr], sizeof errbuf[0],
-                     "%lld documents share an _id with another document", (long long)dup_ids);
-            errors[nerr] = errbuf[nerr];
-            nerr++;
-        }
+        if (no_id)
+            verrors_addf(&errors, "%lld documents have no _id", (long long)no_id);
+        if (dup_ids)
+            verrors_addf(&errors, "%lld documents share an _id with another document",
+                         (long long)dup_ids);
         for (size_t i = 0; i < nix; i++)
             vindex_check(&ix[i], c, snap, with_keys[i]);
     }
     for (size_t i = 0; i < nix; i++)
-        if (ix[i].error[0] && nerr < 8)
-            errors[nerr++] = ix[i].error;
+        if (ix[i].error[0])
+            verrors_add(&errors, ix[i].error);
 
     /* check 3 */
     eng_verify_report_t rep;
     memset(&rep, 0, sizeof rep);
     rep.valid = true;
-    char chainbuf[512];
-    if (full) {
-        if (!eng_db_verify(db, &rep, err)) {
-            for (size_t i = 0; i < nix; i++)
-                vindex_cleanup(&ix[i]);
-            free(ix);
-            free(with_keys);
-            free(specs);
-            return false;
-        }
-        if (!rep.valid && nerr < 8) {
-            snprintf(chainbuf, sizeof chainbuf,
-                     "the log's hash chain does not verify at seq %llu (%s): %s",
+    if (full && !(ok = eng_db_verify(db, &rep, err)))
+        goto out;
+    if (!rep.valid)
+        verrors_addf(&errors, "the log's hash chain does not verify at seq %llu (%s): %.480s",
                      (unsigned long long)rep.bad_seq, eng_verify_reason_name(rep.reason),
                      rep.detail);
-            errors[nerr++] = chainbuf;
-        }
-    }
 
-    bool valid = nerr == 0;
+    bool valid = errors.n == 0;
     bson_t *r = ctx->reply, sub, det;
     char *ns = bson_strdup_printf("%s.%s", ctx->db, coll);
     BSON_APPEND_UTF8(r, "ns", ns);
@@ -1262,7 +1269,7 @@ bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err)
         warnings[nwarn++] = "metadata: true checks the index definitions only; no document "
                             "was read";
     append_str_array(r, "warnings", warnings, nwarn);
-    append_str_array(r, "errors", errors, nerr);
+    append_str_array(r, "errors", errors.msg, errors.n);
     append_str_array(r, "extraIndexEntries", NULL, 0);
     append_str_array(r, "missingIndexEntries", NULL, 0);
     append_str_array(r, "corruptRecords", NULL, 0);
@@ -1270,10 +1277,11 @@ bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err)
         BSON_APPEND_UTF8(r, "advice", "A corrupt namespace has been detected. See "
                                       "http://dochub.mongodb.org/core/data-recovery for "
                                       "recovery steps.");
+out:
     for (size_t i = 0; i < nix; i++)
         vindex_cleanup(&ix[i]);
     free(ix);
     free(with_keys);
     free(specs);
-    return true;
+    return ok;
 }
