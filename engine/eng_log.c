@@ -797,19 +797,26 @@ struct eng_log_iter {
     uint32_t buf_seg;
 };
 
-eng_log_iter_t *eng_log_iter_new(eng_log_t *log, uint64_t from_seq, bq_error_t *err)
+/* Under seg_mu: the segment that would hold seq, the last whose first seq is <= seq (0
+ * when there is none: the caller checks seq against its first seq). */
+static size_t seg_find(const eng_log_t *log, uint64_t seq)
 {
-    pthread_mutex_lock(&log->seg_mu);
-    uint64_t flushed = log->flushed_next_seq;
-    /* The segment holding from_seq: the last whose first seq is <= from_seq. */
     size_t lo = 0, hi = log->nsegs;
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (log->segs[mid].first_seq <= from_seq)
+        if (log->segs[mid].first_seq <= seq)
             lo = mid;
         else
             hi = mid;
     }
+    return lo;
+}
+
+eng_log_iter_t *eng_log_iter_new(eng_log_t *log, uint64_t from_seq, bq_error_t *err)
+{
+    pthread_mutex_lock(&log->seg_mu);
+    uint64_t flushed = log->flushed_next_seq;
+    size_t lo = seg_find(log, from_seq);
     uint64_t first = log->nsegs ? log->segs[lo].first_seq : 0;
     pthread_mutex_unlock(&log->seg_mu);
     if (from_seq > flushed) {
@@ -1003,14 +1010,7 @@ bool eng_log_locate(eng_log_t *log, uint64_t seq, eng_pos_t *pos, bq_error_t *er
 {
     pthread_mutex_lock(&log->seg_mu);
     uint64_t flushed = log->flushed_next_seq;
-    size_t nsegs = log->nsegs, lo = 0, hi = nsegs;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (log->segs[mid].first_seq <= seq)
-            lo = mid;
-        else
-            hi = mid;
-    }
+    size_t nsegs = log->nsegs, lo = seg_find(log, seq);
     uint64_t first = nsegs ? log->segs[lo].first_seq : 0;
     char name[sizeof log->segs[0].name] = "";
     if (nsegs)
