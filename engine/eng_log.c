@@ -1056,25 +1056,29 @@ bool eng_log_locate(eng_log_t *log, uint64_t seq, eng_pos_t *pos, bq_error_t *er
     return ok;
 }
 
-bool eng_log_read_seq(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err)
+/* eng_log_locate then eng_log_read (body always initialized), with the record's position
+ * into *pos. */
+static bool read_seq(eng_log_t *log, uint64_t seq, bson_t *body,
+                     uint8_t hash_out[ENG_HASH_SIZE], eng_pos_t *pos, bq_error_t *err)
 {
-    eng_pos_t pos;
-    if (!eng_log_locate(log, seq, &pos, err)) {
+    if (!eng_log_locate(log, seq, pos, err)) {
         bson_init(body);
         return false;
     }
-    return eng_log_read(log, pos, body, NULL, err);
+    return eng_log_read(log, *pos, body, hash_out, err);
+}
+
+bool eng_log_read_seq(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err)
+{
+    eng_pos_t pos;
+    return read_seq(log, seq, body, NULL, &pos, err);
 }
 
 bool eng__log_read_checked(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_t *err)
 {
     eng_pos_t pos;
     uint8_t hash[ENG_HASH_SIZE], prev[ENG_HASH_SIZE], want[ENG_HASH_SIZE];
-    if (!eng_log_locate(log, seq, &pos, err)) {
-        bson_init(body);
-        return false;
-    }
-    if (!eng_log_read(log, pos, body, hash, err))
+    if (!read_seq(log, seq, body, hash, &pos, err))
         return false;
     /* the previous record's hash: the 32 bytes before this record in its segment, or the
      * end of the previous record when this one opens its segment */
@@ -1099,9 +1103,7 @@ bool eng__log_read_checked(eng_log_t *log, uint64_t seq, bson_t *body, bq_error_
     } else if (seq > 0) {
         eng_pos_t ppos;
         bson_t pbody;
-        if (!eng_log_locate(log, seq - 1, &ppos, err))
-            return false;
-        bool ok = eng_log_read(log, ppos, &pbody, prev, err);
+        bool ok = read_seq(log, seq - 1, &pbody, prev, &ppos, err);
         bson_destroy(&pbody);
         if (!ok)
             return false;
