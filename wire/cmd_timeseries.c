@@ -321,7 +321,7 @@ static const char *ts_spec_field(const bson_t *ts_opts, const char *key)
 
 /* The bucket of `measurement` with the given _id into `out` (initialized here): control
  * bounds from the time field, meta from the metaField. BadValue (2) when the time field is
- * missing or not a date. */
+ * missing or not a date, BSONObjectTooLarge (10334) when the bucket is over 16 MB. */
 static bool bucket_build(const bson_t *ts_opts, const bson_t *measurement,
                          const bson_value_t *id, bson_t *out, bq_error_t *err)
 {
@@ -350,6 +350,12 @@ static bool bucket_build(const bson_t *ts_opts, const bson_t *measurement,
     if (meta_field && bson_iter_init_find(&m, measurement, meta_field))
         bson_append_iter(out, "meta", 4, &m);
     BSON_APPEND_DOCUMENT(out, "data", measurement);
+    if (out->len > WIRE_MAX_BSON_SIZE) {
+        bq_error_set(err, BQ_ERR_BSONObjectTooLarge,
+                     "object to insert too large. size in bytes: %u, max size: %d",
+                     measurement->len, WIRE_MAX_BSON_SIZE);
+        return false;
+    }
     return true;
 }
 

@@ -62,8 +62,9 @@ bool wire_expire_after_check(const bson_iter_t *it, int64_t *out, bq_error_t *er
 /*
  * Wraps a measurement (already given its _id) into the bucket document to store in
  * system.buckets.X; ts_opts are X's catalog options. `out` is always initialized and *id
- * set to the bucket's _id on success (the caller destroys it). Error: BadValue (2) when
- * the time field is missing or not a BSON date, with mongod's message.
+ * set to the bucket's _id on success (the caller destroys it). Errors: BadValue (2) when
+ * the time field is missing or not a BSON date, with mongod's message; BSONObjectTooLarge
+ * (10334) when the bucket is larger than a document may be.
  */
 bool wire_ts_bucket_build(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
                           bson_value_t *id, bq_error_t *err);
@@ -79,7 +80,7 @@ size_t wire_ts_collect(eng_coll_t *c, int64_t snap, const bq_match_t *m, eng_doc
 
 /* The bucket of an updated measurement into `out` (always initialized): the old bucket's
  * _id (into *id, owned by the caller on success), bounds and meta from the measurement.
- * BadValue (2) when the time field is no longer a date. */
+ * BadValue (2) when the time field is no longer a date, 10334 as wire_ts_bucket_build. */
 bool wire_ts_bucket_rebuild(const bson_t *ts_opts, const uint8_t *bucket, uint32_t len,
                             const bson_t *measurement, bson_t *out, bson_value_t *id,
                             bq_error_t *err);

@@ -211,23 +211,6 @@ static bool doc_prepare(wire_cmd_ctx_t *ctx, int64_t snap, const bson_t *doc, co
 
 /* ---- insert ---- */
 
-/* The bucket of a time-series measurement into `out` (initialized by the callee) with its
- * _id into *id, checked against the document size limit. */
-static bool ts_bucket(const bson_t *ts_opts, const bson_t *measurement, bson_t *out,
-                      bson_value_t *id, bq_error_t *err)
-{
-    bson_destroy(out);
-    if (!wire_ts_bucket_build(ts_opts, measurement, out, id, err))
-        return false;
-    if (out->len > WIRE_MAX_BSON_SIZE) {
-        bq_error_set(err, BQ_ERR_BSONObjectTooLarge,
-                     "object to insert too large. size in bytes: %u, max size: %d",
-                     measurement->len, WIRE_MAX_BSON_SIZE);
-        return false;
-    }
-    return true;
-}
-
 typedef struct insert_state {
     eng_intent_t intent;
     eng_wop_t *ops;
@@ -372,9 +355,11 @@ bool cmd_insert(wire_cmd_ctx_t *ctx, bq_error_t *err)
             bson_t measurement;
             bson_value_t mid;
             mid.value_type = BSON_TYPE_EOD;
-            bson_init(&w->doc); /* ts_bucket replaces it */
-            ok = doc_prepare(ctx, snap, &doc, NULL, &measurement, &w->prov, &mid, &e) &&
-                 ts_bucket(ts_opts, &measurement, &w->doc, &w->id, &e);
+            ok = doc_prepare(ctx, snap, &doc, NULL, &measurement, &w->prov, &mid, &e);
+            if (ok)
+                ok = wire_ts_bucket_build(ts_opts, &measurement, &w->doc, &w->id, &e);
+            else
+                bson_init(&w->doc);
             bson_destroy(&measurement);
             bson_value_destroy(&mid);
         } else {
@@ -799,19 +784,12 @@ static int stmt_compute(wire_cmd_ctx_t *ctx, stmt_state_t *st, bq_error_t *err)
             mid.value_type = BSON_TYPE_EOD;
             bson_destroy(&w->doc);
             bson_destroy(&w->prov);
-            bson_init(&w->doc); /* wire_ts_bucket_rebuild replaces it */
             ok = doc_prepare(ctx, snap, &updated, &doc, &measurement, &w->prov, &mid, &e);
-            if (ok) {
-                bson_destroy(&w->doc);
+            if (ok)
                 ok = wire_ts_bucket_rebuild(&st->ts_opts, docs[i].data, docs[i].len,
                                             &measurement, &w->doc, &w->id, &e);
-            }
-            if (ok && w->doc.len > WIRE_MAX_BSON_SIZE) {
-                bq_error_set(&e, BQ_ERR_BSONObjectTooLarge,
-                             "object to insert too large. size in bytes: %u, max size: %d",
-                             measurement.len, WIRE_MAX_BSON_SIZE);
-                ok = false;
-            }
+            else
+                bson_init(&w->doc);
             bson_destroy(&measurement);
             bson_value_destroy(&mid);
             w->expect = docs[i].seq;
