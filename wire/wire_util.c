@@ -291,34 +291,34 @@ bool wire_read_snapshot(wire_cmd_ctx_t *ctx, int64_t *snap, bq_error_t *err)
         *snap = s;
         return true;
     }
-    bson_iter_t lv;
-    if (bson_iter_init_find(&it, ctx->cmd, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-        bson_iter_recurse(&it, &lv) && bson_iter_find(&lv, "level") && BSON_ITER_HOLDS_UTF8(&lv) &&
-        strcmp(bson_iter_utf8(&lv, NULL), "snapshot") == 0) {
+    /* readConcern: level "snapshot" pins the cluster time of the read, atClusterTime
+     * reads at an earlier one */
+    if (!bson_iter_init_find(&it, ctx->cmd, "readConcern") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return true;
+    if (bson_iter_recurse(&it, &rc) && bson_iter_find(&rc, "level") &&
+        BSON_ITER_HOLDS_UTF8(&rc) && strcmp(bson_iter_utf8(&rc, NULL), "snapshot") == 0) {
         ctx->snapshot_read = true;
         eng_db_cluster_time(db, head, &ctx->snapshot_t, &ctx->snapshot_i);
     }
-    if (bson_iter_init_find(&it, ctx->cmd, "readConcern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-        bson_iter_recurse(&it, &rc) && bson_iter_find(&rc, "atClusterTime")) {
-        if (!BSON_ITER_HOLDS_TIMESTAMP(&rc)) {
-            bq_error_set(err, BQ_ERR_TypeMismatch,
-                         "readConcern.atClusterTime must be a Timestamp");
-            return false;
-        }
-        uint32_t t, i;
-        bson_iter_timestamp(&rc, &t, &i);
-        uint32_t ht, hi;
-        eng_db_cluster_time(db, head, &ht, &hi);
-        if (t > ht || (t == ht && i > hi)) {
-            bq_error_set(err, BQ_ERR_BadValue,
-                         "readConcern.atClusterTime %u:%u is later than the newest op %u:%u",
-                         t, i, ht, hi);
-            return false;
-        }
-        *snap = eng_db_snapshot_at(db, t, i);
-        ctx->snapshot_t = t;
-        ctx->snapshot_i = i;
+    if (!bson_iter_recurse(&it, &rc) || !bson_iter_find(&rc, "atClusterTime"))
+        return true;
+    if (!BSON_ITER_HOLDS_TIMESTAMP(&rc)) {
+        bq_error_set(err, BQ_ERR_TypeMismatch, "readConcern.atClusterTime must be a Timestamp");
+        return false;
     }
+    uint32_t t, i;
+    bson_iter_timestamp(&rc, &t, &i);
+    uint32_t ht, hi;
+    eng_db_cluster_time(db, head, &ht, &hi);
+    if (t > ht || (t == ht && i > hi)) {
+        bq_error_set(err, BQ_ERR_BadValue,
+                     "readConcern.atClusterTime %u:%u is later than the newest op %u:%u", t, i,
+                     ht, hi);
+        return false;
+    }
+    *snap = eng_db_snapshot_at(db, t, i);
+    ctx->snapshot_t = t;
+    ctx->snapshot_i = i;
     return true;
 }
 
