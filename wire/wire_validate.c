@@ -73,14 +73,15 @@ bool wire_validate_options(const char *cmd, const char *db, const char *coll,
         bq_error_set(err, BQ_ERR_InvalidBSON, "invalid BSON in validator");
         return false;
     }
-    if (!bson_empty(&filter) && !strncmp(coll, "system.", 7) &&
+    if (bson_empty(&filter))
+        return true; /* no validator: nothing to place or to compile */
+    if (!strncmp(coll, "system.", 7) &&
         strncmp(coll, WIRE_TS_BUCKETS_PREFIX, strlen(WIRE_TS_BUCKETS_PREFIX)) != 0) {
         bq_error_set(err, BQ_ERR_InvalidOptions,
                      "Document validators not allowed on system collection %s.%s", db, coll);
         return false;
     }
-    if (!bson_empty(&filter) &&
-        (!strcmp(db, "admin") || !strcmp(db, "local") || !strcmp(db, "config"))) {
+    if (!strcmp(db, "admin") || !strcmp(db, "local") || !strcmp(db, "config")) {
         bq_error_set(err, BQ_ERR_InvalidOptions,
                      "Document validators are not allowed on collection %s.%s in the %s "
                      "internal database",
