@@ -165,20 +165,31 @@ static const char *op_coll(const wire_request_t *req)
     return *c ? c : NULL;
 }
 
-/* currentOp's `op`: the kind of operation mongod reports for the command. */
-static const char *op_kind(const char *name)
+/* How a command is seen by currentOp (its `op`, as mongod reports it) and by top (the
+ * counter it adds to); any command not listed is "command", counted under commands. */
+static const struct {
+    const char *name, *op;
+    int top;
+} op_kinds[] = {
+    {"aggregate", "command", TOP_QUERIES}, {"count", "command", TOP_QUERIES},
+    {"delete", "remove", TOP_REMOVE},      {"distinct", "command", TOP_QUERIES},
+    {"find", "query", TOP_QUERIES},        {"findAndModify", "command", TOP_UPDATE},
+    {"getMore", "getmore", TOP_GETMORE},   {"insert", "insert", TOP_INSERT},
+    {"update", "update", TOP_UPDATE},
+};
+
+static size_t op_kind(const char *name)
 {
-    if (!strcmp(name, "find"))
-        return "query";
-    if (!strcmp(name, "getMore"))
-        return "getmore";
-    if (!strcmp(name, "insert"))
-        return "insert";
-    if (!strcmp(name, "update"))
-        return "update";
-    if (!strcmp(name, "delete"))
-        return "remove";
-    return "command";
+    size_t i = 0;
+    while (i < sizeof op_kinds / sizeof op_kinds[0] && strcmp(op_kinds[i].name, name))
+        i++;
+    return i; /* the count: not listed */
+}
+
+static const char *op_kind_op(const char *name)
+{
+    size_t i = op_kind(name);
+    return i < sizeof op_kinds / sizeof op_kinds[0] ? op_kinds[i].op : "command";
 }
 
 static unsigned top_hash(const char *s)
@@ -189,16 +200,34 @@ static unsigned top_hash(const char *s)
     return h % TOP_BUCKETS;
 }
 
-/* Adds one operation to top's counters of its namespace (the admin lock held). */
-static void top_count(struct wire_admin *a, const wire_request_t *req, uint64_t micros)
+/* What one operation adds to top: the counters `slots` of namespace `ns`. */
+typedef struct top_add {
+    char ns[ENG_NS_MAX + 1];
+    size_t len;
+    int slots[3];
+} top_add_t;
+
+/* Fills *t for req (without the admin lock); false for a command top does not count. */
+static bool top_prepare(const wire_request_t *req, top_add_t *t)
 {
     const char *coll = op_coll(req);
     if (!coll || !req->cmd)
-        return;
-    char ns[ENG_NS_MAX + 1];
-    int len = snprintf(ns, sizeof ns, "%s.%s", req->ctx.db, coll);
-    if (len < 0 || (size_t)len >= sizeof ns)
-        return;
+        return false;
+    int len = snprintf(t->ns, sizeof t->ns, "%s.%s", req->ctx.db, coll);
+    if (len < 0 || (size_t)len >= sizeof t->ns)
+        return false;
+    t->len = (size_t)len;
+    size_t k = op_kind(req->cmd->name);
+    t->slots[0] = TOP_TOTAL;
+    t->slots[1] = (req->cmd->flags & WIRE_CMD_WRITE) ? TOP_WRITE : TOP_READ;
+    t->slots[2] = k < sizeof op_kinds / sizeof op_kinds[0] ? op_kinds[k].top : TOP_COMMANDS;
+    return true;
+}
+
+/* Adds one operation to top's counters of its namespace (the admin lock held). */
+static void top_count(struct wire_admin *a, const top_add_t *t, uint64_t micros)
+{
+    const char *ns = t->ns;
     unsigned b = top_hash(ns);
     top_entry_t *e = a->top[b];
     while (e && strcmp(e->ns, ns))
@@ -209,29 +238,14 @@ static void top_count(struct wire_admin *a, const wire_request_t *req, uint64_t 
         e = calloc(1, sizeof *e);
         if (!e)
             return;
-        memcpy(e->ns, ns, (size_t)len + 1);
+        memcpy(e->ns, ns, t->len + 1);
         e->next = a->top[b];
         a->top[b] = e;
         a->top_n++;
     }
-    const char *name = req->cmd->name;
-    int kind = TOP_COMMANDS;
-    if (!strcmp(name, "find") || !strcmp(name, "aggregate") || !strcmp(name, "count") ||
-        !strcmp(name, "distinct"))
-        kind = TOP_QUERIES;
-    else if (!strcmp(name, "getMore"))
-        kind = TOP_GETMORE;
-    else if (!strcmp(name, "insert"))
-        kind = TOP_INSERT;
-    else if (!strcmp(name, "update") || !strcmp(name, "findAndModify"))
-        kind = TOP_UPDATE;
-    else if (!strcmp(name, "delete"))
-        kind = TOP_REMOVE;
-    int lock = (req->cmd->flags & WIRE_CMD_WRITE) ? TOP_WRITE : TOP_READ;
-    int slots[3] = {TOP_TOTAL, lock, kind};
     for (int i = 0; i < 3; i++) {
-        e->c[slots[i]].time += (int64_t)micros;
-        e->c[slots[i]].count++;
+        e->c[t->slots[i]].time += (int64_t)micros;
+        e->c[t->slots[i]].count++;
     }
 }
 
@@ -240,6 +254,8 @@ void wire_admin_op_end(wire_server_t *server, wire_request_t *req, uint64_t micr
     struct wire_admin *a = server->admin;
     if (!a || !req->opid)
         return;
+    top_add_t t;
+    bool counted = top_prepare(req, &t); /* outside the lock every command takes */
     pthread_mutex_lock(&a->lock);
     if (req->op_prev)
         req->op_prev->op_next = req->op_next;
@@ -249,7 +265,8 @@ void wire_admin_op_end(wire_server_t *server, wire_request_t *req, uint64_t micr
         req->op_next->op_prev = req->op_prev;
     req->op_prev = req->op_next = NULL;
     req->opid = 0;
-    top_count(a, req, micros);
+    if (counted)
+        top_count(a, &t, micros);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -290,7 +307,7 @@ static bson_t *op_doc(const wire_server_t *server, const wire_request_t *req, in
     uint64_t us = now_us > req->t0 ? now_us - req->t0 : 0;
     BSON_APPEND_INT64(d, "secs_running", (int64_t)(us / 1000000));
     BSON_APPEND_INT64(d, "microsecs_running", (int64_t)us);
-    BSON_APPEND_UTF8(d, "op", op_kind(req->ctx.name));
+    BSON_APPEND_UTF8(d, "op", op_kind_op(req->cmd->name));
     const char *coll = op_coll(req);
     char *ns = bson_strdup_printf("%s.%s", req->ctx.db, coll ? coll : "$cmd");
     BSON_APPEND_UTF8(d, "ns", ns);
