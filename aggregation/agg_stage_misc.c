@@ -799,10 +799,7 @@ agg_iter_t *agg__coll_stats_open(const void *state, agg_iter_t *input, agg_run_t
             agg_iter_close(input);
             return NULL;
         }
-        if (n <= INT32_MAX)
-            BSON_APPEND_INT32(doc, "count", (int32_t)n);
-        else
-            BSON_APPEND_INT64(doc, "count", n);
+        bq_num_append(doc, "count", n);
     }
     if (s->query_exec)
         append_query_exec_stats(doc);

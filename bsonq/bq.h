@@ -108,6 +108,9 @@ bool bq_num_to_int64(const bson_value_t *v, int64_t *out, bool *exact);
 int bq_num_compare(const bson_value_t *a, const bson_value_t *b);
 /* True if v is a double NaN or a Decimal128 NaN. */
 bool bq_num_is_nan(const bson_value_t *v);
+/* Appends v to doc at key as an int32 when it fits, else as an int64: how mongod's
+ * appendNumber writes counts and sizes in command replies. */
+void bq_num_append(bson_t *doc, const char *key, int64_t v);
 
 /* ---------------------------------------------------------------- paths (bq_path.c) */
 

@@ -294,3 +294,11 @@ bool bq_num_to_int64(const bson_value_t *v, int64_t *out, bool *exact)
         return bq_dec_to_int64(v->value.v_decimal128, out, exact);
     }
 }
+
+void bq_num_append(bson_t *doc, const char *key, int64_t v)
+{
+    if (v >= INT32_MIN && v <= INT32_MAX)
+        BSON_APPEND_INT32(doc, key, (int32_t)v);
+    else
+        BSON_APPEND_INT64(doc, key, v);
+}

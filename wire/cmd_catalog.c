@@ -725,14 +725,6 @@ static int64_t scale_arg(const bson_t *cmd)
 }
 
 /* mongod's appendNumber: an int32 when the value fits, else an int64. */
-static void append_number(bson_t *out, const char *key, int64_t v)
-{
-    if (v >= INT32_MIN && v <= INT32_MAX)
-        BSON_APPEND_INT32(out, key, (int32_t)v);
-    else
-        BSON_APPEND_INT64(out, key, v);
-}
-
 static int64_t option_int64(const bson_t *options, const char *key)
 {
     bson_iter_t it;
@@ -767,13 +759,13 @@ bool wire_coll_storage_stats(eng_db_t *db, const char *dbname, const char *coll,
     bson_t sub;
     if (!c) {
         /* mongod's figures for a collection that is not there, then its error */
-        append_number(out, "size", 0);
-        append_number(out, "count", 0);
-        append_number(out, "numOrphanDocs", 0);
-        append_number(out, "storageSize", 0);
+        bq_num_append(out, "size", 0);
+        bq_num_append(out, "count", 0);
+        bq_num_append(out, "numOrphanDocs", 0);
+        bq_num_append(out, "storageSize", 0);
         BSON_APPEND_INT32(out, "totalSize", 0);
         BSON_APPEND_INT32(out, "nindexes", 0);
-        append_number(out, "totalIndexSize", 0);
+        bq_num_append(out, "totalIndexSize", 0);
         BSON_APPEND_DOCUMENT_BEGIN(out, "indexDetails", &sub);
         bson_append_document_end(out, &sub);
         BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sub);
@@ -787,38 +779,38 @@ bool wire_coll_storage_stats(eng_db_t *db, const char *dbname, const char *coll,
     eng_coll_stats(c, snap, &count, &bytes);
     int64_t size = (int64_t)bytes, n = (int64_t)count;
     int64_t avg = n ? size / n : 0;
-    append_number(out, "size", size / scale);
+    bq_num_append(out, "size", size / scale);
     if (ts) {
         char *bns = bson_strdup_printf("%s.%s", dbname, buckets);
         BSON_APPEND_DOCUMENT_BEGIN(out, "timeseries", &sub);
         BSON_APPEND_UTF8(&sub, "bucketsNs", bns);
-        append_number(&sub, "bucketCount", n);
+        bq_num_append(&sub, "bucketCount", n);
         if (n)
             BSON_APPEND_INT32(&sub, "avgBucketSize", (int32_t)avg);
         bson_append_document_end(out, &sub);
         bson_free(bns);
     } else {
-        append_number(out, "count", n);
+        bq_num_append(out, "count", n);
         if (n)
             BSON_APPEND_INT32(out, "avgObjSize", (int32_t)avg);
     }
-    append_number(out, "numOrphanDocs", 0);
-    append_number(out, "storageSize", size / scale);
-    append_number(out, "freeStorageSize", 0);
+    bq_num_append(out, "numOrphanDocs", 0);
+    bq_num_append(out, "storageSize", size / scale);
+    bq_num_append(out, "freeStorageSize", 0);
     eng_coll_info_t info;
     eng_coll_info(c, &info);
     bson_iter_t it;
     bool capped = bson_iter_init_find(&it, info.options, "capped") && bson_iter_as_bool(&it);
     BSON_APPEND_BOOL(out, "capped", capped);
     if (capped) {
-        append_number(out, "max", option_int64(info.options, "max"));
-        append_number(out, "maxSize", option_int64(info.options, "size") / scale);
+        bq_num_append(out, "max", option_int64(info.options, "max"));
+        bq_num_append(out, "maxSize", option_int64(info.options, "size") / scale);
     }
     BSON_APPEND_INT32(out, "nindexes", wire_index_count(c, snap));
     BSON_APPEND_ARRAY_BEGIN(out, "indexBuilds", &sub);
     bson_append_array_end(out, &sub);
-    append_number(out, "totalIndexSize", 0);
-    append_number(out, "totalSize", size / scale);
+    bq_num_append(out, "totalIndexSize", 0);
+    bq_num_append(out, "totalSize", size / scale);
     BSON_APPEND_DOCUMENT_BEGIN(out, "indexSizes", &sub);
     wire_index_sizes(&sub, c, snap);
     bson_append_document_end(out, &sub);

@@ -57,15 +57,6 @@ static layer_t *plan_push(plan_t *p, const char *stage)
     return l;
 }
 
-/* As mongod's appendNumber: an int32 when it fits. */
-static void append_num(bson_t *out, const char *key, int64_t v)
-{
-    if (v >= INT32_MIN && v <= INT32_MAX)
-        BSON_APPEND_INT32(out, key, (int32_t)v);
-    else
-        BSON_APPEND_INT64(out, key, v);
-}
-
 static void plan_append(bson_t *out, const plan_t *p, int i, bool stats)
 {
     const layer_t *l = &p->l[i];
@@ -77,17 +68,17 @@ static void plan_append(bson_t *out, const plan_t *p, int i, bool stats)
     if (l->ixscan)
         bson_concat(out, l->ixscan);
     if (!strcmp(l->stage, "SORT")) {
-        append_num(out, "memLimit", 104857600);
+        bq_num_append(out, "memLimit", 104857600);
         BSON_APPEND_UTF8(out, "type", "simple");
     }
     if (l->num_key)
-        append_num(out, l->num_key, l->num);
+        bq_num_append(out, l->num_key, l->num);
     if (stats) {
-        append_num(out, "nReturned", l->n_returned);
-        append_num(out, "executionTimeMillisEstimate", 0);
+        bq_num_append(out, "nReturned", l->n_returned);
+        bq_num_append(out, "executionTimeMillisEstimate", 0);
         for (int k = 0; k < 4; k++)
             if (l->stat_key[k])
-                append_num(out, l->stat_key[k], l->stat[k]);
+                bq_num_append(out, l->stat_key[k], l->stat[k]);
     }
     if (i + 1 < p->n) {
         bson_t child;
@@ -761,10 +752,10 @@ bool wire_explain_command(wire_cmd_ctx_t *ctx, const bson_t *inner, const char *
     if (stats) {
         BSON_APPEND_DOCUMENT_BEGIN(reply, "executionStats", &es);
         BSON_APPEND_BOOL(&es, "executionSuccess", true);
-        append_num(&es, "nReturned", returned);
-        append_num(&es, "executionTimeMillis", elapsed);
-        append_num(&es, "totalKeysExamined", use_ix ? ix.keys : in.idhack ? r.examined : 0);
-        append_num(&es, "totalDocsExamined", r.examined);
+        bq_num_append(&es, "nReturned", returned);
+        bq_num_append(&es, "executionTimeMillis", elapsed);
+        bq_num_append(&es, "totalKeysExamined", use_ix ? ix.keys : in.idhack ? r.examined : 0);
+        bq_num_append(&es, "totalDocsExamined", r.examined);
         BSON_APPEND_DOCUMENT_BEGIN(&es, "executionStages", &st);
         plan_append(&st, &p, 0, true);
         bson_append_document_end(&es, &st);

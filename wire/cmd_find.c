@@ -359,15 +359,6 @@ bool cmd_kill_cursors(wire_cmd_ctx_t *ctx, bq_error_t *err)
     return true;
 }
 
-/* As mongod's appendNumber: an int32 when it fits. */
-static void append_count(bson_t *reply, int64_t n)
-{
-    if (n <= INT32_MAX)
-        BSON_APPEND_INT32(reply, "n", (int32_t)n);
-    else
-        BSON_APPEND_INT64(reply, "n", n);
-}
-
 /* count on a view: the view's stages, then $match, $skip, $limit, $count. */
 static bool count_view(wire_cmd_ctx_t *ctx, const char *view, const bson_t *query,
                        int64_t skip, int64_t limit, bq_error_t *err)
@@ -409,7 +400,7 @@ static bool count_view(wire_cmd_ctx_t *ctx, const char *view, const bson_t *quer
     for (size_t i = 0; i < got; i++)
         bson_destroy(docs[i]);
     free(docs);
-    append_count(ctx->reply, total);
+    bq_num_append(ctx->reply, "n", total);
     return true;
 }
 
@@ -457,7 +448,7 @@ bool cmd_count(wire_cmd_ctx_t *ctx, bq_error_t *err)
             n = limit;
     }
     bq_match_destroy(m);
-    append_count(ctx->reply, n);
+    bq_num_append(ctx->reply, "n", n);
     return true;
 }
 
