@@ -43,37 +43,53 @@ static bool db_name_valid(const char *db, uint32_t len)
 static bool api_check(wire_cmd_ctx_t *ctx, const wire_command_t *cmd, bq_error_t *err)
 {
     static const char *const flags[] = {"apiStrict", "apiDeprecationErrors"};
-    bson_iter_t it;
-    bool version = bson_iter_init_find(&it, ctx->cmd, "apiVersion");
-    if (version && !BSON_ITER_HOLDS_UTF8(&it)) {
+    /* one walk of the command's fields (this runs for every command) */
+    bson_iter_t it, version, strict_it, deprecation_it; /* bson_iter_t cannot be an array */
+    bson_iter_t *flag[2] = {&strict_it, &deprecation_it};
+    bool has_version = false, has_flag[2] = {false, false};
+    bson_iter_init(&it, ctx->cmd);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strncmp(k, "api", 3) != 0)
+            continue;
+        if (!has_version && !strcmp(k, "apiVersion")) {
+            version = it;
+            has_version = true;
+        }
+        for (size_t i = 0; i < 2; i++) {
+            if (!has_flag[i] && !strcmp(k, flags[i])) {
+                *flag[i] = it;
+                has_flag[i] = true;
+            }
+        }
+    }
+    if (has_version && !BSON_ITER_HOLDS_UTF8(&version)) {
         bq_error_set(err, BQ_ERR_TypeMismatch,
                      "BSON field 'apiVersion' is the wrong type '%s', expected type 'string'",
-                     bq_type_name(bson_iter_type(&it)));
+                     bq_type_name(bson_iter_type(&version)));
         return false;
     }
-    if (version && strcmp(bson_iter_utf8(&it, NULL), "1") != 0) {
+    if (has_version && strcmp(bson_iter_utf8(&version, NULL), "1") != 0) {
         bq_error_set(err, BQ_ERR_APIVersionError, "API version must be \"1\"");
         return false;
     }
-    bool strict = false;
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-        if (!bson_iter_init_find(&it, ctx->cmd, flags[i]))
+    for (size_t i = 0; i < 2; i++) {
+        if (!has_flag[i])
             continue;
-        if (!BSON_ITER_HOLDS_BOOL(&it)) {
+        if (!BSON_ITER_HOLDS_BOOL(flag[i])) {
             bq_error_set(err, BQ_ERR_TypeMismatch,
                          "BSON field '%s' is the wrong type '%s', expected type 'bool'",
-                         flags[i], bq_type_name(bson_iter_type(&it)));
+                         flags[i], bq_type_name(bson_iter_type(flag[i])));
             return false;
         }
-        if (!version) {
+        if (!has_version) {
             bq_error_set(err, 4886600,
                          "Provided apiStrict and/or apiDeprecationErrors without passing "
                          "apiVersion");
             return false;
         }
-        if (i == 0)
-            strict = bson_iter_bool(&it);
     }
+    bool strict = has_flag[0] && bson_iter_bool(&strict_it);
     if (strict && !(cmd->flags & WIRE_CMD_API_V1)) {
         bq_error_set(err, BQ_ERR_APIStrictError,
                      "Provided apiStrict:true, but the command %s is not in API Version 1. "
