@@ -340,18 +340,15 @@ void wire_admin_current_ops(wire_server_t *server, bool idle_connections, bson_t
     int64_t now_ms = wall_ms();
     uint64_t now_us = wire_server_uptime_micros(server);
     pthread_mutex_lock(&a->lock);
-    size_t cap = 0;
     for (wire_request_t *r = a->ops; r; r = r->op_next)
-        cap++;
-    *docs = calloc(cap ? cap : 1, sizeof **docs);
+        (*n)++;
+    *docs = calloc(*n ? *n : 1, sizeof **docs);
     if (!*docs)
         abort();
-    /* oldest first, as they started */
-    wire_request_t *last = a->ops;
-    while (last && last->op_next)
-        last = last->op_next;
-    for (wire_request_t *r = last; r; r = r->op_prev)
-        (*docs)[(*n)++] = op_doc(server, r, now_ms, now_us);
+    /* oldest first, as they started: the list is newest first */
+    size_t i = *n;
+    for (wire_request_t *r = a->ops; r; r = r->op_next)
+        (*docs)[--i] = op_doc(server, r, now_ms, now_us);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -632,12 +629,15 @@ bool wire_admin_fsync_locked(wire_server_t *server)
     return locked;
 }
 
-/* Drops one fsync lock; returns the count left. */
+/* Drops one fsync lock, the last one letting the held writes through; returns the count
+ * left, or -1 when there was no lock to drop. */
 static int64_t fsync_unlock_one(wire_server_t *server)
 {
     struct wire_admin *a = server->admin;
+    if (!a)
+        return -1;
     pthread_mutex_lock(&a->lock);
-    int64_t left = a->fsync_locks > 0 ? --a->fsync_locks : 0;
+    int64_t left = a->fsync_locks > 0 ? --a->fsync_locks : -1;
     held_write_t *h = left == 0 ? held_detach(a) : NULL;
     pthread_mutex_unlock(&a->lock);
     held_submit(server, h);
@@ -680,7 +680,6 @@ static bool fsync_done(wire_cmd_ctx_t *ctx, bq_error_t *err)
  * reply is {info, lockCount, seeAlso}. */
 bool cmd_fsync(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
-    (void)err;
     bson_iter_t it;
     bool lock = bson_iter_init_find(&it, ctx->cmd, "lock") && bson_iter_as_bool(&it);
     struct wire_admin *a = ctx->server->admin;
@@ -707,18 +706,11 @@ bool cmd_fsync(wire_cmd_ctx_t *ctx, bq_error_t *err)
  * held writes through, in the order they came. */
 bool cmd_fsync_unlock(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
-    struct wire_admin *a = ctx->server->admin;
-    bool locked = false;
-    if (a) {
-        pthread_mutex_lock(&a->lock);
-        locked = a->fsync_locks > 0;
-        pthread_mutex_unlock(&a->lock);
-    }
-    if (!locked) {
+    int64_t left = fsync_unlock_one(ctx->server); /* checks and drops under one lock */
+    if (left < 0) {
         bq_error_set(err, BQ_ERR_IllegalOperation, "fsyncUnlock called when not locked");
         return false;
     }
-    int64_t left = fsync_unlock_one(ctx->server);
     wire_log(0, "fsyncUnlock completed, lock count now %lld", (long long)left);
     BSON_APPEND_UTF8(ctx->reply, "info", "fsyncUnlock completed");
     BSON_APPEND_INT64(ctx->reply, "lockCount", left);
