@@ -451,6 +451,24 @@ static void on_overlay_put(out_state_t *st, merge_overlay_t *onov, bool *exact, 
     bson_destroy(&arr);
 }
 
+/* merge_lookup's test of one stored document d: skipped when this intent rewrote it (ov
+ * holds its _id), else 1 with *ex (d through *stored) and *seq when m matches it, 0 when
+ * not, -1 with err. */
+static int stored_match(const eng_doc_t *d, merge_overlay_t *ov, const bq_match_t *m,
+                        bson_t *stored, const bson_t **ex, int64_t *seq, bq_error_t *err)
+{
+    bson_iter_t it;
+    if (!bson_init_static(stored, d->data, d->len) || !bson_iter_init_find(&it, stored, "_id") ||
+        overlay_get(ov, bson_iter_value(&it)) >= 0)
+        return 0;
+    int found = bq_match_eval_env(m, stored, NULL, err);
+    if (found > 0) {
+        *ex = stored;
+        *seq = d->seq;
+    }
+    return found;
+}
+
 /* Finds the target document `filter` matches: this intent's own writes first, then the
  * store at snap (skipping documents the intent rewrote). Returns 1 with *ex (borrowed from
  * an op, or from the store through *stored) and *op (the op's index, or -1 with *seq the
@@ -512,18 +530,8 @@ static int merge_lookup(out_state_t *st, eng_coll_t *c, int64_t snap, merge_over
         bson_iter_find(&fv, "$eq") &&
         eng_coll_index_lookup(c, snap, bson_iter_key(&f), bson_iter_value(&fv), 1, &cand,
                               &ncand, NULL)) {
-        for (size_t i = 0; i < ncand && !found; i++) {
-            bson_iter_t it;
-            if (!bson_init_static(stored, cand[i].data, cand[i].len) ||
-                !bson_iter_init_find(&it, stored, "_id") ||
-                overlay_get(ov, bson_iter_value(&it)) >= 0)
-                continue;
-            found = bq_match_eval_env(m, stored, NULL, err);
-            if (found > 0) {
-                *ex = stored;
-                *seq = cand[i].seq;
-            }
-        }
+        for (size_t i = 0; i < ncand && !found; i++)
+            found = stored_match(&cand[i], ov, m, stored, ex, seq, err);
         free(cand);
         bq_match_destroy(m);
         return found;
@@ -531,18 +539,10 @@ static int merge_lookup(out_state_t *st, eng_coll_t *c, int64_t snap, merge_over
     if (!found && c) {
         eng_scan_t scan;
         eng_scan_init(&scan, c, snap, false);
-        while (!found && eng_scan_next(&scan, &d)) {
-            bson_iter_t it;
-            if (!bson_init_static(stored, d.data, d.len) ||
-                !bson_iter_init_find(&it, stored, "_id") ||
-                overlay_get(ov, bson_iter_value(&it)) >= 0)
-                continue;
-            found = bq_match_eval_env(m, stored, NULL, err);
-            if (found > 0) {
-                *ex = stored;
-                *seq = d.seq;
-            }
-        }
+        while (!found && eng_scan_next(&scan, &d))
+            found = stored_match(&d, ov, m, stored, ex, seq, err);
+        if (!found && !wire_scan_done(&scan, err))
+            found = -1;
     }
     bq_match_destroy(m);
     return found;
