@@ -39,6 +39,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "bq.h"
 #include "bq_key.h"
 #include "cmd_view.h"
 #include "eng.h"
@@ -270,15 +271,6 @@ void wire_admin_op_end(wire_server_t *server, wire_request_t *req, uint64_t micr
     pthread_mutex_unlock(&a->lock);
 }
 
-/* Appends n as an int32 when it fits, else an int64 (mongod's appendNumber). */
-static void append_number(bson_t *doc, const char *key, int64_t n)
-{
-    if (n >= INT32_MIN && n <= INT32_MAX)
-        bson_append_int32(doc, key, -1, (int32_t)n);
-    else
-        bson_append_int64(doc, key, -1, n);
-}
-
 /* One operation as currentOp shows it (the admin lock held: req cannot end meanwhile). */
 static bson_t *op_doc(const wire_server_t *server, const wire_request_t *req, int64_t now_ms,
                       uint64_t now_us)
@@ -289,7 +281,7 @@ static bson_t *op_doc(const wire_server_t *server, const wire_request_t *req, in
     BSON_APPEND_UTF8(d, "host", server->host);
     snprintf(buf, sizeof buf, "conn%llu", (unsigned long long)req->ctx.conn->id);
     BSON_APPEND_UTF8(d, "desc", buf);
-    append_number(d, "connectionId", (int64_t)req->ctx.conn->id);
+    bq_num_append(d, "connectionId", (int64_t)req->ctx.conn->id);
     BSON_APPEND_UTF8(d, "client", req->ctx.conn->peer);
     BSON_APPEND_BOOL(d, "active", true);
     time_t secs = (time_t)(now_ms / 1000);
@@ -300,7 +292,7 @@ static bson_t *op_doc(const wire_server_t *server, const wire_request_t *req, in
     snprintf(buf, sizeof buf, "%s.%03d+00:00", date, (int)(now_ms % 1000));
     BSON_APPEND_UTF8(d, "currentOpTime", buf);
     BSON_APPEND_BOOL(d, "threaded", true);
-    append_number(d, "opid", req->opid);
+    bq_num_append(d, "opid", req->opid);
     bson_iter_t it;
     if (bson_iter_init_find(&it, req->ctx.cmd, "lsid") && BSON_ITER_HOLDS_DOCUMENT(&it))
         bson_append_iter(d, "lsid", -1, &it);
@@ -556,7 +548,7 @@ bool cmd_profile(wire_cmd_ctx_t *ctx, bq_error_t *err)
             atomic_store(&a->slow_ms, (int64_t)slowms);
     }
     BSON_APPEND_INT32(ctx->reply, "was", 0);
-    append_number(ctx->reply, "slowms", was_slowms);
+    bq_num_append(ctx->reply, "slowms", was_slowms);
     BSON_APPEND_DOUBLE(ctx->reply, "sampleRate", was_rate);
     return true;
 }
@@ -822,8 +814,8 @@ bool cmd_data_size(wire_cmd_ctx_t *ctx, bq_error_t *err)
     eng_coll_t *c = eng_coll_get(ctx->server->db, db, dot + 1, snap);
     if (c && !wire_view_is(ctx->server->db, db, dot + 1, snap))
         eng_coll_stats(c, snap, &count, &bytes);
-    append_number(ctx->reply, "size", (int64_t)bytes);
-    append_number(ctx->reply, "numObjects", (int64_t)count);
+    bq_num_append(ctx->reply, "size", (int64_t)bytes);
+    bq_num_append(ctx->reply, "numObjects", (int64_t)count);
     BSON_APPEND_INT32(ctx->reply, "millis", (int32_t)(wall_ms() - t0));
     return true;
 }
@@ -1253,12 +1245,12 @@ bool cmd_validate(wire_cmd_ctx_t *ctx, bq_error_t *err)
     bson_free(ns);
     BSON_APPEND_INT32(r, "nInvalidDocuments", 0);
     BSON_APPEND_INT32(r, "nNonCompliantDocuments", 0);
-    append_number(r, "nrecords", nrecords);
+    bq_num_append(r, "nrecords", nrecords);
     BSON_APPEND_INT32(r, "nIndexes", (int32_t)(nix + 1));
     BSON_APPEND_DOCUMENT_BEGIN(r, "keysPerIndex", &sub);
-    append_number(&sub, "_id_", nrecords - no_id);
+    bq_num_append(&sub, "_id_", nrecords - no_id);
     for (size_t i = 0; i < nix; i++)
-        append_number(&sub, ix[i].name, ix[i].keys);
+        bq_num_append(&sub, ix[i].name, ix[i].keys);
     bson_append_document_end(r, &sub);
     BSON_APPEND_DOCUMENT_BEGIN(r, "indexDetails", &sub);
     BSON_APPEND_DOCUMENT_BEGIN(&sub, "_id_", &det);
