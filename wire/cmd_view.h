@@ -20,6 +20,12 @@
 /* mongod's limit on a chain of views. */
 #define WIRE_VIEW_MAX_DEPTH 20
 
+/* The options of db.name at snap when it is a view, time-series collections included
+ * (their catalog entry is a view on the buckets): borrowed from the catalog, valid as long
+ * as the snapshot; NULL for a collection or a missing name. */
+const bson_t *wire_view_options(eng_db_t *db, const char *dbname, const char *name,
+                                int64_t snap);
+
 /* Whether db.name is a view at snap (false for collections and missing names). */
 bool wire_view_is(eng_db_t *db, const char *dbname, const char *name, int64_t snap);
 

@@ -247,17 +247,10 @@ void wire_cursors_destroy(struct wire_cursors *c);
 /* Appends {totalLinesWritten, log: [the most recent lines]} for getLog "global". */
 void wire_log_append_recent(bson_t *reply);
 
-/* ---- views (cmd_view.c; the rest of its interface is in cmd_view.h) ---- */
-
-/* The options of db.name at snap when it is a view, time-series collections included
- * (their catalog entry is a view on the buckets): borrowed from the catalog, valid as long
- * as the snapshot; NULL for a collection or a missing name. */
-const bson_t *wire_view_options(eng_db_t *db, const char *dbname, const char *name,
-                                int64_t snap);
-
 /* ---- small helpers (wire_util.c) ---- */
 
-/* Appends the current wall-clock time as a BSON date. */
+/* The wall-clock time in milliseconds since the epoch; appended as a BSON date. */
+int64_t wire_now_ms(void);
 void wire_append_now(bson_t *doc, const char *key);
 
 /* Checks a collection name in `db` as MongoDB does (InvalidNamespace, 73). */
