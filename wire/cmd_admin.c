@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "bq.h"
@@ -44,13 +43,6 @@
 #include "cmd_view.h"
 #include "eng.h"
 #include "wire_cmd.h"
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* ================================================================ state */
 
@@ -132,7 +124,7 @@ void wire_admin_op_begin(wire_server_t *server, wire_request_t *req)
     struct wire_admin *a = server->admin;
     if (!a)
         return;
-    req->started_ms = wall_ms();
+    req->started_ms = wire_now_ms();
     pthread_mutex_lock(&a->lock);
     req->opid = ++a->next_opid;
     req->op_prev = NULL;
@@ -329,7 +321,7 @@ void wire_admin_current_ops(wire_server_t *server, bool idle_connections, bson_t
     *n = 0;
     if (!a)
         return;
-    int64_t now_ms = wall_ms();
+    int64_t now_ms = wire_now_ms();
     uint64_t now_us = wire_server_uptime_micros(server);
     pthread_mutex_lock(&a->lock);
     for (wire_request_t *r = a->ops; r; r = r->op_next)
@@ -779,7 +771,7 @@ bool cmd_top(wire_cmd_ctx_t *ctx, bq_error_t *err)
  * form (keyPattern, min, max) is refused with 238. */
 bool cmd_data_size(wire_cmd_ctx_t *ctx, bq_error_t *err)
 {
-    int64_t t0 = wall_ms();
+    int64_t t0 = wire_now_ms();
     bson_iter_t it;
     bson_iter_init(&it, ctx->cmd);
     bson_iter_next(&it);
@@ -816,7 +808,7 @@ bool cmd_data_size(wire_cmd_ctx_t *ctx, bq_error_t *err)
         eng_coll_stats(c, snap, &count, &bytes);
     bq_num_append(ctx->reply, "size", (int64_t)bytes);
     bq_num_append(ctx->reply, "numObjects", (int64_t)count);
-    BSON_APPEND_INT32(ctx->reply, "millis", (int32_t)(wall_ms() - t0));
+    BSON_APPEND_INT32(ctx->reply, "millis", (int32_t)(wire_now_ms() - t0));
     return true;
 }
 

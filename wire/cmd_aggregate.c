@@ -27,7 +27,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "cmd_aggregate.h"
@@ -42,13 +41,6 @@ static int64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* ================================================================ the engine source */
@@ -861,7 +853,7 @@ static bool aggregate_run(wire_cmd_ctx_t *ctx, run_opts_t *ro, bq_error_t *err)
     wire_agg_source_init(&j->source, ctx->server, a.snap);
     uint32_t ct_t, ct_i;
     eng_db_cluster_time(ctx->server->db, a.snap, &ct_t, &ct_i);
-    if (!agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i,
+    if (!agg_run_init(&j->run, p, &j->source.src, j->db, wire_now_ms(), ct_t, ct_i,
                       a.allow_disk_use, err)) {
         j->run_ready = true;
         job_free(j);
@@ -1070,7 +1062,7 @@ size_t wire_agg_collect(wire_cmd_ctx_t *ctx, const char *coll, const bson_t *sta
     wire_agg_source_init(&j->source, ctx->server, snap);
     uint32_t ct_t, ct_i;
     eng_db_cluster_time(ctx->server->db, snap, &ct_t, &ct_i);
-    bool ok = agg_run_init(&j->run, p, &j->source.src, j->db, wall_ms(), ct_t, ct_i, false,
+    bool ok = agg_run_init(&j->run, p, &j->source.src, j->db, wire_now_ms(), ct_t, ct_i, false,
                            err);
     j->run_ready = true;
     if (ok)

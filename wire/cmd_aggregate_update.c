@@ -13,7 +13,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "cmd_aggregate.h"
 
@@ -74,13 +73,6 @@ static bool keep_id(const bson_t *orig, const bson_t *result, bool is_upsert_see
     return true;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 bool wire_agg_update_apply(wire_cmd_ctx_t *ctx, const bson_t *pipeline, const bson_t *doc,
                            bool is_upsert_seed, bson_t *out, bq_error_t *err)
 {
@@ -98,7 +90,7 @@ bool wire_agg_update_apply(wire_cmd_ctx_t *ctx, const bson_t *pipeline, const bs
     agg_run_t run;
     uint32_t t, i;
     eng_db_cluster_time(ctx->server->db, eng_db_snapshot(ctx->server->db), &t, &i);
-    bool ok = agg_run_init(&run, p, NULL, ctx->db, wall_ms(), t, i, false, err);
+    bool ok = agg_run_init(&run, p, NULL, ctx->db, wire_now_ms(), t, i, false, err);
     bson_t *one = (bson_t *)doc;
     agg_iter_t *it = ok ? agg_pipeline_open(p, agg_iter_from_docs(&run, &one, 1), &run, err)
                         : NULL;

@@ -48,7 +48,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "cmd_timeseries.h"
@@ -82,13 +81,6 @@ typedef struct ttl_rules {
     ttl_rule_t *v;
     size_t n, cap;
 } ttl_rules_t;
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* expireAfterSeconds as a whole number of seconds; false when it is not a usable number
  * (the create and collMod checks keep such values out; a log from elsewhere might not). */
@@ -306,7 +298,7 @@ static void ttl_pass(struct wire_ttl *t)
 {
     eng_db_t *db = t->server->db;
     int64_t snap = eng_db_snapshot(db);
-    int64_t now = wall_ms();
+    int64_t now = wire_now_ms();
     eng_coll_info_t *colls = NULL;
     size_t ncolls = eng_catalog_list(db, NULL, snap, &colls);
     ttl_rules_t rules = {0};

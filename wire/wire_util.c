@@ -9,11 +9,16 @@
 #include "cmd_index.h"
 #include "wire_int.h"
 
-void wire_append_now(bson_t *doc, const char *key)
+int64_t wire_now_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    bson_append_date_time(doc, key, -1, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+void wire_append_now(bson_t *doc, const char *key)
+{
+    bson_append_date_time(doc, key, -1, wire_now_ms());
 }
 
 /* ---- command arguments ---- */
