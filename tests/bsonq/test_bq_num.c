@@ -253,7 +253,7 @@ Test(bq_num, append_number_picks_int32_when_it_fits)
     static const struct {
         int64_t v;
         bson_type_t type;
-    } rows[] = {
+    } cases[] = {
         {0, BSON_TYPE_INT32},
         {INT32_MAX, BSON_TYPE_INT32},
         {INT32_MIN, BSON_TYPE_INT32},
@@ -261,13 +261,13 @@ Test(bq_num, append_number_picks_int32_when_it_fits)
         {(int64_t)INT32_MIN - 1, BSON_TYPE_INT64},
         {INT64_MAX, BSON_TYPE_INT64},
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bson_t doc = BSON_INITIALIZER;
         bson_iter_t it;
-        bq_num_append(&doc, "n", rows[i].v);
+        bq_num_append(&doc, "n", cases[i].v);
         cr_assert(bson_iter_init_find(&it, &doc, "n"));
-        cr_assert_eq(bson_iter_type(&it), rows[i].type, "row %zu", i);
-        cr_assert_eq(bson_iter_as_int64(&it), rows[i].v, "row %zu", i);
+        cr_assert_eq(bson_iter_type(&it), cases[i].type, "row %zu", i);
+        cr_assert_eq(bson_iter_as_int64(&it), cases[i].v, "row %zu", i);
         bson_destroy(&doc);
     }
 }
